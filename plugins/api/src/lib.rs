@@ -1,0 +1,20 @@
+//! The plugin API of fuwa: the event model, the three plugin traits
+//! (`Input`, `Filter`, `Output`) and the small helpers every plugin needs
+//! (msgpack walking, config sections with source spans, tag patterns).
+//!
+//! Dependency direction is one way: the engine depends on plugins, plugins
+//! depend on this crate, and this crate depends on no plugin.
+
+pub mod config;
+pub mod event;
+pub mod msgpack;
+pub mod pattern;
+pub mod plugin;
+
+pub use config::{ByteSize, ConfigError, ConfigSection, HumanDuration};
+pub use event::{Batch, Chunk, Entry, EventTime};
+pub use pattern::TagPattern;
+pub use plugin::{
+    BuildContext, EmitError, Emitter, Filter, FilterResult, Input, InputContext, Output,
+    OutputError, Partitioner, PluginError, Shutdown,
+};

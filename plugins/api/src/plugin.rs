@@ -1,0 +1,138 @@
+//! The three plugin traits and what the engine hands them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::event::{Batch, Chunk, EventTime};
+
+/// Why an input's batch was not accepted.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EmitError {
+    /// the agent is stopping; the input should stop too and not acknowledge
+    #[error("the pipeline is shutting down")]
+    ShuttingDown,
+    /// a buffer refused the batch (overflow_action = reject)
+    #[error("buffer full: {0}")]
+    Rejected(String),
+}
+
+/// Where inputs send their batches. `emit` resolves once every output that
+/// matches the tag has accepted the batch into its buffer; it waits (that
+/// wait is the backpressure) while a buffer is full.
+#[async_trait]
+pub trait Emitter: Send + Sync {
+    async fn emit(&self, batch: Batch) -> Result<(), EmitError>;
+}
+
+/// A shutdown signal passed down to every task.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    pub fn new() -> (watch::Sender<bool>, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Shutdown { rx })
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once shutdown has been requested.
+    pub async fn wait(&mut self) {
+        while !*self.rx.borrow_and_update() {
+            if self.rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// What every input gets when it starts.
+pub struct InputContext {
+    pub id: Arc<str>,
+    pub emitter: Arc<dyn Emitter>,
+    pub shutdown: Shutdown,
+}
+
+#[derive(Debug, Error)]
+pub enum PluginError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// An input runs until shutdown, emitting batches.
+#[async_trait]
+pub trait Input: Send {
+    /// Binds sockets, opens files: anything that can fail at start-up, so
+    /// that the agent refuses to start rather than failing later.
+    async fn start(&mut self) -> Result<(), PluginError> {
+        Ok(())
+    }
+    async fn run(self: Box<Self>, ctx: InputContext) -> Result<(), PluginError>;
+}
+
+pub enum FilterResult {
+    Keep,
+    Drop,
+}
+
+/// A filter is synchronous: record in, keep/drop/changed record out.
+pub trait Filter: Send + Sync {
+    fn filter(&self, tag: &str, time: &mut EventTime, record: &mut rmpv::Value) -> FilterResult;
+}
+
+/// How an output failed to write a chunk. The engine retries `Retryable`
+/// with backoff; `Fatal` is not retried.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum OutputError {
+    #[error("{0}")]
+    Retryable(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Splits events into chunks by what the output keeps apart (beyond the tag):
+/// e.g. a rendered file path or S3 key prefix.
+pub trait Partitioner: Send + Sync {
+    /// the key depends on the event time
+    fn uses_time(&self) -> bool;
+    /// the key depends on record fields
+    fn uses_record(&self) -> bool;
+    fn key(&self, tag: &str, time: EventTime, record: &[u8]) -> String;
+}
+
+/// An output writes sealed chunks. It never retries or buffers on its own.
+#[async_trait]
+pub trait Output: Send + Sync {
+    /// How events are split into chunks beyond their tag; `None`: by tag only.
+    fn partitioner(&self) -> Option<Arc<dyn Partitioner>> {
+        None
+    }
+    /// The flush interval this kind of output wants when the config is silent.
+    fn default_flush_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    async fn write(&self, chunk: &Chunk) -> Result<(), OutputError>;
+    /// Called once at shutdown, after the last write.
+    async fn close(&self) {}
+}
+
+/// Shared facts plugins may need while they are built.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    pub id: String,
+    pub hostname: String,
+    /// IANA time zone name for strftime in paths and keys
+    pub timezone: String,
+    pub data_dir: PathBuf,
+}

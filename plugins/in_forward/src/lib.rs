@@ -1,0 +1,181 @@
+//! Forward protocol input: accepts what every Fluentd logger, Fluent Bit and
+//! Docker's fluentd driver send.
+//!
+//! - `config.rs`: settings
+//! - `conn.rs`: one connection's life
+//! - `protocol.rs`: the wire protocol (modes, options, acks, JSON variant)
+//! - `auth.rs`: the handshake
+
+pub mod auth;
+pub mod config;
+pub mod conn;
+pub mod protocol;
+
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fuwa_api::{BuildContext, ConfigError, ConfigSection, Input, InputContext, PluginError};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+pub use config::ForwardConfig;
+
+pub struct ForwardInput {
+    cfg: ForwardConfig,
+    addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    listener: Option<TcpListener>,
+    udp: Option<UdpSocket>,
+}
+
+/// Builds the input from its config section.
+pub fn build(section: &ConfigSection<'_>, ctx: &BuildContext) -> Result<Box<dyn Input>, Vec<ConfigError>> {
+    let cfg: ForwardConfig = section.parse().map_err(|e| vec![e])?;
+    let mut errors = Vec::new();
+    let addr: Option<SocketAddr> = match cfg.bind.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errors.push(section.error("bind", format!("`{}` is not an address like \"127.0.0.1:24224\"", cfg.bind)));
+            None
+        }
+    };
+    if cfg.shared_key.is_none() && (!cfg.users.is_empty() || cfg.self_hostname.is_some()) {
+        errors.push(section.error("shared_key", "users and self_hostname need shared_key (the handshake)"));
+    }
+    let tls = match &cfg.tls {
+        None => None,
+        Some(t) => match load_tls(t) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                errors.push(section.error("tls", e));
+                None
+            }
+        },
+    };
+    let _ = ctx;
+    match addr {
+        Some(addr) if errors.is_empty() => Ok(Box::new(ForwardInput { cfg, addr, tls, listener: None, udp: None })),
+        _ => Err(errors),
+    }
+}
+
+fn load_tls(t: &config::TlsConfig) -> Result<TlsAcceptor, String> {
+    let certs = {
+        let f = std::fs::File::open(&t.cert_path).map_err(|e| format!("cannot read cert_path {}: {e}", t.cert_path.display()))?;
+        rustls_pemfile::certs(&mut BufReader::new(f))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("bad certificate in {}: {e}", t.cert_path.display()))?
+    };
+    if certs.is_empty() {
+        return Err(format!("no certificate found in {}", t.cert_path.display()));
+    }
+    let key = {
+        let f = std::fs::File::open(&t.key_path).map_err(|e| format!("cannot read key_path {}: {e}", t.key_path.display()))?;
+        rustls_pemfile::private_key(&mut BufReader::new(f))
+            .map_err(|e| format!("bad private key in {}: {e}", t.key_path.display()))?
+            .ok_or_else(|| format!("no private key found in {}", t.key_path.display()))?
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key do not work together: {e}"))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[async_trait]
+impl Input for ForwardInput {
+    async fn start(&mut self) -> Result<(), PluginError> {
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .map_err(|e| PluginError::Other(format!("cannot listen on {}: {e}", self.addr)))?;
+        let local = listener.local_addr()?;
+        if self.cfg.udp_heartbeat {
+            let udp = UdpSocket::bind(local)
+                .await
+                .map_err(|e| PluginError::Other(format!("cannot bind UDP heartbeat on {local}: {e}")))?;
+            self.udp = Some(udp);
+        }
+        self.listener = Some(listener);
+        Ok(())
+    }
+
+    async fn run(mut self: Box<Self>, ctx: InputContext) -> Result<(), PluginError> {
+        if self.listener.is_none() {
+            self.start().await?;
+        }
+        let listener = self.listener.take().ok_or_else(|| PluginError::Other("not started".into()))?;
+        let local = listener.local_addr()?;
+        info!(input = %ctx.id, addr = %local, tls = self.tls.is_some(), handshake = self.cfg.shared_key.is_some(), "forward input listening");
+        let security = self.cfg.shared_key.clone().map(|k| auth::Security {
+            shared_key: k,
+            self_hostname: self.cfg.self_hostname.clone().unwrap_or_else(|| "fuwa".to_string()),
+            users: self.cfg.users.clone(),
+        });
+        let shared = Arc::new(conn::ConnShared {
+            id: ctx.id.clone(),
+            emitter: ctx.emitter.clone(),
+            limit: self.cfg.message_length_limit.0 as usize,
+            security,
+        });
+        let mut tasks = JoinSet::new();
+        if let Some(udp) = self.udp.take() {
+            let mut sd = ctx.shutdown.clone();
+            let id = ctx.id.clone();
+            tasks.spawn(async move {
+                let mut b = [0u8; 1024];
+                loop {
+                    tokio::select! {
+                        r = udp.recv_from(&mut b) => match r {
+                            // Fluentd answers a heartbeat datagram with one NUL byte
+                            Ok((_, from)) => { let _ = udp.send_to(b"\0", from).await; }
+                            Err(e) => { warn!(input = %id, error = %e, "UDP heartbeat receive failed"); }
+                        },
+                        _ = sd.wait() => break,
+                    }
+                }
+            });
+        }
+        let mut shutdown = ctx.shutdown.clone();
+        loop {
+            tokio::select! {
+                r = listener.accept() => {
+                    let (sock, peer) = match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // EMFILE and friends: wait a little rather than spin
+                            warn!(input = %ctx.id, error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let _ = sock.set_nodelay(true);
+                    let shared = shared.clone();
+                    let sd = ctx.shutdown.clone();
+                    let tls = self.tls.clone();
+                    tasks.spawn(async move {
+                        match tls {
+                            None => conn::serve(sock, peer, shared, sd).await,
+                            Some(acceptor) => match acceptor.accept(sock).await {
+                                Ok(s) => conn::serve(s, peer, shared, sd).await,
+                                Err(e) => warn!(input = %shared.id, %peer, error = %e, "TLS handshake failed"),
+                            },
+                        }
+                    });
+                    // reap finished connections so the set does not grow
+                    while tasks.try_join_next().is_some() {}
+                }
+                _ = shutdown.wait() => break,
+            }
+        }
+        drop(listener);
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}

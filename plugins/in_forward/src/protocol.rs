@@ -1,0 +1,668 @@
+//! The forward protocol v1 on the wire: the four event modes (Message,
+//! Forward, PackedForward, CompressedPackedForward), their options, acks and
+//! the JSON variant, turned into batches of `[time, record]` entries.
+//!
+//! PackedForward entries that are already canonical are kept as the client
+//! sent them (no copy, no re-encode): only their structure is checked.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fuwa_api::event::{read_entry, write_entry};
+use fuwa_api::msgpack::{self, DecodeError, Head};
+use fuwa_api::{Batch, EventTime};
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ProtocolError {
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("{0}")]
+    Shape(String),
+    #[error("decompressed message exceeds message_length_limit ({0} bytes)")]
+    TooLarge(usize),
+    #[error("cannot decompress: {0}")]
+    Compression(String),
+}
+
+fn shape(s: impl Into<String>) -> ProtocolError {
+    ProtocolError::Shape(s.into())
+}
+
+/// What one message amounted to.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub batches: Vec<Batch>,
+    /// raw msgpack bytes of the `chunk` option, to echo in the ack
+    pub ack: Option<Bytes>,
+    /// entries that were skipped (bad time, record not a map, ...), with why
+    pub skipped: Vec<String>,
+}
+
+/// Collects consecutive Message-mode events of one tag into one batch, so
+/// that a client sending thousands of single events does not cost one
+/// pipeline round trip each.
+#[derive(Default)]
+pub struct MessageGrouper {
+    tag: Option<Arc<str>>,
+    buf: Vec<u8>,
+    count: u32,
+}
+
+impl MessageGrouper {
+    pub fn push(&mut self, tag: &str, time: EventTime, record: &[u8], out: &mut Vec<Batch>) {
+        if self.tag.as_deref() != Some(tag) {
+            self.flush(out);
+            self.tag = Some(Arc::from(tag));
+        }
+        write_entry(&mut self.buf, time, record);
+        self.count += 1;
+    }
+
+    pub fn flush(&mut self, out: &mut Vec<Batch>) {
+        if self.count > 0 {
+            if let Some(tag) = self.tag.clone() {
+                out.push(Batch::new(tag, Bytes::from(std::mem::take(&mut self.buf)), self.count));
+            }
+        }
+        self.count = 0;
+        self.buf.clear();
+        self.tag = None;
+    }
+}
+
+/// Decodes one complete msgpack message (as found by the framer).
+/// Message-mode events go to `grouper`, everything else into `out.batches`
+/// (after flushing the grouper, so order is kept).
+pub fn decode_message(
+    msg: &Bytes,
+    limit: usize,
+    grouper: &mut MessageGrouper,
+    out: &mut Decoded,
+) -> Result<(), ProtocolError> {
+    let b: &[u8] = msg;
+    let (head, mut p) = msgpack::read_head(b, 0)?;
+    let n = match head {
+        Head::Nil => return Ok(()), // heartbeat over TCP
+        Head::Array(n) if (2..=4).contains(&n) => n,
+        Head::Array(n) => return Err(shape(format!("a message is an array of 2 to 4 elements, got {n}"))),
+        _ => return Err(shape("a message must be an array [tag, ...]")),
+    };
+    let (tag_bytes, next) = msgpack::read_bytes_like(b, p).map_err(|_| shape("the tag must be a string"))?;
+    let tag = std::str::from_utf8(tag_bytes).map_err(|_| shape("the tag is not valid UTF-8"))?;
+    if tag.is_empty() {
+        return Err(shape("the tag is empty"));
+    }
+    p = next;
+    let (second, sp) = msgpack::read_head(b, p)?;
+    match second {
+        Head::Str(len) | Head::Bin(len) => {
+            // PackedForward / CompressedPackedForward
+            if b.len().saturating_sub(sp) < len {
+                return Err(DecodeError::Incomplete.into());
+            }
+            let body = msg.slice(sp..sp + len);
+            let opt_pos = sp + len;
+            let opts = if n >= 3 { read_options(b, opt_pos)? } else { Options::default() };
+            if n > 3 {
+                return Err(shape("PackedForward takes at most 3 elements"));
+            }
+            out.ack = opts.chunk.map(|(s, e)| msg.slice(s..e));
+            let body = match opts.compressed.as_deref() {
+                None | Some("text") | Some("") => body,
+                Some("gzip") => Bytes::from(gunzip(&body, limit)?),
+                Some("zstd") => Bytes::from(unzstd(&body, limit)?),
+                Some(other) => return Err(shape(format!("unknown compression `{other}`"))),
+            };
+            grouper.flush(&mut out.batches);
+            push_entries(tag, body, out);
+        }
+        Head::Array(m) => {
+            // Forward mode, or Message with Fluent Bit's [EventTime, {meta}] time
+            let first_inner = if m > 0 { Some(msgpack::read_head(b, sp)?.0) } else { None };
+            if matches!(first_inner, Some(Head::Array(_)) | None) {
+                let end = msgpack::skip(b, p)?;
+                if n > 3 {
+                    return Err(shape("Forward mode takes at most 3 elements"));
+                }
+                let opts = if n == 3 { read_options(b, end)? } else { Options::default() };
+                out.ack = opts.chunk.map(|(s, e)| msg.slice(s..e));
+                grouper.flush(&mut out.batches);
+                push_entries(tag, msg.slice(sp..end), out);
+            } else {
+                decode_single(msg, tag, p, n, grouper, out)?;
+            }
+        }
+        _ => decode_single(msg, tag, p, n, grouper, out)?,
+    }
+    Ok(())
+}
+
+/// Message mode: `[tag, time, record, option?]`.
+fn decode_single(
+    msg: &Bytes,
+    tag: &str,
+    p: usize,
+    n: usize,
+    grouper: &mut MessageGrouper,
+    out: &mut Decoded,
+) -> Result<(), ProtocolError> {
+    let b: &[u8] = msg;
+    if n < 3 {
+        return Err(shape("Message mode is [tag, time, record, option?]"));
+    }
+    let time = EventTime::read(b, p);
+    let rec_pos = match &time {
+        Ok((_, rp, _)) => *rp,
+        Err(_) => msgpack::skip(b, p)?,
+    };
+    let rec_end = msgpack::skip(b, rec_pos)?;
+    if n == 4 {
+        let opts = read_options(b, rec_end)?;
+        out.ack = opts.chunk.map(|(s, e)| msg.slice(s..e));
+    }
+    let time = match time {
+        Ok((t, _, _)) => t,
+        Err(e) => {
+            out.skipped.push(format!("event skipped: {e}"));
+            return Ok(());
+        }
+    };
+    match msgpack::read_head(b, rec_pos)? {
+        (Head::Map(_), _) => grouper.push(tag, time, &b[rec_pos..rec_end], &mut out.batches),
+        _ => out.skipped.push("event skipped: record is not a map".into()),
+    }
+    Ok(())
+}
+
+/// Checks a stream of entries; keeps the bytes when every entry is canonical,
+/// rewrites only when some need it (float or Fluent Bit metadata times,
+/// skipped entries).
+fn push_entries(tag: &str, body: Bytes, out: &mut Decoded) {
+    let b: &[u8] = &body;
+    let mut pos = 0;
+    let mut count = 0u32;
+    let mut rewritten: Option<Vec<u8>> = None;
+    while pos < b.len() {
+        match read_entry(b, pos) {
+            Ok((e, next, canonical)) => {
+                if !canonical && rewritten.is_none() {
+                    rewritten = Some(b[..pos].to_vec());
+                }
+                if let Some(r) = rewritten.as_mut() {
+                    if canonical {
+                        r.extend_from_slice(e.raw);
+                    } else {
+                        write_entry(r, e.time, e.record);
+                    }
+                }
+                count += 1;
+                pos = next;
+            }
+            Err(err) => {
+                // skip a well-formed value of the wrong shape; give up on the
+                // rest when the bytes themselves are broken
+                match msgpack::skip(b, pos) {
+                    Ok(next) => {
+                        out.skipped.push(format!("entry {} skipped: {err}", count as usize + out.skipped.len()));
+                        if rewritten.is_none() {
+                            rewritten = Some(b[..pos].to_vec());
+                        }
+                        pos = next;
+                    }
+                    Err(_) => {
+                        out.skipped.push(format!("entries from byte {pos} dropped: {err}"));
+                        if rewritten.is_none() {
+                            rewritten = Some(b[..pos].to_vec());
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if count == 0 {
+        return;
+    }
+    let entries = match rewritten {
+        Some(r) => Bytes::from(r),
+        None => body,
+    };
+    out.batches.push(Batch::new(Arc::from(tag), entries, count));
+}
+
+#[derive(Default)]
+struct Options {
+    chunk: Option<(usize, usize)>,
+    compressed: Option<String>,
+}
+
+fn read_options(b: &[u8], pos: usize) -> Result<Options, ProtocolError> {
+    let (head, mut p) = msgpack::read_head(b, pos)?;
+    let n = match head {
+        Head::Map(n) => n,
+        Head::Nil => return Ok(Options::default()),
+        _ => return Err(shape("the option element must be a map")),
+    };
+    let mut o = Options::default();
+    for _ in 0..n {
+        let key = msgpack::read_bytes_like(b, p).ok();
+        let vpos = msgpack::skip(b, p)?;
+        let vend = msgpack::skip(b, vpos)?;
+        match key.map(|k| k.0) {
+            Some(b"chunk") => o.chunk = Some((vpos, vend)),
+            Some(b"compressed") => {
+                let (v, _) = msgpack::read_bytes_like(b, vpos).map_err(|_| shape("`compressed` must be a string"))?;
+                o.compressed = Some(String::from_utf8_lossy(v).into_owned());
+            }
+            // `size` is informational (node fluent-logger sends a byte length)
+            _ => {}
+        }
+        p = vend;
+    }
+    Ok(o)
+}
+
+fn read_limited(mut r: impl Read, limit: usize, hint: usize) -> Result<Vec<u8>, ProtocolError> {
+    let mut out = Vec::with_capacity(hint.min(limit));
+    let mut take = (&mut r).take(limit as u64 + 1);
+    take.read_to_end(&mut out)
+        .map_err(|e| ProtocolError::Compression(e.to_string()))?;
+    if out.len() > limit {
+        return Err(ProtocolError::TooLarge(limit));
+    }
+    Ok(out)
+}
+
+/// Decompresses one or more concatenated gzip members.
+pub fn gunzip(b: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> {
+    read_limited(flate2::read::MultiGzDecoder::new(b), limit, b.len() * 4)
+}
+
+pub fn unzstd(b: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> {
+    let d = zstd::stream::read::Decoder::with_buffer(b).map_err(|e| ProtocolError::Compression(e.to_string()))?;
+    read_limited(d, limit, b.len() * 4)
+}
+
+/// `{"ack": <chunk>}` with the chunk's bytes exactly as received.
+pub fn ack_msgpack(out: &mut Vec<u8>, chunk: &[u8]) {
+    out.extend_from_slice(&[0x81, 0xa3, b'a', b'c', b'k']);
+    out.extend_from_slice(chunk);
+}
+
+/// The JSON variant (fluent-logger-golang's MarshalAsJSON): concatenated
+/// arrays `[tag, time, record, option?]` or `[tag, [[time, record], ...], option?]`.
+pub fn decode_json(
+    v: serde_json::Value,
+    grouper: &mut MessageGrouper,
+    out: &mut Decoded,
+    ack: &mut Option<serde_json::Value>,
+) -> Result<(), ProtocolError> {
+    let arr = match v {
+        serde_json::Value::Array(a) if (2..=4).contains(&a.len()) => a,
+        _ => return Err(shape("a JSON message must be an array [tag, time, record, option?]")),
+    };
+    let mut it = arr.into_iter();
+    let tag = match it.next() {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => s,
+        _ => return Err(shape("the tag must be a non-empty string")),
+    };
+    let second = it.next().unwrap_or(serde_json::Value::Null);
+    let rest: Vec<serde_json::Value> = it.collect();
+    let option_of = |o: Option<&serde_json::Value>| -> Option<serde_json::Value> {
+        o.and_then(|o| o.get("chunk")).cloned()
+    };
+    match second {
+        serde_json::Value::Array(entries) => {
+            *ack = option_of(rest.first());
+            grouper.flush(&mut out.batches);
+            let mut buf = Vec::new();
+            let mut count = 0;
+            for (i, e) in entries.into_iter().enumerate() {
+                match e {
+                    serde_json::Value::Array(pair) if pair.len() == 2 => match (json_time(&pair[0]), &pair[1]) {
+                        (Some(t), rec @ serde_json::Value::Object(_)) => {
+                            let mut r = Vec::new();
+                            json_to_msgpack(&mut r, rec);
+                            write_entry(&mut buf, t, &r);
+                            count += 1;
+                        }
+                        _ => out.skipped.push(format!("entry {i} skipped: expected [time, {{record}}]")),
+                    },
+                    _ => out.skipped.push(format!("entry {i} skipped: expected [time, {{record}}]")),
+                }
+            }
+            if count > 0 {
+                out.batches.push(Batch::new(Arc::from(tag.as_str()), Bytes::from(buf), count));
+            }
+        }
+        t => {
+            let rec = rest.first().ok_or_else(|| shape("Message mode is [tag, time, record, option?]"))?;
+            *ack = option_of(rest.get(1));
+            match (json_time(&t), rec) {
+                (Some(t), rec @ serde_json::Value::Object(_)) => {
+                    let mut r = Vec::new();
+                    json_to_msgpack(&mut r, rec);
+                    grouper.push(&tag, t, &r, &mut out.batches);
+                }
+                (None, _) => out.skipped.push("event skipped: time must be a number".into()),
+                _ => out.skipped.push("event skipped: record is not an object".into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_time(v: &serde_json::Value) -> Option<EventTime> {
+    let n = v.as_number()?;
+    if let Some(i) = n.as_u64() {
+        return (i <= u32::MAX as u64).then(|| EventTime::new(i as i64, 0));
+    }
+    EventTime::from_f64(n.as_f64()?).filter(|t| t.secs >= 0)
+}
+
+/// Encodes a JSON value as msgpack.
+pub fn json_to_msgpack(out: &mut Vec<u8>, v: &serde_json::Value) {
+    use serde_json::Value as J;
+    match v {
+        J::Null => out.push(0xc0),
+        J::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
+        J::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                msgpack::write_uint(out, u)
+            } else if let Some(i) = n.as_i64() {
+                msgpack::write_int(out, i)
+            } else {
+                msgpack::write_f64(out, n.as_f64().unwrap_or(0.0))
+            }
+        }
+        J::String(s) => msgpack::write_str(out, s.as_bytes()),
+        J::Array(a) => {
+            msgpack::write_array_len(out, a.len() as u32);
+            for x in a {
+                json_to_msgpack(out, x);
+            }
+        }
+        J::Object(m) => {
+            msgpack::write_map_len(out, m.len() as u32);
+            for (k, x) in m {
+                msgpack::write_str(out, k.as_bytes());
+                json_to_msgpack(out, x);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rmpv::Value as V;
+
+    fn enc(v: &V) -> Bytes {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, v).unwrap();
+        Bytes::from(out)
+    }
+    fn et(secs: u32, nanos: u32) -> V {
+        let mut d = secs.to_be_bytes().to_vec();
+        d.extend_from_slice(&nanos.to_be_bytes());
+        V::Ext(0, d)
+    }
+    fn rec(i: i64) -> V {
+        V::Map(vec![(V::from("i"), V::from(i)), (V::from("msg"), V::from("hello"))])
+    }
+    fn decode(msg: &Bytes) -> Result<Decoded, ProtocolError> {
+        let mut g = MessageGrouper::default();
+        let mut out = Decoded::default();
+        decode_message(msg, 1 << 20, &mut g, &mut out)?;
+        g.flush(&mut out.batches);
+        Ok(out)
+    }
+    fn events(d: &Decoded) -> Vec<(String, EventTime, V)> {
+        let mut v = Vec::new();
+        for b in &d.batches {
+            for e in b.iter() {
+                let e = e.unwrap();
+                v.push((b.tag.to_string(), e.time, rmpv::decode::read_value(&mut &e.record[..]).unwrap()));
+            }
+        }
+        v
+    }
+    fn packed(entries: &[V]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for e in entries {
+            rmpv::encode::write_value(&mut b, e).unwrap();
+        }
+        b
+    }
+
+    #[test]
+    fn message_mode_with_every_time_kind() {
+        for (t, expect) in [
+            (et(1_700_000_000, 123_456_789), EventTime::new(1_700_000_000, 123_456_789)),
+            (V::from(1_700_000_000u32), EventTime::new(1_700_000_000, 0)),
+            (V::from(1_700_000_000i64), EventTime::new(1_700_000_000, 0)),
+            (V::F64(1_700_000_000.5), EventTime::new(1_700_000_000, 500_000_000)),
+            (V::Array(vec![et(5, 6), V::Map(vec![])]), EventTime::new(5, 6)),
+        ] {
+            let d = decode(&enc(&V::Array(vec![V::from("t"), t, rec(1)]))).unwrap();
+            let ev = events(&d);
+            assert_eq!(ev.len(), 1);
+            assert_eq!(ev[0].1, expect);
+            assert_eq!(ev[0].2, rec(1));
+            assert!(d.ack.is_none());
+        }
+    }
+
+    #[test]
+    fn chunk_is_echoed_in_its_own_type() {
+        for chunk in [V::from("abc"), V::Binary(b"xyz".to_vec()), V::from("x".repeat(48))] {
+            let opt = V::Map(vec![(V::from("chunk"), chunk.clone()), (V::from("size"), V::from(999))]);
+            let d = decode(&enc(&V::Array(vec![V::from("t"), V::from(1), rec(1), opt]))).unwrap();
+            let mut ack = Vec::new();
+            ack_msgpack(&mut ack, d.ack.as_ref().unwrap());
+            let expect = enc(&V::Map(vec![(V::from("ack"), chunk)]));
+            assert_eq!(&ack[..], &expect[..]);
+        }
+    }
+
+    #[test]
+    fn forward_mode() {
+        let entries = V::Array(vec![V::Array(vec![et(1, 2), rec(1)]), V::Array(vec![V::from(3), rec(2)])]);
+        let opt = V::Map(vec![(V::from("chunk"), V::from("c1"))]);
+        let d = decode(&enc(&V::Array(vec![V::from("fw"), entries, opt]))).unwrap();
+        let ev = events(&d);
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].1, EventTime::new(1, 2));
+        assert_eq!(ev[1].2, rec(2));
+        assert!(d.ack.is_some());
+        // empty forward
+        let d = decode(&enc(&V::Array(vec![V::from("fw"), V::Array(vec![])]))).unwrap();
+        assert!(d.batches.is_empty());
+    }
+
+    #[test]
+    fn packed_forward_is_zero_copy_when_canonical() {
+        let body = packed(&[V::Array(vec![et(1, 2), rec(1)]), V::Array(vec![V::from(7u32), rec(2)])]);
+        let msg = enc(&V::Array(vec![V::from("p"), V::Binary(body.clone())]));
+        let d = decode(&msg).unwrap();
+        assert_eq!(d.batches.len(), 1);
+        assert_eq!(&d.batches[0].entries[..], &body[..]);
+        // the batch points into the message's own bytes
+        assert!(msg.as_ptr_range().contains(&d.batches[0].entries.as_ptr()));
+        assert_eq!(d.batches[0].count, 2);
+        // also as str32 (old clients send entries as a string)
+        let mut raw = vec![0x92, 0xa1, b'p', 0xdb];
+        raw.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        raw.extend_from_slice(&body);
+        assert_eq!(events(&decode(&Bytes::from(raw)).unwrap()).len(), 2);
+    }
+
+    #[test]
+    fn packed_forward_rewrites_fluent_bit_metadata_and_floats() {
+        let body = packed(&[
+            V::Array(vec![V::Array(vec![et(9, 8), V::Map(vec![(V::from("m"), V::from(1))])]), rec(1)]),
+            V::Array(vec![V::F64(10.25), rec(2)]),
+            V::Array(vec![et(11, 0), rec(3)]),
+        ]);
+        let d = decode(&enc(&V::Array(vec![V::from("p"), V::Binary(body)]))).unwrap();
+        let ev = events(&d);
+        assert_eq!(ev.iter().map(|e| e.1).collect::<Vec<_>>(), vec![EventTime::new(9, 8), EventTime::new(10, 250_000_000), EventTime::new(11, 0)]);
+        // the rewritten entries are canonical
+        for b in &d.batches {
+            let mut pos = 0;
+            while pos < b.entries.len() {
+                let (_, next, canonical) = read_entry(&b.entries, pos).unwrap();
+                assert!(canonical);
+                pos = next;
+            }
+        }
+    }
+
+    #[test]
+    fn compressed_gzip_multi_member_and_zstd() {
+        use std::io::Write;
+        let part1 = packed(&[V::Array(vec![et(1, 0), rec(1)])]);
+        let part2 = packed(&[V::Array(vec![et(2, 0), rec(2)]), V::Array(vec![et(3, 0), rec(3)])]);
+        let mut gz = Vec::new();
+        for part in [&part1, &part2] {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(part).unwrap();
+            gz.extend(e.finish().unwrap());
+        }
+        let opt = V::Map(vec![(V::from("compressed"), V::from("gzip")), (V::from("chunk"), V::from("z"))]);
+        let d = decode(&enc(&V::Array(vec![V::from("c"), V::Binary(gz), opt]))).unwrap();
+        assert_eq!(events(&d).len(), 3);
+        assert!(d.ack.is_some());
+
+        let mut all = part1.clone();
+        all.extend(&part2);
+        let z = zstd::encode_all(&all[..], 3).unwrap();
+        let opt = V::Map(vec![(V::from("compressed"), V::from("zstd"))]);
+        let d = decode(&enc(&V::Array(vec![V::from("c"), V::Binary(z), opt]))).unwrap();
+        assert_eq!(events(&d).len(), 3);
+
+        let opt = V::Map(vec![(V::from("compressed"), V::from("text"))]);
+        let d = decode(&enc(&V::Array(vec![V::from("c"), V::Binary(all), opt]))).unwrap();
+        assert_eq!(events(&d).len(), 3);
+    }
+
+    #[test]
+    fn gzip_bomb_is_capped() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![0u8; 8 << 20]).unwrap();
+        let gz = e.finish().unwrap();
+        assert!(gz.len() < 100_000);
+        let opt = V::Map(vec![(V::from("compressed"), V::from("gzip"))]);
+        let msg = enc(&V::Array(vec![V::from("c"), V::Binary(gz), opt]));
+        let mut g = MessageGrouper::default();
+        let mut out = Decoded::default();
+        let r = decode_message(&msg, 1 << 20, &mut g, &mut out);
+        assert_eq!(r.unwrap_err(), ProtocolError::TooLarge(1 << 20));
+    }
+
+    #[test]
+    fn bad_entries_are_skipped_not_fatal() {
+        let body = packed(&[
+            V::Array(vec![et(1, 0), rec(1)]),
+            V::Array(vec![et(1, 0), V::from("not a map")]),
+            V::Array(vec![V::from("bad time"), rec(2)]),
+            V::from(42),
+            V::Array(vec![et(2, 0), rec(3)]),
+        ]);
+        let d = decode(&enc(&V::Array(vec![V::from("p"), V::Binary(body)]))).unwrap();
+        assert_eq!(events(&d).len(), 2);
+        assert_eq!(d.skipped.len(), 3);
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors() {
+        for v in [
+            V::from(1),
+            V::Array(vec![V::from(1), V::from(2), rec(1)]),
+            V::Array(vec![V::from("t")]),
+            V::Array(vec![V::from(""), V::from(1), rec(1)]),
+            V::Array(vec![V::from("t"), V::from(1)]),
+            V::Array(vec![V::from("t"), V::Binary(vec![]), V::from("opt")]),
+        ] {
+            assert!(decode(&enc(&v)).is_err(), "{v:?}");
+        }
+        // a non-map record in Message mode skips the event, the connection lives
+        let d = decode(&enc(&V::Array(vec![V::from("t"), V::from(1), V::from("x")]))).unwrap();
+        assert!(d.batches.is_empty());
+        assert_eq!(d.skipped.len(), 1);
+        // nil is a heartbeat
+        assert!(decode(&Bytes::from_static(&[0xc0])).unwrap().batches.is_empty());
+    }
+
+    #[test]
+    fn unknown_ext_and_invalid_utf8_in_records_are_kept() {
+        // {"e": ext(5, [1,2]), "s": str(ff)}
+        let record = [0x82, 0xa1, b'e', 0xd5, 0x05, 1, 2, 0xa1, b's', 0xa1, 0xff];
+        let mut msg = vec![0x93, 0xa1, b't', 0x01];
+        msg.extend_from_slice(&record);
+        let d = decode(&Bytes::from(msg)).unwrap();
+        let e = d.batches[0].iter().next().unwrap().unwrap();
+        assert_eq!(e.record, &record[..]);
+    }
+
+    #[test]
+    fn grouping_keeps_order_across_tags() {
+        let mut g = MessageGrouper::default();
+        let mut out = Decoded::default();
+        for (tag, i) in [("a", 1), ("a", 2), ("b", 3), ("a", 4)] {
+            decode_message(&enc(&V::Array(vec![V::from(tag), V::from(1), rec(i)])), 1 << 20, &mut g, &mut out).unwrap();
+        }
+        g.flush(&mut out.batches);
+        let tags: Vec<(String, u32)> = out.batches.iter().map(|b| (b.tag.to_string(), b.count)).collect();
+        assert_eq!(tags, vec![("a".into(), 2), ("b".into(), 1), ("a".into(), 1)]);
+    }
+
+    #[test]
+    fn json_mode() {
+        let mut g = MessageGrouper::default();
+        let mut out = Decoded::default();
+        let mut ack = None;
+        let v: serde_json::Value = serde_json::from_str(r#"["go.json", 1795544471, {"a": [1, -1, 18446744073709551615], "f": 1.5}, {"chunk": "abc"}]"#).unwrap();
+        decode_json(v, &mut g, &mut out, &mut ack).unwrap();
+        g.flush(&mut out.batches);
+        assert_eq!(ack, Some(serde_json::json!("abc")));
+        let ev = events(&out);
+        assert_eq!(ev[0].1.secs, 1795544471);
+        assert_eq!(ev[0].2.as_map().unwrap()[0].1.as_array().unwrap()[2], V::from(u64::MAX));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let msg = Bytes::from(b);
+            let mut g = MessageGrouper::default();
+            let mut out = Decoded::default();
+            let _ = decode_message(&msg, 1 << 16, &mut g, &mut out);
+            // whatever was accepted is well-formed
+            g.flush(&mut out.batches);
+            for batch in &out.batches {
+                let mut n = 0;
+                for e in batch.iter() { prop_assert!(e.is_ok()); n += 1; }
+                prop_assert_eq!(n, batch.count);
+            }
+        }
+
+        #[test]
+        fn mutated_valid_messages_never_panic(seed in proptest::collection::vec((0usize..400, any::<u8>()), 0..8)) {
+            let body = packed(&[V::Array(vec![et(1, 2), rec(1)]), V::Array(vec![V::from(7u32), rec(2)])]);
+            let mut msg = enc(&V::Array(vec![V::from("p"), V::Binary(body), V::Map(vec![(V::from("chunk"), V::from("c"))])])).to_vec();
+            for (i, b) in seed { let len = msg.len(); msg[i % len] = b; }
+            let msg = Bytes::from(msg);
+            let mut g = MessageGrouper::default();
+            let mut out = Decoded::default();
+            let _ = decode_message(&msg, 1 << 16, &mut g, &mut out);
+            for batch in &out.batches {
+                prop_assert_eq!(batch.iter().filter(|e| e.is_ok()).count() as u32, batch.count);
+            }
+        }
+    }
+}

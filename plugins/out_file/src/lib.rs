@@ -1,0 +1,142 @@
+//! The file output: JSON Lines appended to files whose path is a template
+//! (`${tag}`, `${tag[N]}`, `${hostname}`, `${record.x}`, strftime of the
+//! event time), optionally gzip-compressed (one gzip member per chunk, which
+//! every gzip reader reads as one stream).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fuwa_api::{BuildContext, Chunk, ConfigError, ConfigSection, EventTime, Output, OutputError, Partitioner};
+use fuwa_render::{parse_timezone, JsonLines, Template, TimeFormat};
+use serde::Deserialize;
+use tracing::warn;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    path: String,
+    tag_key: Option<String>,
+    time_key: Option<String>,
+    #[serde(default = "rfc3339")]
+    time_format: String,
+    #[serde(default)]
+    compress: Compress,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Compress {
+    #[default]
+    None,
+    Gzip,
+}
+
+fn rfc3339() -> String {
+    "rfc3339".into()
+}
+
+pub struct FileOutput {
+    id: String,
+    template: Arc<PathTemplate>,
+    lines: Arc<JsonLines>,
+    compress: Compress,
+}
+
+struct PathTemplate(Template);
+
+impl Partitioner for PathTemplate {
+    fn uses_time(&self) -> bool {
+        self.0.uses_time()
+    }
+    fn uses_record(&self) -> bool {
+        self.0.uses_record()
+    }
+    fn key(&self, tag: &str, time: EventTime, record: &[u8]) -> String {
+        self.0.render(tag, time, record)
+    }
+}
+
+pub fn build(section: &ConfigSection<'_>, ctx: &BuildContext) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
+    let cfg: FileConfig = section.parse().map_err(|e| vec![e])?;
+    let tz = parse_timezone(&ctx.timezone).map_err(|e| vec![section.error("timezone", e)])?;
+    let mut errors = Vec::new();
+    let template = Template::parse(&cfg.path, tz, &ctx.hostname).map_err(|e| section.error("path", e));
+    let time_format = TimeFormat::parse(&cfg.time_format, tz).map_err(|e| section.error("time_format", e));
+    if let Ok(t) = &template {
+        if t.as_str().contains("${chunk_id}") || t.as_str().contains("${uuid}") {
+            errors.push(section.error("path", "${chunk_id} and ${uuid} are for object keys, not file paths"));
+        }
+        if cfg.path.ends_with('/') {
+            errors.push(section.error("path", "the path names a directory; it must name a file"));
+        }
+    }
+    match (template, time_format) {
+        (Ok(t), Ok(tf)) if errors.is_empty() => Ok(Arc::new(FileOutput {
+            id: ctx.id.clone(),
+            template: Arc::new(PathTemplate(t)),
+            lines: Arc::new(JsonLines { tag_key: cfg.tag_key, time_key: cfg.time_key, time_format: tf }),
+            compress: cfg.compress,
+        })),
+        (t, tf) => {
+            errors.extend(t.err());
+            errors.extend(tf.err());
+            Err(errors)
+        }
+    }
+}
+
+#[async_trait]
+impl Output for FileOutput {
+    fn partitioner(&self) -> Option<Arc<dyn Partitioner>> {
+        Some(self.template.clone())
+    }
+
+    async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
+        let chunk = chunk.clone();
+        let lines = self.lines.clone();
+        let compress = self.compress;
+        let id = self.id.clone();
+        tokio::task::spawn_blocking(move || write_blocking(&id, &chunk, &lines, compress))
+            .await
+            .map_err(|e| OutputError::Retryable(format!("writer task failed: {e}")))?
+    }
+}
+
+fn write_blocking(id: &str, chunk: &Chunk, lines: &JsonLines, compress: Compress) -> Result<(), OutputError> {
+    let path = Path::new(&*chunk.key);
+    let mut body = Vec::with_capacity(chunk.bytes * 2);
+    let bad = lines.write_chunk(chunk, &mut body);
+    if bad > 0 {
+        warn!(output = %id, bad, path = %path.display(), "entries that could not be rendered as JSON were skipped");
+    }
+    if compress == Compress::Gzip {
+        let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::default());
+        e.write_all(&body).map_err(|e| OutputError::Fatal(e.to_string()))?;
+        body = e.finish().map_err(|e| OutputError::Fatal(e.to_string()))?;
+    }
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| classify(e, &format!("cannot create directory {}", dir.display())))?;
+        }
+    }
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| classify(e, &format!("cannot open {}", path.display())))?;
+    f.write_all(&body)
+        .map_err(|e| classify(e, &format!("cannot write {}", path.display())))
+}
+
+fn classify(e: std::io::Error, what: &str) -> OutputError {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        PermissionDenied | IsADirectory | NotADirectory | InvalidInput | ReadOnlyFilesystem => {
+            OutputError::Fatal(format!("{what}: {e}"))
+        }
+        _ => OutputError::Retryable(format!("{what}: {e}")),
+    }
+}

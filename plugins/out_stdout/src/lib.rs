@@ -1,0 +1,62 @@
+//! The stdout output: one JSON object per line, with the tag and time
+//! injected (keys `tag` and `time` unless configured otherwise).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fuwa_api::{BuildContext, Chunk, ConfigError, ConfigSection, Output, OutputError};
+use fuwa_render::{parse_timezone, JsonLines, TimeFormat};
+use serde::Deserialize;
+use tracing::warn;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StdoutConfig {
+    #[serde(default = "tag")]
+    tag_key: String,
+    #[serde(default = "time")]
+    time_key: String,
+    #[serde(default = "rfc3339")]
+    time_format: String,
+}
+fn tag() -> String {
+    "tag".into()
+}
+fn time() -> String {
+    "time".into()
+}
+fn rfc3339() -> String {
+    "rfc3339".into()
+}
+
+pub struct StdoutOutput {
+    id: String,
+    lines: JsonLines,
+}
+
+pub fn build(section: &ConfigSection<'_>, ctx: &BuildContext) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
+    let cfg: StdoutConfig = section.parse().map_err(|e| vec![e])?;
+    let tz = parse_timezone(&ctx.timezone).map_err(|e| vec![section.error("timezone", e)])?;
+    let time_format = TimeFormat::parse(&cfg.time_format, tz).map_err(|e| vec![section.error("time_format", e)])?;
+    let opt = |s: String| if s.is_empty() { None } else { Some(s) };
+    Ok(Arc::new(StdoutOutput {
+        id: ctx.id.clone(),
+        lines: JsonLines { tag_key: opt(cfg.tag_key), time_key: opt(cfg.time_key), time_format },
+    }))
+}
+
+#[async_trait]
+impl Output for StdoutOutput {
+    async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
+        let mut out = Vec::with_capacity(chunk.bytes * 2);
+        let bad = self.lines.write_chunk(chunk, &mut out);
+        if bad > 0 {
+            warn!(output = %self.id, bad, "entries that could not be rendered as JSON were skipped");
+        }
+        let mut so = std::io::stdout().lock();
+        so.write_all(&out)
+            .and_then(|_| so.flush())
+            .map_err(|e| OutputError::Retryable(format!("cannot write to stdout: {e}")))
+    }
+}

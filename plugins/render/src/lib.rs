@@ -1,0 +1,10 @@
+//! What fuwa outputs share: path/key templates, time formats and the
+//! msgpack → JSON Lines encoder.
+
+pub mod json;
+pub mod template;
+pub mod time;
+
+pub use json::{write_json_line, Inject, InjectValue, JsonLines};
+pub use template::Template;
+pub use time::{parse_timezone, TimeFormat};

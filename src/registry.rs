@@ -1,0 +1,31 @@
+//! The one place that knows every plugin type: the engine builds plugins
+//! from config through here and never looks inside them.
+
+use std::sync::Arc;
+
+use fuwa_api::{BuildContext, ConfigError, ConfigSection, Filter, Input, Output};
+
+type InputFactory = fn(&ConfigSection<'_>, &BuildContext) -> Result<Box<dyn Input>, Vec<ConfigError>>;
+type FilterFactory = fn(&ConfigSection<'_>, &BuildContext) -> Result<Box<dyn Filter>, Vec<ConfigError>>;
+type OutputFactory = fn(&ConfigSection<'_>, &BuildContext) -> Result<Arc<dyn Output>, Vec<ConfigError>>;
+
+pub const INPUTS: &[(&str, InputFactory)] = &[("forward", fuwa_in_forward::build)];
+
+pub const FILTERS: &[(&str, FilterFactory)] = &[];
+
+pub const OUTPUTS: &[(&str, OutputFactory)] = &[
+    ("file", fuwa_out_file::build),
+    ("stdout", fuwa_out_stdout::build),
+    ("null", fuwa_out_null::build),
+];
+
+pub fn find<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+pub fn names<T>(table: &[(&str, T)]) -> String {
+    if table.is_empty() {
+        return "none yet".into();
+    }
+    table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}

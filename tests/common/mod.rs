@@ -1,0 +1,249 @@
+//! Shared by the end-to-end tests: start the real `fuwa` binary on a config,
+//! find free ports, talk to it over TCP, read what it wrote.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fuwa")
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    repo_root().join("..").join("shared").join("fixtures").join("forward")
+}
+
+/// A port nobody listens on right now (TCP and UDP).
+pub fn free_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub struct Agent {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub stderr: Arc<Mutex<String>>,
+    pub stdout: Arc<Mutex<String>>,
+}
+
+impl Agent {
+    /// Starts fuwa on `config` (where `{port}` and `{dir}` are replaced) and
+    /// waits until its forward port accepts connections.
+    pub fn start(config: &str) -> Agent {
+        Self::start_with(config, true)
+    }
+
+    pub fn start_with(config: &str, wait_port: bool) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let cfg = config
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", &dir.path().display().to_string());
+        let path = dir.path().join("fuwa.toml");
+        std::fs::write(&path, cfg).expect("write config");
+        let mut child = Command::new(bin())
+            .args(["run", "-c"])
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("FUWA_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start fuwa");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        pump(child.stderr.take().expect("stderr"), stderr.clone());
+        pump(child.stdout.take().expect("stdout"), stdout.clone());
+        let mut a = Agent { child, dir, port, stderr, stdout };
+        if wait_port {
+            a.wait_port();
+        }
+        a
+    }
+
+    pub fn wait_port(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("fuwa exited early ({status}): {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("fuwa did not listen on {}: {}", self.port, self.stderr());
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_nodelay(true).expect("nodelay");
+        s
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        signal(&self.child, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                // let the pumps drain
+                std::thread::sleep(Duration::from_millis(50));
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("fuwa did not stop on SIGTERM: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `cond` holds on the collected stderr.
+    pub fn wait_stderr(&self, what: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr().contains(what) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status();
+}
+
+fn pump<R: Read + Send + 'static>(r: R, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut br = BufReader::new(r);
+        let mut line = String::new();
+        while let Ok(n) = br.read_line(&mut line) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut s) = into.lock() {
+                s.push_str(&line);
+            }
+            line.clear();
+        }
+    });
+}
+
+/// Reads every JSON line below `dir` (recursively), with the file each came from.
+pub fn read_json_lines(dir: &Path) -> Vec<(PathBuf, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let raw = std::fs::read(&p).unwrap_or_default();
+            let text = if p.extension().map(|e| e == "gz").unwrap_or(false) {
+                let mut s = String::new();
+                flate2::read::MultiGzDecoder::new(&raw[..]).read_to_string(&mut s).expect("gunzip");
+                s
+            } else {
+                String::from_utf8_lossy(&raw).into_owned()
+            };
+            for l in text.lines().filter(|l| !l.is_empty()) {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line in {}: {e}: {l}", p.display()));
+                out.push((p.clone(), v));
+            }
+        }
+    }
+    out
+}
+
+/// Waits until `count` JSON lines exist below `dir`.
+pub fn wait_lines(dir: &Path, count: usize, timeout: Duration) -> Vec<(PathBuf, serde_json::Value)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = read_json_lines(dir);
+        if v.len() >= count || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A config: forward on {port} → file output under {dir}/out, memory buffer
+/// flushing every 100ms.
+pub fn forward_to_file(extra_input: &str) -> String {
+    format!(
+        r#"[[input]]
+type = "forward"
+bind = "127.0.0.1:{{port}}"
+{extra_input}
+
+[[output]]
+match = "**"
+type = "file"
+path = "{{dir}}/out/${{tag}}.log"
+tag_key = "tag"
+time_key = "time"
+time_format = "unix_float"
+[output.buffer]
+type = "memory"
+flush_interval = "100ms"
+"#
+    )
+}
+
+/// Encodes a msgpack value.
+pub fn mp(v: &rmpv::Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, v).expect("encode");
+    out
+}
+
+/// Reads one msgpack value from the stream.
+pub fn read_mp(s: &mut TcpStream) -> rmpv::Value {
+    rmpv::decode::read_value(s).expect("read msgpack reply")
+}
+
+pub fn send(s: &mut TcpStream, b: &[u8]) {
+    s.write_all(b).expect("send");
+}
