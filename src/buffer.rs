@@ -109,7 +109,9 @@ impl OutputBuffer {
         let mut last_secs = i64::MIN;
         let mut last_key: Option<Arc<str>> = None;
         while pos < b.len() {
-            let Ok((e, next, _)) = read_entry(b, pos) else { break };
+            let Ok((e, next, _)) = read_entry(b, pos) else {
+                break;
+            };
             let key: Arc<str> = if !p.uses_record() && e.time.secs == last_secs {
                 last_key.clone().unwrap_or_else(|| Arc::from(""))
             } else {
@@ -162,7 +164,9 @@ impl OutputBuffer {
                     OverflowAction::DropOldestChunk => {
                         if let Some(old) = st.queue.pop_front() {
                             st.total -= old.bytes;
-                            self.counters.records_dropped.fetch_add(old.records as u64, Ordering::Relaxed);
+                            self.counters
+                                .records_dropped
+                                .fetch_add(old.records as u64, Ordering::Relaxed);
                             warn!(output = %self.id, records = old.records, tag = %old.tag, "buffer full: dropped the oldest chunk (overflow_action = drop_oldest_chunk)");
                             continue;
                         }
@@ -202,7 +206,11 @@ impl OutputBuffer {
                 c.records += count;
                 c.bytes += len;
                 let seal_now = c.bytes >= self.cfg.chunk_limit_size.0 as usize
-                    || self.cfg.chunk_limit_records.map(|n| c.records >= n).unwrap_or(false);
+                    || self
+                        .cfg
+                        .chunk_limit_records
+                        .map(|n| c.records >= n)
+                        .unwrap_or(false);
                 if seal_now {
                     if let Some(c) = st.open.remove(&k) {
                         self.seal(&mut st, k, c);
@@ -211,7 +219,9 @@ impl OutputBuffer {
                 }
             }
         }
-        self.counters.records_in.fetch_add(batch.count as u64, Ordering::Relaxed);
+        self.counters
+            .records_in
+            .fetch_add(batch.count as u64, Ordering::Relaxed);
         for _ in 0..sealed {
             self.work.notify_one();
         }
@@ -271,7 +281,8 @@ impl OutputBuffer {
 
     /// Periodically seals chunks that reached flush_interval.
     pub async fn flusher(self: Arc<Self>) {
-        let tick = (self.flush_interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let tick =
+            (self.flush_interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         loop {
             tokio::time::sleep(tick).await;
             if self.lock().closing {
@@ -316,7 +327,10 @@ impl OutputBuffer {
 
     pub fn backoff(&self, attempt: u32) -> Duration {
         let base = self.cfg.retry_wait.0.as_secs_f64();
-        let exp = self.cfg.retry_exponential_backoff_base.powi(attempt.saturating_sub(1).min(64) as i32);
+        let exp = self
+            .cfg
+            .retry_exponential_backoff_base
+            .powi(attempt.saturating_sub(1).min(64) as i32);
         let mut secs = (base * exp).min(self.cfg.retry_max_interval.0.as_secs_f64());
         if self.cfg.retry_randomize {
             secs *= 0.875 + rand::random::<f64>() * 0.25;
@@ -330,12 +344,16 @@ impl OutputBuffer {
         loop {
             match self.output.write(chunk).await {
                 Ok(()) => {
-                    self.counters.records_out.fetch_add(chunk.records as u64, Ordering::Relaxed);
+                    self.counters
+                        .records_out
+                        .fetch_add(chunk.records as u64, Ordering::Relaxed);
                     return;
                 }
                 Err(OutputError::Fatal(e)) => {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    self.counters.records_dropped.fetch_add(chunk.records as u64, Ordering::Relaxed);
+                    self.counters
+                        .records_dropped
+                        .fetch_add(chunk.records as u64, Ordering::Relaxed);
                     error!(output = %self.id, chunk = %chunk.id, tag = %chunk.tag, records = chunk.records, error = %e, "chunk failed with a fatal error and is dropped");
                     return;
                 }
@@ -343,10 +361,16 @@ impl OutputBuffer {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
                     attempt += 1;
                     let exhausted = !self.cfg.retry_forever
-                        && (self.cfg.retry_max_times.map(|m| attempt > m).unwrap_or(false)
+                        && (self
+                            .cfg
+                            .retry_max_times
+                            .map(|m| attempt > m)
+                            .unwrap_or(false)
                             || started.elapsed() >= self.cfg.retry_timeout.0);
                     if exhausted {
-                        self.counters.records_dropped.fetch_add(chunk.records as u64, Ordering::Relaxed);
+                        self.counters
+                            .records_dropped
+                            .fetch_add(chunk.records as u64, Ordering::Relaxed);
                         error!(output = %self.id, chunk = %chunk.id, tag = %chunk.tag, records = chunk.records, attempts = attempt, error = %e, "retries exhausted; chunk dropped");
                         return;
                     }

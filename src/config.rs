@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fuwa_api::{BuildContext, ByteSize, ConfigError, ConfigSection, Filter, HumanDuration, Input, Output, TagPattern};
+use fuwa_api::{
+    BuildContext, ByteSize, ConfigError, ConfigSection, Filter, HumanDuration, Input, Output,
+    TagPattern,
+};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -239,11 +242,19 @@ pub fn load_file(path: &Path, data_dir_override: Option<&Path>) -> Result<Config
     load_str(&src, &name, data_dir_override)
 }
 
-pub fn load_str(src: &str, name: &str, data_dir_override: Option<&Path>) -> Result<Config, ConfigErrors> {
+pub fn load_str(
+    src: &str,
+    name: &str,
+    data_dir_override: Option<&Path>,
+) -> Result<Config, ConfigErrors> {
     let mut errors: Vec<ConfigError> = Vec::new();
     let (doc, syntax) = DeTable::parse_recoverable(src);
     for e in syntax {
-        errors.push(ConfigError { span: e.span(), key: "syntax".into(), message: e.message().trim().replace('\n', " ") });
+        errors.push(ConfigError {
+            span: e.span(),
+            key: "syntax".into(),
+            message: e.message().trim().replace('\n', " "),
+        });
     }
     let doc_span = doc.span();
     let doc = doc.into_inner();
@@ -283,14 +294,19 @@ pub fn load_str(src: &str, name: &str, data_dir_override: Option<&Path>) -> Resu
             }),
         }
     }
-    let data_dir_explicit = data_dir_override.is_some() || key_span(&doc, &["agent", "data_dir"]).is_some();
+    let data_dir_explicit =
+        data_dir_override.is_some() || key_span(&doc, &["agent", "data_dir"]).is_some();
     if let Some(d) = data_dir_override {
         agent.data_dir = d.to_path_buf();
     }
     let tz_ok = match fuwa_render::parse_timezone(&agent.timezone) {
         Ok(_) => true,
         Err(e) => {
-            errors.push(ConfigError { span: key_span(&doc, &["agent", "timezone"]), key: "agent.timezone".into(), message: e });
+            errors.push(ConfigError {
+                span: key_span(&doc, &["agent", "timezone"]),
+                key: "agent.timezone".into(),
+                message: e,
+            });
             false
         }
     };
@@ -298,33 +314,60 @@ pub fn load_str(src: &str, name: &str, data_dir_override: Option<&Path>) -> Resu
         errors.push(ConfigError {
             span: key_span(&doc, &["agent", "log_level"]),
             key: "agent.log_level".into(),
-            message: format!("`{}` is not a log level (error, warn, info, debug, trace)", agent.log_level),
+            message: format!(
+                "`{}` is not a log level (error, warn, info, debug, trace)",
+                agent.log_level
+            ),
         });
     }
-    let hostname = agent.hostname.clone().unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+    let hostname = agent
+        .hostname
+        .clone()
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
     if input_tables.is_empty() {
-        errors.push(ConfigError { span: Some(doc_span.start..doc_span.start), key: "input".into(), message: "no [[input]]: nothing would be read".into() });
+        errors.push(ConfigError {
+            span: Some(doc_span.start..doc_span.start),
+            key: "input".into(),
+            message: "no [[input]]: nothing would be read".into(),
+        });
     }
     if output_tables.is_empty() {
-        errors.push(ConfigError { span: Some(doc_span.start..doc_span.start), key: "output".into(), message: "no [[output]]: nothing would be written".into() });
+        errors.push(ConfigError {
+            span: Some(doc_span.start..doc_span.start),
+            key: "output".into(),
+            message: "no [[output]]: nothing would be written".into(),
+        });
     }
 
     let mut ids = HashSet::new();
     let base_ctx = |id: &str| BuildContext {
         id: id.to_string(),
         hostname: hostname.clone(),
-        timezone: if tz_ok { agent.timezone.clone() } else { "UTC".into() },
+        timezone: if tz_ok {
+            agent.timezone.clone()
+        } else {
+            "UTC".into()
+        },
         data_dir: agent.data_dir.clone(),
     };
 
     let mut inputs = Vec::new();
     for (i, t) in input_tables.into_iter().enumerate() {
         let name = format!("input[{i}]");
-        let Some(common) = take_common(t, &name, false, &mut errors) else { continue };
-        let id = common.id.clone().unwrap_or_else(|| format!("{}.{i}", common.kind));
+        let Some(common) = take_common(t, &name, false, &mut errors) else {
+            continue;
+        };
+        let id = common
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{}.{i}", common.kind));
         check_id(&id, &common, &mut ids, &mut errors);
         let Some(factory) = registry::find(registry::INPUTS, &common.kind) else {
-            errors.push(unknown_type(&common, "input", &registry::names(registry::INPUTS)));
+            errors.push(unknown_type(
+                &common,
+                "input",
+                &registry::names(registry::INPUTS),
+            ));
             continue;
         };
         match factory(&common.section, &base_ctx(&id)) {
@@ -336,15 +379,28 @@ pub fn load_str(src: &str, name: &str, data_dir_override: Option<&Path>) -> Resu
     let mut filters = Vec::new();
     for (i, t) in filter_tables.into_iter().enumerate() {
         let name = format!("filter[{i}]");
-        let Some(common) = take_common(t, &name, true, &mut errors) else { continue };
-        let id = common.id.clone().unwrap_or_else(|| format!("{}.{i}", common.kind));
+        let Some(common) = take_common(t, &name, true, &mut errors) else {
+            continue;
+        };
+        let id = common
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{}.{i}", common.kind));
         check_id(&id, &common, &mut ids, &mut errors);
         let Some(factory) = registry::find(registry::FILTERS, &common.kind) else {
-            errors.push(unknown_type(&common, "filter", &registry::names(registry::FILTERS)));
+            errors.push(unknown_type(
+                &common,
+                "filter",
+                &registry::names(registry::FILTERS),
+            ));
             continue;
         };
         match (factory(&common.section, &base_ctx(&id)), common.pattern) {
-            (Ok(plugin), Some(pattern)) => filters.push(FilterSpec { id, pattern, plugin }),
+            (Ok(plugin), Some(pattern)) => filters.push(FilterSpec {
+                id,
+                pattern,
+                plugin,
+            }),
             (Err(es), _) => errors.extend(es),
             _ => {}
         }
@@ -353,16 +409,26 @@ pub fn load_str(src: &str, name: &str, data_dir_override: Option<&Path>) -> Resu
     let mut outputs = Vec::new();
     for (i, t) in output_tables.into_iter().enumerate() {
         let name = format!("output[{i}]");
-        let Some(common) = take_common(t, &name, true, &mut errors) else { continue };
-        let id = common.id.clone().unwrap_or_else(|| format!("{}.{i}", common.kind));
+        let Some(common) = take_common(t, &name, true, &mut errors) else {
+            continue;
+        };
+        let id = common
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{}.{i}", common.kind));
         check_id(&id, &common, &mut ids, &mut errors);
         let buffer = match &common.buffer {
             None => Ok(BufferConfig::default()),
-            Some(b) => ConfigSection::new(format!("{name}.buffer"), b.clone()).parse::<BufferConfig>(),
+            Some(b) => {
+                ConfigSection::new(format!("{name}.buffer"), b.clone()).parse::<BufferConfig>()
+            }
         };
         let buffer = match buffer {
             Ok(b) => {
-                let bsec = common.buffer.clone().map(|b| ConfigSection::new(format!("{name}.buffer"), b));
+                let bsec = common
+                    .buffer
+                    .clone()
+                    .map(|b| ConfigSection::new(format!("{name}.buffer"), b));
                 let berr = |key: &str, msg: &str| match &bsec {
                     Some(s) => s.error(key, msg),
                     None => common.section.error("buffer", msg),
@@ -374,7 +440,10 @@ pub fn load_str(src: &str, name: &str, data_dir_override: Option<&Path>) -> Resu
                     errors.push(berr("chunk_limit_size", "must be more than 0"));
                 }
                 if b.total_limit_size < b.chunk_limit_size {
-                    errors.push(berr("total_limit_size", "must be at least chunk_limit_size"));
+                    errors.push(berr(
+                        "total_limit_size",
+                        "must be at least chunk_limit_size",
+                    ));
                 }
                 if b.retry_exponential_backoff_base < 1.0 {
                     errors.push(berr("retry_exponential_backoff_base", "must be at least 1"));
@@ -390,11 +459,24 @@ pub fn load_str(src: &str, name: &str, data_dir_override: Option<&Path>) -> Resu
             }
         };
         let Some(factory) = registry::find(registry::OUTPUTS, &common.kind) else {
-            errors.push(unknown_type(&common, "output", &registry::names(registry::OUTPUTS)));
+            errors.push(unknown_type(
+                &common,
+                "output",
+                &registry::names(registry::OUTPUTS),
+            ));
             continue;
         };
-        match (factory(&common.section, &base_ctx(&id)), common.pattern, buffer) {
-            (Ok(plugin), Some(pattern), Some(buffer)) => outputs.push(OutputSpec { id, pattern, plugin, buffer }),
+        match (
+            factory(&common.section, &base_ctx(&id)),
+            common.pattern,
+            buffer,
+        ) {
+            (Ok(plugin), Some(pattern), Some(buffer)) => outputs.push(OutputSpec {
+                id,
+                pattern,
+                plugin,
+                buffer,
+            }),
             (Err(es), _, _) => errors.extend(es),
             _ => {}
         }
@@ -404,10 +486,20 @@ pub fn load_str(src: &str, name: &str, data_dir_override: Option<&Path>) -> Resu
         errors.sort_by_key(|e| e.span.as_ref().map(|s| s.start).unwrap_or(0));
         return Err(ConfigErrors {
             file: name.to_string(),
-            lines: errors.iter().map(|e| format!("{name}:{}: {}: {}", line_of(src, &e.span), e.key, e.message)).collect(),
+            lines: errors
+                .iter()
+                .map(|e| format!("{name}:{}: {}: {}", line_of(src, &e.span), e.key, e.message))
+                .collect(),
         });
     }
-    Ok(Config { agent, hostname, data_dir_explicit, inputs, filters, outputs })
+    Ok(Config {
+        agent,
+        hostname,
+        data_dir_explicit,
+        inputs,
+        filters,
+        outputs,
+    })
 }
 
 struct Common<'a> {
@@ -422,12 +514,21 @@ struct Common<'a> {
 
 /// Takes the engine's keys (`type`, `id`, `match`, and for outputs
 /// `buffer`) out of a plugin table; what is left belongs to the plugin.
-fn take_common<'a>(t: Spanned<DeValue<'a>>, name: &str, has_match: bool, errors: &mut Vec<ConfigError>) -> Option<Common<'a>> {
+fn take_common<'a>(
+    t: Spanned<DeValue<'a>>,
+    name: &str,
+    has_match: bool,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Common<'a>> {
     let span = t.span();
     let mut table = match t.into_inner() {
         DeValue::Table(t) => t,
         _ => {
-            errors.push(ConfigError { span: Some(span), key: name.into(), message: "must be a table".into() });
+            errors.push(ConfigError {
+                span: Some(span),
+                key: name.into(),
+                message: "must be a table".into(),
+            });
             return None;
         }
     };
@@ -437,17 +538,33 @@ fn take_common<'a>(t: Spanned<DeValue<'a>>, name: &str, has_match: bool, errors:
         match v.into_inner() {
             DeValue::String(x) => Some((x.into_owned(), s)),
             _ => {
-                errors.push(ConfigError { span: Some(s), key: format!("{name}.{key}"), message: "must be a string".into() });
+                errors.push(ConfigError {
+                    span: Some(s),
+                    key: format!("{name}.{key}"),
+                    message: "must be a string".into(),
+                });
                 None
             }
         }
     };
     let kind = string_key("type", &mut table);
     let id = string_key("id", &mut table);
-    let pattern_src = if has_match { string_key("match", &mut table) } else { None };
-    let buffer = if name.starts_with("output") { table.remove("buffer") } else { None };
+    let pattern_src = if has_match {
+        string_key("match", &mut table)
+    } else {
+        None
+    };
+    let buffer = if name.starts_with("output") {
+        table.remove("buffer")
+    } else {
+        None
+    };
     let Some((kind, kind_span)) = kind else {
-        errors.push(ConfigError { span: Some(span), key: format!("{name}.type"), message: "missing: every section needs a type".into() });
+        errors.push(ConfigError {
+            span: Some(span),
+            key: format!("{name}.type"),
+            message: "missing: every section needs a type".into(),
+        });
         return None;
     };
     let pattern = if has_match {
@@ -455,7 +572,11 @@ fn take_common<'a>(t: Spanned<DeValue<'a>>, name: &str, has_match: bool, errors:
         match TagPattern::parse(&src) {
             Ok(p) => Some(p),
             Err(e) => {
-                errors.push(ConfigError { span: Some(pspan), key: format!("{name}.match"), message: e });
+                errors.push(ConfigError {
+                    span: Some(pspan),
+                    key: format!("{name}.match"),
+                    message: e,
+                });
                 None
             }
         }
@@ -478,12 +599,17 @@ fn take_common<'a>(t: Spanned<DeValue<'a>>, name: &str, has_match: bool, errors:
 }
 
 fn check_id(id: &str, c: &Common<'_>, ids: &mut HashSet<String>, errors: &mut Vec<ConfigError>) {
-    let bad = id.is_empty() || !id.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+    let bad = id.is_empty()
+        || !id
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
     if bad {
         errors.push(ConfigError {
             span: c.id_span.clone(),
             key: format!("{}.id", c.section.name),
-            message: format!("`{id}`: ids use letters, digits, `.`, `_` and `-` (they name directories)"),
+            message: format!(
+                "`{id}`: ids use letters, digits, `.`, `_` and `-` (they name directories)"
+            ),
         });
     }
     if !ids.insert(id.to_string()) {
@@ -559,10 +685,19 @@ type = "nope"
         let e = errs(src);
         assert_eq!(e.len(), 5, "{e:#?}");
         assert!(e[0].starts_with("f.toml:2: agent.timezone:"), "{e:#?}");
-        assert!(e[1].starts_with("f.toml:7: input[0].bogus: unknown field"), "{e:#?}");
+        assert!(
+            e[1].starts_with("f.toml:7: input[0].bogus: unknown field"),
+            "{e:#?}"
+        );
         assert!(e[2].starts_with("f.toml:11: output[0].match:"), "{e:#?}");
-        assert!(e[3].starts_with("f.toml:14: output[0].buffer.flush_interval:"), "{e:#?}");
-        assert!(e[4].starts_with("f.toml:17: output[1].type: unknown output type `nope`"), "{e:#?}");
+        assert!(
+            e[3].starts_with("f.toml:14: output[0].buffer.flush_interval:"),
+            "{e:#?}"
+        );
+        assert!(
+            e[4].starts_with("f.toml:17: output[1].type: unknown output type `nope`"),
+            "{e:#?}"
+        );
     }
 
     #[test]
@@ -579,15 +714,30 @@ id = "x"
 type = "null"
 "#;
         let e = errs(src);
-        assert!(e.iter().any(|l| l.starts_with("f.toml:3: input[0].bind:")), "{e:#?}");
-        assert!(e.iter().any(|l| l.starts_with("f.toml:9: output[1].id: id `x` is used twice")), "{e:#?}");
+        assert!(
+            e.iter().any(|l| l.starts_with("f.toml:3: input[0].bind:")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("f.toml:9: output[1].id: id `x` is used twice")),
+            "{e:#?}"
+        );
     }
 
     #[test]
     fn syntax_errors_and_unknown_sections() {
-        let e = errs("[[input]]\ntype = \"forward\"\n[[output]]\ntype = \"null\"\n[agnet]\nx = 1\n");
-        assert!(e.iter().any(|l| l.starts_with("f.toml:5: agnet: unknown section")), "{e:#?}");
+        let e =
+            errs("[[input]]\ntype = \"forward\"\n[[output]]\ntype = \"null\"\n[agnet]\nx = 1\n");
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("f.toml:5: agnet: unknown section")),
+            "{e:#?}"
+        );
         let e = errs("[[input]\ntype=");
-        assert!(e.iter().any(|l| l.starts_with("f.toml:1: syntax:")), "{e:#?}");
+        assert!(
+            e.iter().any(|l| l.starts_with("f.toml:1: syntax:")),
+            "{e:#?}"
+        );
     }
 }

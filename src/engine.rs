@@ -18,7 +18,9 @@ use crate::router::{Pipeline, RoutedFilter, RoutedOutput};
 pub async fn run(cfg: Config) -> Result<()> {
     if let Err(e) = std::fs::create_dir_all(&cfg.agent.data_dir) {
         if cfg.data_dir_explicit {
-            return Err(e).with_context(|| format!("cannot create data_dir {}", cfg.agent.data_dir.display()));
+            return Err(e).with_context(|| {
+                format!("cannot create data_dir {}", cfg.agent.data_dir.display())
+            });
         }
         warn!(data_dir = %cfg.agent.data_dir.display(), error = %e, "cannot create the default data_dir; nothing needs it with memory buffers");
     }
@@ -29,14 +31,21 @@ pub async fn run(cfg: Config) -> Result<()> {
     for o in cfg.outputs {
         info!(output = %o.id, r#match = %o.pattern.as_str(), buffer = ?o.buffer.kind, "output ready");
         let buf = OutputBuffer::new(&o.id, o.plugin.clone(), o.buffer.clone());
-        routed_outputs.push(RoutedOutput { pattern: o.pattern, buffer: buf.clone() });
+        routed_outputs.push(RoutedOutput {
+            pattern: o.pattern,
+            buffer: buf.clone(),
+        });
         buffers.push((buf, o.buffer.flush_thread_count));
         plugins.push((o.id, o.plugin));
     }
     let filters = cfg
         .filters
         .into_iter()
-        .map(|f| RoutedFilter { id: f.id, pattern: f.pattern, plugin: f.plugin })
+        .map(|f| RoutedFilter {
+            id: f.id,
+            pattern: f.pattern,
+            plugin: f.plugin,
+        })
         .collect();
     let pipeline = Arc::new(Pipeline::new(filters, routed_outputs));
 
@@ -60,7 +69,11 @@ pub async fn run(cfg: Config) -> Result<()> {
     let (shutdown_tx, shutdown) = Shutdown::new();
     let mut input_tasks = JoinSet::new();
     for i in inputs {
-        let ctx = InputContext { id: Arc::from(i.id.as_str()), emitter: pipeline.clone(), shutdown: shutdown.clone() };
+        let ctx = InputContext {
+            id: Arc::from(i.id.as_str()),
+            emitter: pipeline.clone(),
+            shutdown: shutdown.clone(),
+        };
         let id = i.id.clone();
         input_tasks.spawn(async move {
             if let Err(e) = i.plugin.run(ctx).await {
@@ -92,7 +105,10 @@ pub async fn run(cfg: Config) -> Result<()> {
         b.close();
     }
     let timeout = cfg.agent.shutdown_timeout.0;
-    let drained = tokio::time::timeout(timeout, async { while workers.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(timeout, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
         for (b, _) in &buffers {
             let (chunks, records) = b.pending();
@@ -102,7 +118,10 @@ pub async fn run(cfg: Config) -> Result<()> {
         }
     }
     for (id, p) in plugins {
-        if tokio::time::timeout(Duration::from_secs(5), p.close()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), p.close())
+            .await
+            .is_err()
+        {
             warn!(output = %id, "output did not close in time");
         }
     }

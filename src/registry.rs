@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, Filter, Input, Output};
 
-type InputFactory = fn(&ConfigSection<'_>, &BuildContext) -> Result<Box<dyn Input>, Vec<ConfigError>>;
-type FilterFactory = fn(&ConfigSection<'_>, &BuildContext) -> Result<Box<dyn Filter>, Vec<ConfigError>>;
-type OutputFactory = fn(&ConfigSection<'_>, &BuildContext) -> Result<Arc<dyn Output>, Vec<ConfigError>>;
+type InputFactory =
+    fn(&ConfigSection<'_>, &BuildContext) -> Result<Box<dyn Input>, Vec<ConfigError>>;
+type FilterFactory =
+    fn(&ConfigSection<'_>, &BuildContext) -> Result<Box<dyn Filter>, Vec<ConfigError>>;
+type OutputFactory =
+    fn(&ConfigSection<'_>, &BuildContext) -> Result<Arc<dyn Output>, Vec<ConfigError>>;
 
 pub const INPUTS: &[(&str, InputFactory)] = &[("forward", fuwa_in_forward::build)];
 

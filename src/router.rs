@@ -31,7 +31,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(filters: Vec<RoutedFilter>, outputs: Vec<RoutedOutput>) -> Self {
-        Pipeline { filters, outputs, closed: AtomicBool::new(false) }
+        Pipeline {
+            filters,
+            outputs,
+            closed: AtomicBool::new(false),
+        }
     }
 
     pub fn close(&self) {
@@ -41,7 +45,11 @@ impl Pipeline {
     /// Runs the filters that match the tag. Records are decoded only here,
     /// and only when some filter matches.
     fn apply_filters(&self, batch: Batch) -> Batch {
-        let active: Vec<&RoutedFilter> = self.filters.iter().filter(|f| f.pattern.matches(&batch.tag)).collect();
+        let active: Vec<&RoutedFilter> = self
+            .filters
+            .iter()
+            .filter(|f| f.pattern.matches(&batch.tag))
+            .collect();
         if active.is_empty() {
             return batch;
         }
@@ -85,7 +93,11 @@ impl Emitter for Pipeline {
         if self.closed.load(Ordering::Relaxed) {
             return Err(EmitError::ShuttingDown);
         }
-        let batch = if self.filters.is_empty() { batch } else { self.apply_filters(batch) };
+        let batch = if self.filters.is_empty() {
+            batch
+        } else {
+            self.apply_filters(batch)
+        };
         if batch.count == 0 {
             return Ok(());
         }
@@ -117,9 +129,17 @@ mod tests {
     /// drops records whose "drop" field is true, adds "seen" = filter id
     struct TestFilter(&'static str);
     impl Filter for TestFilter {
-        fn filter(&self, _tag: &str, time: &mut EventTime, record: &mut rmpv::Value) -> FilterResult {
+        fn filter(
+            &self,
+            _tag: &str,
+            time: &mut EventTime,
+            record: &mut rmpv::Value,
+        ) -> FilterResult {
             let map = record.as_map().cloned().unwrap_or_default();
-            if map.iter().any(|(k, v)| k.as_str() == Some("drop") && v.as_bool() == Some(true)) {
+            if map
+                .iter()
+                .any(|(k, v)| k.as_str() == Some("drop") && v.as_bool() == Some(true))
+            {
                 return FilterResult::Drop;
             }
             if let rmpv::Value::Map(m) = record {
@@ -146,18 +166,37 @@ mod tests {
         let b = Arc::new(Collect(Mutex::new(vec![])));
         let p = Pipeline::new(
             vec![
-                RoutedFilter { id: "f1".into(), pattern: TagPattern::parse("app.**").unwrap(), plugin: Box::new(TestFilter("one")) },
-                RoutedFilter { id: "f2".into(), pattern: TagPattern::parse("app.web").unwrap(), plugin: Box::new(TestFilter("two")) },
+                RoutedFilter {
+                    id: "f1".into(),
+                    pattern: TagPattern::parse("app.**").unwrap(),
+                    plugin: Box::new(TestFilter("one")),
+                },
+                RoutedFilter {
+                    id: "f2".into(),
+                    pattern: TagPattern::parse("app.web").unwrap(),
+                    plugin: Box::new(TestFilter("two")),
+                },
             ],
             vec![
-                RoutedOutput { pattern: TagPattern::parse("app.*").unwrap(), buffer: OutputBuffer::new("a", a.clone(), BufferConfig::default()) },
-                RoutedOutput { pattern: TagPattern::parse("**").unwrap(), buffer: OutputBuffer::new("b", b.clone(), BufferConfig::default()) },
+                RoutedOutput {
+                    pattern: TagPattern::parse("app.*").unwrap(),
+                    buffer: OutputBuffer::new("a", a.clone(), BufferConfig::default()),
+                },
+                RoutedOutput {
+                    pattern: TagPattern::parse("**").unwrap(),
+                    buffer: OutputBuffer::new("b", b.clone(), BufferConfig::default()),
+                },
             ],
         );
         let keep = rmpv::Value::Map(vec![(rmpv::Value::from("x"), rmpv::Value::from(1))]);
         let drop = rmpv::Value::Map(vec![(rmpv::Value::from("drop"), rmpv::Value::from(true))]);
-        p.emit(batch("app.web", &[keep.clone(), drop.clone(), keep.clone()])).await.unwrap();
-        p.emit(batch("other", &[drop.clone()])).await.unwrap();
+        p.emit(batch(
+            "app.web",
+            &[keep.clone(), drop.clone(), keep.clone()],
+        ))
+        .await
+        .unwrap();
+        p.emit(batch("other", std::slice::from_ref(&drop))).await.unwrap();
         for o in &p.outputs {
             o.buffer.seal_due(true);
             let w = o.buffer.clone();
@@ -170,7 +209,13 @@ mod tests {
         let e = a[0].entries().next().unwrap().unwrap();
         assert_eq!(e.time.nanos, 7);
         let rec = rmpv::decode::read_value(&mut &e.record[..]).unwrap();
-        let seen: Vec<&str> = rec.as_map().unwrap().iter().filter(|(k, _)| k.as_str() == Some("seen")).filter_map(|(_, v)| v.as_str()).collect();
+        let seen: Vec<&str> = rec
+            .as_map()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.as_str() == Some("seen"))
+            .filter_map(|(_, v)| v.as_str())
+            .collect();
         assert_eq!(seen, vec!["one", "two"]);
         // "other" matched no filter: its record passes untouched, unfiltered
         let b = b.0.lock().unwrap();

@@ -18,7 +18,11 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub fn fixtures_dir() -> PathBuf {
-    repo_root().join("..").join("shared").join("fixtures").join("forward")
+    repo_root()
+        .join("..")
+        .join("shared")
+        .join("fixtures")
+        .join("forward")
 }
 
 /// A port nobody listens on right now (TCP and UDP).
@@ -69,7 +73,13 @@ impl Agent {
         let stdout = Arc::new(Mutex::new(String::new()));
         pump(child.stderr.take().expect("stderr"), stderr.clone());
         pump(child.stdout.take().expect("stdout"), stdout.clone());
-        let mut a = Agent { child, dir, port, stderr, stdout };
+        let mut a = Agent {
+            child,
+            dir,
+            port,
+            stderr,
+            stdout,
+        };
         if wait_port {
             a.wait_port();
         }
@@ -92,7 +102,8 @@ impl Agent {
 
     pub fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         s.set_nodelay(true).expect("nodelay");
         s
     }
@@ -148,7 +159,10 @@ impl Drop for Agent {
 }
 
 pub fn signal(child: &Child, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status();
 }
 
 fn pump<R: Read + Send + 'static>(r: R, into: Arc<Mutex<String>>) {
@@ -172,7 +186,9 @@ pub fn read_json_lines(dir: &Path) -> Vec<(PathBuf, serde_json::Value)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         entries.sort();
         for p in entries {
@@ -183,13 +199,16 @@ pub fn read_json_lines(dir: &Path) -> Vec<(PathBuf, serde_json::Value)> {
             let raw = std::fs::read(&p).unwrap_or_default();
             let text = if p.extension().map(|e| e == "gz").unwrap_or(false) {
                 let mut s = String::new();
-                flate2::read::MultiGzDecoder::new(&raw[..]).read_to_string(&mut s).expect("gunzip");
+                flate2::read::MultiGzDecoder::new(&raw[..])
+                    .read_to_string(&mut s)
+                    .expect("gunzip");
                 s
             } else {
                 String::from_utf8_lossy(&raw).into_owned()
             };
             for l in text.lines().filter(|l| !l.is_empty()) {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line in {}: {e}: {l}", p.display()));
+                let v: serde_json::Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("bad JSON line in {}: {e}: {l}", p.display()));
                 out.push((p.clone(), v));
             }
         }
@@ -198,7 +217,11 @@ pub fn read_json_lines(dir: &Path) -> Vec<(PathBuf, serde_json::Value)> {
 }
 
 /// Waits until `count` JSON lines exist below `dir`.
-pub fn wait_lines(dir: &Path, count: usize, timeout: Duration) -> Vec<(PathBuf, serde_json::Value)> {
+pub fn wait_lines(
+    dir: &Path,
+    count: usize,
+    timeout: Duration,
+) -> Vec<(PathBuf, serde_json::Value)> {
     let deadline = Instant::now() + timeout;
     loop {
         let v = read_json_lines(dir);

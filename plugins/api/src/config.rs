@@ -149,7 +149,11 @@ impl ByteSize {
             "gib" => 1 << 30,
             "t" | "tb" => 1_000_000_000_000,
             "tib" => 1 << 40,
-            other => return Err(format!("unknown size unit `{other}` in `{s}` (use B, KB, KiB, MB, MiB, GB, GiB)")),
+            other => {
+                return Err(format!(
+                    "unknown size unit `{other}` in `{s}` (use B, KB, KiB, MB, MiB, GB, GiB)"
+                ))
+            }
         };
         Ok(ByteSize((n * mult as f64) as u64))
     }
@@ -208,7 +212,11 @@ impl HumanDuration {
                 "m" | "min" => n * 60.0,
                 "h" => n * 3600.0,
                 "d" => n * 86400.0,
-                other => return Err(format!("unknown duration unit `{other}` in `{s}` (use ms, s, m, h, d)")),
+                other => {
+                    return Err(format!(
+                        "unknown duration unit `{other}` in `{s}` (use ms, s, m, h, d)"
+                    ))
+                }
             };
             total += Duration::from_secs_f64(secs);
             rest = after;
@@ -249,11 +257,26 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(HumanDuration::parse("30s").unwrap().0, Duration::from_secs(30));
-        assert_eq!(HumanDuration::parse("500ms").unwrap().0, Duration::from_millis(500));
-        assert_eq!(HumanDuration::parse("1m30s").unwrap().0, Duration::from_secs(90));
-        assert_eq!(HumanDuration::parse("72h").unwrap().0, Duration::from_secs(72 * 3600));
-        assert_eq!(HumanDuration::parse("1.5").unwrap().0, Duration::from_millis(1500));
+        assert_eq!(
+            HumanDuration::parse("30s").unwrap().0,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            HumanDuration::parse("500ms").unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            HumanDuration::parse("1m30s").unwrap().0,
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            HumanDuration::parse("72h").unwrap().0,
+            Duration::from_secs(72 * 3600)
+        );
+        assert_eq!(
+            HumanDuration::parse("1.5").unwrap().0,
+            Duration::from_millis(1500)
+        );
         assert!(HumanDuration::parse("soon").is_err());
         assert!(HumanDuration::parse("5 fortnights").is_err());
     }
@@ -276,7 +299,10 @@ mod tests {
     fn section(src: &str) -> ConfigSection<'_> {
         let t = DeTable::parse(src).unwrap();
         let span = t.span();
-        ConfigSection::new("input[0]", Spanned::new(span, DeValue::Table(t.into_inner())))
+        ConfigSection::new(
+            "input[0]",
+            Spanned::new(span, DeValue::Table(t.into_inner())),
+        )
     }
 
     #[test]
@@ -293,7 +319,12 @@ mod tests {
 
         let src = "port = 1\n[inner]\nsize = \"8 bananas\"\n";
         let e = section(src).parse::<Demo>().unwrap_err();
-        assert_eq!(e.key, "input[0].inner.size", "{e:?} {:?}", &src[e.span.clone().unwrap()]);
+        assert_eq!(
+            e.key,
+            "input[0].inner.size",
+            "{e:?} {:?}",
+            &src[e.span.clone().unwrap()]
+        );
         assert!(e.message.contains("unknown size unit"), "{e:?}");
     }
 }

@@ -74,17 +74,17 @@ impl EventTime {
                     return Err(DecodeError::Incomplete);
                 }
                 let secs = u32::from_be_bytes([buf[p], buf[p + 1], buf[p + 2], buf[p + 3]]);
-                let nanos =
-                    u32::from_be_bytes([buf[p + 4], buf[p + 5], buf[p + 6], buf[p + 7]]);
+                let nanos = u32::from_be_bytes([buf[p + 4], buf[p + 5], buf[p + 6], buf[p + 7]]);
                 if nanos >= 1_000_000_000 {
-                    return Err(DecodeError::invalid(pos, "EventTime nanoseconds out of range"));
+                    return Err(DecodeError::invalid(
+                        pos,
+                        "EventTime nanoseconds out of range",
+                    ));
                 }
                 Ok((EventTime::new(secs as i64, nanos), p + 8, true))
             }
             Head::Uint(v) if v <= u32::MAX as u64 => Ok((EventTime::new(v as i64, 0), p, true)),
-            Head::Int(v) if v >= 0 && v <= u32::MAX as i64 => {
-                Ok((EventTime::new(v, 0), p, true))
-            }
+            Head::Int(v) if v >= 0 && v <= u32::MAX as i64 => Ok((EventTime::new(v, 0), p, true)),
             Head::F64(f) => EventTime::from_f64(f)
                 .map(|t| (t, p, false))
                 .ok_or(DecodeError::invalid(pos, "time is not a finite number")),
@@ -101,8 +101,14 @@ impl EventTime {
                 let end = msgpack::skip(buf, after)?;
                 Ok((t, end, false))
             }
-            Head::Ext(_, _) => Err(DecodeError::invalid(pos, "time is an ext type other than EventTime")),
-            _ => Err(DecodeError::invalid(pos, "time must be an EventTime, an integer or a float")),
+            Head::Ext(_, _) => Err(DecodeError::invalid(
+                pos,
+                "time is an ext type other than EventTime",
+            )),
+            _ => Err(DecodeError::invalid(
+                pos,
+                "time must be an EventTime, an integer or a float",
+            )),
         }
     }
 }
@@ -138,7 +144,12 @@ pub fn read_entry(buf: &[u8], pos: usize) -> Result<(Entry<'_>, usize, bool), De
     let (head, p) = msgpack::read_head(buf, pos)?;
     match head {
         Head::Array(2) => {}
-        Head::Array(_) => return Err(DecodeError::invalid(pos, "entry is not a [time, record] pair")),
+        Head::Array(_) => {
+            return Err(DecodeError::invalid(
+                pos,
+                "entry is not a [time, record] pair",
+            ))
+        }
         _ => return Err(DecodeError::invalid(pos, "entry is not an array")),
     }
     let (time, rp, canonical) = EventTime::read(buf, p)?;

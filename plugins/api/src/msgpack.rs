@@ -74,12 +74,12 @@ pub fn read_head(buf: &[u8], pos: usize) -> Result<(Head, usize), DecodeError> {
         0xc1 => return Err(DecodeError::invalid(pos, "reserved byte 0xc1")),
         0xc2 => (Head::Bool(false), p),
         0xc3 => (Head::Bool(true), p),
-        0xc4 | 0xc5 | 0xc6 => {
+        0xc4..=0xc6 => {
             let n = 1 << (b - 0xc4);
             need(buf, p, n)?;
             (Head::Bin(be(buf, p, n) as usize), p + n)
         }
-        0xc7 | 0xc8 | 0xc9 => {
+        0xc7..=0xc9 => {
             let n = 1 << (b - 0xc7);
             need(buf, p, n + 1)?;
             let len = be(buf, p, n) as usize;
@@ -397,7 +397,11 @@ mod tests {
         let b = enc(&v);
         assert_eq!(skip(&b, 0), Ok(b.len()));
         for cut in 0..b.len() {
-            assert_eq!(skip(&b[..cut], 0), Err(DecodeError::Incomplete), "cut {cut}");
+            assert_eq!(
+                skip(&b[..cut], 0),
+                Err(DecodeError::Incomplete),
+                "cut {cut}"
+            );
         }
     }
 
@@ -435,8 +439,7 @@ mod tests {
         leaf.prop_recursive(4, 64, 8, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..20).prop_map(rmpv::Value::Array),
-                proptest::collection::vec((inner.clone(), inner), 0..20)
-                    .prop_map(rmpv::Value::Map),
+                proptest::collection::vec((inner.clone(), inner), 0..20).prop_map(rmpv::Value::Map),
             ]
         })
     }

@@ -145,6 +145,9 @@ mod tests {
     fn literals() {
         let p = TagPattern::parse("action_logs page_views").unwrap();
         assert_eq!(p.literal_tags().unwrap(), vec!["action_logs", "page_views"]);
-        assert!(TagPattern::parse("app.**").unwrap().literal_tags().is_none());
+        assert!(TagPattern::parse("app.**")
+            .unwrap()
+            .literal_tags()
+            .is_none());
     }
 }

@@ -61,7 +61,12 @@ impl Handshake {
         let (verdict, salt) = match parsed {
             Err(e) => (Err(e), Vec::new()),
             Ok(p) => {
-                let expect = hexdigest(&[&p.salt, p.hostname.as_bytes(), &self.nonce, sec.shared_key.as_bytes()]);
+                let expect = hexdigest(&[
+                    &p.salt,
+                    p.hostname.as_bytes(),
+                    &self.nonce,
+                    sec.shared_key.as_bytes(),
+                ]);
                 let verdict = if p.hostname == sec.self_hostname {
                     Err("same hostname between input and output: invalid configuration".to_string())
                 } else if !constant_eq(expect.as_bytes(), p.digest.as_bytes()) {
@@ -70,7 +75,12 @@ impl Handshake {
                     let ok = sec.users.iter().any(|u| {
                         u.username == p.username
                             && constant_eq(
-                                hexdigest(&[&self.auth_salt, u.username.as_bytes(), u.password.as_bytes()]).as_bytes(),
+                                hexdigest(&[
+                                    &self.auth_salt,
+                                    u.username.as_bytes(),
+                                    u.password.as_bytes(),
+                                ])
+                                .as_bytes(),
                                 p.password_digest.as_bytes(),
                             )
                     });
@@ -89,10 +99,18 @@ impl Handshake {
         msgpack::write_array_len(&mut out, 5);
         msgpack::write_str(&mut out, b"PONG");
         out.push(if verdict.is_ok() { 0xc3 } else { 0xc2 });
-        msgpack::write_str(&mut out, verdict.as_ref().err().map(|s| s.as_bytes()).unwrap_or(b""));
+        msgpack::write_str(
+            &mut out,
+            verdict.as_ref().err().map(|s| s.as_bytes()).unwrap_or(b""),
+        );
         msgpack::write_str(&mut out, sec.self_hostname.as_bytes());
         let digest = if verdict.is_ok() {
-            hexdigest(&[&salt, sec.self_hostname.as_bytes(), &self.nonce, sec.shared_key.as_bytes()])
+            hexdigest(&[
+                &salt,
+                sec.self_hostname.as_bytes(),
+                &self.nonce,
+                sec.shared_key.as_bytes(),
+            ])
         } else {
             String::new()
         };
@@ -114,11 +132,16 @@ fn parse_ping(b: &[u8]) -> Result<Ping, String> {
     let (head, mut p) = msgpack::read_head(b, 0).map_err(|e| bad(&e.to_string()))?;
     let n = match head {
         Head::Array(n) if n == 4 || n == 6 => n,
-        _ => return Err(bad("expected an array of 6 elements (did the client skip the handshake?)")),
+        _ => {
+            return Err(bad(
+                "expected an array of 6 elements (did the client skip the handshake?)",
+            ))
+        }
     };
     let mut fields: Vec<Vec<u8>> = Vec::with_capacity(n);
     for _ in 0..n {
-        let (s, next) = msgpack::read_bytes_like(b, p).map_err(|_| bad("every element must be a string"))?;
+        let (s, next) =
+            msgpack::read_bytes_like(b, p).map_err(|_| bad("every element must be a string"))?;
         fields.push(s.to_vec());
         p = next;
     }
@@ -156,7 +179,13 @@ pub fn client_ping(
     msgpack::write_str(&mut out, salt_hex.as_bytes());
     msgpack::write_str(
         &mut out,
-        hexdigest(&[salt_hex.as_bytes(), hostname.as_bytes(), helo_nonce, shared_key.as_bytes()]).as_bytes(),
+        hexdigest(&[
+            salt_hex.as_bytes(),
+            hostname.as_bytes(),
+            helo_nonce,
+            shared_key.as_bytes(),
+        ])
+        .as_bytes(),
     );
     let (u, pw) = user.unwrap_or(("", ""));
     msgpack::write_str(&mut out, u.as_bytes());
@@ -196,13 +225,31 @@ mod tests {
 
     #[test]
     fn user_auth() {
-        let s = sec(vec![User { username: "alice".into(), password: "pw".into() }]);
+        let s = sec(vec![User {
+            username: "alice".into(),
+            password: "pw".into(),
+        }]);
         let hs = Handshake::new(&s);
         assert_eq!(hs.auth_salt.len(), 16);
-        let ok = client_ping(&hs.nonce, &hs.auth_salt, "client", "secret", Some(("alice", "pw")));
+        let ok = client_ping(
+            &hs.nonce,
+            &hs.auth_salt,
+            "client",
+            "secret",
+            Some(("alice", "pw")),
+        );
         assert!(hs.check_ping(&s, &ok).1.is_ok());
-        let bad = client_ping(&hs.nonce, &hs.auth_salt, "client", "secret", Some(("alice", "wrong")));
-        assert_eq!(hs.check_ping(&s, &bad).1.unwrap_err(), "username/password mismatch");
+        let bad = client_ping(
+            &hs.nonce,
+            &hs.auth_salt,
+            "client",
+            "secret",
+            Some(("alice", "wrong")),
+        );
+        assert_eq!(
+            hs.check_ping(&s, &bad).1.unwrap_err(),
+            "username/password mismatch"
+        );
         let none = client_ping(&hs.nonce, &hs.auth_salt, "client", "secret", None);
         assert!(hs.check_ping(&s, &none).1.is_err());
     }

@@ -61,7 +61,10 @@ where
         };
         if n == 0 {
             if !buf.is_empty() {
-                return Err(format!("connection closed in the middle of a message ({} bytes pending)", buf.len()));
+                return Err(format!(
+                    "connection closed in the middle of a message ({} bytes pending)",
+                    buf.len()
+                ));
             }
             return Ok(());
         }
@@ -75,7 +78,10 @@ where
                 match framer.advance(&buf) {
                     Ok(Some(len)) => {
                         if len > shared.limit {
-                            return Err(format!("message of {len} bytes exceeds message_length_limit ({} bytes)", shared.limit));
+                            return Err(format!(
+                                "message of {len} bytes exceeds message_length_limit ({} bytes)",
+                                shared.limit
+                            ));
                         }
                         let msg = buf.split_to(len).freeze();
                         let mut one = Decoded::default();
@@ -88,8 +94,13 @@ where
                         }
                     }
                     Ok(None) => {
-                        if framer.progress() > shared.limit || buf.len() > shared.limit.saturating_add(READ_CHUNK) {
-                            return Err(format!("message exceeds message_length_limit ({} bytes)", shared.limit));
+                        if framer.progress() > shared.limit
+                            || buf.len() > shared.limit.saturating_add(READ_CHUNK)
+                        {
+                            return Err(format!(
+                                "message exceeds message_length_limit ({} bytes)",
+                                shared.limit
+                            ));
                         }
                         break;
                     }
@@ -106,7 +117,10 @@ where
             ack_msgpack(&mut acks, a);
         }
         if !acks.is_empty() {
-            stream.write_all(&acks).await.map_err(|e| format!("cannot send ack: {e}"))?;
+            stream
+                .write_all(&acks)
+                .await
+                .map_err(|e| format!("cannot send ack: {e}"))?;
             acks.clear();
         }
     }
@@ -132,12 +146,14 @@ fn decode_json_stream(
 ) -> Result<(), String> {
     let mut consumed = 0;
     {
-        let mut it = serde_json::Deserializer::from_slice(&buf[..]).into_iter::<serde_json::Value>();
+        let mut it =
+            serde_json::Deserializer::from_slice(&buf[..]).into_iter::<serde_json::Value>();
         loop {
             match it.next() {
                 Some(Ok(v)) => {
                     let mut ack = None;
-                    decode_json(v, grouper, out, &mut ack).map_err(|e| format!("bad JSON message: {e}"))?;
+                    decode_json(v, grouper, out, &mut ack)
+                        .map_err(|e| format!("bad JSON message: {e}"))?;
                     consumed = it.byte_offset();
                     if let Some(a) = ack {
                         // acks wait until the batches are accepted; collect them
@@ -156,20 +172,33 @@ fn decode_json_stream(
     }
     let _ = buf.split_to(consumed);
     if buf.len() > limit {
-        return Err(format!("message exceeds message_length_limit ({limit} bytes)"));
+        return Err(format!(
+            "message exceeds message_length_limit ({limit} bytes)"
+        ));
     }
     Ok(())
 }
 
-async fn handshake<S>(stream: &mut S, buf: &mut BytesMut, sec: &Security, shutdown: &mut Shutdown) -> Result<(), String>
+async fn handshake<S>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    sec: &Security,
+    shutdown: &mut Shutdown,
+) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let hs = Handshake::new(sec);
-    stream.write_all(&hs.helo()).await.map_err(|e| format!("cannot send HELO: {e}"))?;
+    stream
+        .write_all(&hs.helo())
+        .await
+        .map_err(|e| format!("cannot send HELO: {e}"))?;
     let mut framer = Framer::new();
     let ping = loop {
-        if let Some(len) = framer.advance(buf).map_err(|e| format!("handshake: malformed PING: {e}"))? {
+        if let Some(len) = framer
+            .advance(buf)
+            .map_err(|e| format!("handshake: malformed PING: {e}"))?
+        {
             break buf.split_to(len);
         }
         if buf.len() > 64 * 1024 {
@@ -185,7 +214,10 @@ where
         }
     };
     let (pong, verdict) = hs.check_ping(sec, &ping);
-    stream.write_all(&pong).await.map_err(|e| format!("cannot send PONG: {e}"))?;
+    stream
+        .write_all(&pong)
+        .await
+        .map_err(|e| format!("cannot send PONG: {e}"))?;
     match verdict {
         Ok(()) => Ok(()),
         Err(reason) => {

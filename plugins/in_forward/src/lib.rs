@@ -33,18 +33,27 @@ pub struct ForwardInput {
 }
 
 /// Builds the input from its config section.
-pub fn build(section: &ConfigSection<'_>, ctx: &BuildContext) -> Result<Box<dyn Input>, Vec<ConfigError>> {
+pub fn build(
+    section: &ConfigSection<'_>,
+    ctx: &BuildContext,
+) -> Result<Box<dyn Input>, Vec<ConfigError>> {
     let cfg: ForwardConfig = section.parse().map_err(|e| vec![e])?;
     let mut errors = Vec::new();
     let addr: Option<SocketAddr> = match cfg.bind.parse() {
         Ok(a) => Some(a),
         Err(_) => {
-            errors.push(section.error("bind", format!("`{}` is not an address like \"127.0.0.1:24224\"", cfg.bind)));
+            errors.push(section.error(
+                "bind",
+                format!("`{}` is not an address like \"127.0.0.1:24224\"", cfg.bind),
+            ));
             None
         }
     };
     if cfg.shared_key.is_none() && (!cfg.users.is_empty() || cfg.self_hostname.is_some()) {
-        errors.push(section.error("shared_key", "users and self_hostname need shared_key (the handshake)"));
+        errors.push(section.error(
+            "shared_key",
+            "users and self_hostname need shared_key (the handshake)",
+        ));
     }
     let tls = match &cfg.tls {
         None => None,
@@ -58,14 +67,21 @@ pub fn build(section: &ConfigSection<'_>, ctx: &BuildContext) -> Result<Box<dyn 
     };
     let _ = ctx;
     match addr {
-        Some(addr) if errors.is_empty() => Ok(Box::new(ForwardInput { cfg, addr, tls, listener: None, udp: None })),
+        Some(addr) if errors.is_empty() => Ok(Box::new(ForwardInput {
+            cfg,
+            addr,
+            tls,
+            listener: None,
+            udp: None,
+        })),
         _ => Err(errors),
     }
 }
 
 fn load_tls(t: &config::TlsConfig) -> Result<TlsAcceptor, String> {
     let certs = {
-        let f = std::fs::File::open(&t.cert_path).map_err(|e| format!("cannot read cert_path {}: {e}", t.cert_path.display()))?;
+        let f = std::fs::File::open(&t.cert_path)
+            .map_err(|e| format!("cannot read cert_path {}: {e}", t.cert_path.display()))?;
         rustls_pemfile::certs(&mut BufReader::new(f))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("bad certificate in {}: {e}", t.cert_path.display()))?
@@ -74,7 +90,8 @@ fn load_tls(t: &config::TlsConfig) -> Result<TlsAcceptor, String> {
         return Err(format!("no certificate found in {}", t.cert_path.display()));
     }
     let key = {
-        let f = std::fs::File::open(&t.key_path).map_err(|e| format!("cannot read key_path {}: {e}", t.key_path.display()))?;
+        let f = std::fs::File::open(&t.key_path)
+            .map_err(|e| format!("cannot read key_path {}: {e}", t.key_path.display()))?;
         rustls_pemfile::private_key(&mut BufReader::new(f))
             .map_err(|e| format!("bad private key in {}: {e}", t.key_path.display()))?
             .ok_or_else(|| format!("no private key found in {}", t.key_path.display()))?
@@ -97,9 +114,9 @@ impl Input for ForwardInput {
             .map_err(|e| PluginError::Other(format!("cannot listen on {}: {e}", self.addr)))?;
         let local = listener.local_addr()?;
         if self.cfg.udp_heartbeat {
-            let udp = UdpSocket::bind(local)
-                .await
-                .map_err(|e| PluginError::Other(format!("cannot bind UDP heartbeat on {local}: {e}")))?;
+            let udp = UdpSocket::bind(local).await.map_err(|e| {
+                PluginError::Other(format!("cannot bind UDP heartbeat on {local}: {e}"))
+            })?;
             self.udp = Some(udp);
         }
         self.listener = Some(listener);
@@ -110,12 +127,19 @@ impl Input for ForwardInput {
         if self.listener.is_none() {
             self.start().await?;
         }
-        let listener = self.listener.take().ok_or_else(|| PluginError::Other("not started".into()))?;
+        let listener = self
+            .listener
+            .take()
+            .ok_or_else(|| PluginError::Other("not started".into()))?;
         let local = listener.local_addr()?;
         info!(input = %ctx.id, addr = %local, tls = self.tls.is_some(), handshake = self.cfg.shared_key.is_some(), "forward input listening");
         let security = self.cfg.shared_key.clone().map(|k| auth::Security {
             shared_key: k,
-            self_hostname: self.cfg.self_hostname.clone().unwrap_or_else(|| "fuwa".to_string()),
+            self_hostname: self
+                .cfg
+                .self_hostname
+                .clone()
+                .unwrap_or_else(|| "fuwa".to_string()),
             users: self.cfg.users.clone(),
         });
         let shared = Arc::new(conn::ConnShared {

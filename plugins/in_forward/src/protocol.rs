@@ -63,7 +63,11 @@ impl MessageGrouper {
     pub fn flush(&mut self, out: &mut Vec<Batch>) {
         if self.count > 0 {
             if let Some(tag) = self.tag.clone() {
-                out.push(Batch::new(tag, Bytes::from(std::mem::take(&mut self.buf)), self.count));
+                out.push(Batch::new(
+                    tag,
+                    Bytes::from(std::mem::take(&mut self.buf)),
+                    self.count,
+                ));
             }
         }
         self.count = 0;
@@ -86,10 +90,15 @@ pub fn decode_message(
     let n = match head {
         Head::Nil => return Ok(()), // heartbeat over TCP
         Head::Array(n) if (2..=4).contains(&n) => n,
-        Head::Array(n) => return Err(shape(format!("a message is an array of 2 to 4 elements, got {n}"))),
+        Head::Array(n) => {
+            return Err(shape(format!(
+                "a message is an array of 2 to 4 elements, got {n}"
+            )))
+        }
         _ => return Err(shape("a message must be an array [tag, ...]")),
     };
-    let (tag_bytes, next) = msgpack::read_bytes_like(b, p).map_err(|_| shape("the tag must be a string"))?;
+    let (tag_bytes, next) =
+        msgpack::read_bytes_like(b, p).map_err(|_| shape("the tag must be a string"))?;
     let tag = std::str::from_utf8(tag_bytes).map_err(|_| shape("the tag is not valid UTF-8"))?;
     if tag.is_empty() {
         return Err(shape("the tag is empty"));
@@ -104,7 +113,11 @@ pub fn decode_message(
             }
             let body = msg.slice(sp..sp + len);
             let opt_pos = sp + len;
-            let opts = if n >= 3 { read_options(b, opt_pos)? } else { Options::default() };
+            let opts = if n >= 3 {
+                read_options(b, opt_pos)?
+            } else {
+                Options::default()
+            };
             if n > 3 {
                 return Err(shape("PackedForward takes at most 3 elements"));
             }
@@ -120,13 +133,21 @@ pub fn decode_message(
         }
         Head::Array(m) => {
             // Forward mode, or Message with Fluent Bit's [EventTime, {meta}] time
-            let first_inner = if m > 0 { Some(msgpack::read_head(b, sp)?.0) } else { None };
+            let first_inner = if m > 0 {
+                Some(msgpack::read_head(b, sp)?.0)
+            } else {
+                None
+            };
             if matches!(first_inner, Some(Head::Array(_)) | None) {
                 let end = msgpack::skip(b, p)?;
                 if n > 3 {
                     return Err(shape("Forward mode takes at most 3 elements"));
                 }
-                let opts = if n == 3 { read_options(b, end)? } else { Options::default() };
+                let opts = if n == 3 {
+                    read_options(b, end)?
+                } else {
+                    Options::default()
+                };
                 out.ack = opts.chunk.map(|(s, e)| msg.slice(s..e));
                 grouper.flush(&mut out.batches);
                 push_entries(tag, msg.slice(sp..end), out);
@@ -171,7 +192,9 @@ fn decode_single(
     };
     match msgpack::read_head(b, rec_pos)? {
         (Head::Map(_), _) => grouper.push(tag, time, &b[rec_pos..rec_end], &mut out.batches),
-        _ => out.skipped.push("event skipped: record is not a map".into()),
+        _ => out
+            .skipped
+            .push("event skipped: record is not a map".into()),
     }
     Ok(())
 }
@@ -205,14 +228,18 @@ fn push_entries(tag: &str, body: Bytes, out: &mut Decoded) {
                 // rest when the bytes themselves are broken
                 match msgpack::skip(b, pos) {
                     Ok(next) => {
-                        out.skipped.push(format!("entry {} skipped: {err}", count as usize + out.skipped.len()));
+                        out.skipped.push(format!(
+                            "entry {} skipped: {err}",
+                            count as usize + out.skipped.len()
+                        ));
                         if rewritten.is_none() {
                             rewritten = Some(b[..pos].to_vec());
                         }
                         pos = next;
                     }
                     Err(_) => {
-                        out.skipped.push(format!("entries from byte {pos} dropped: {err}"));
+                        out.skipped
+                            .push(format!("entries from byte {pos} dropped: {err}"));
                         if rewritten.is_none() {
                             rewritten = Some(b[..pos].to_vec());
                         }
@@ -253,7 +280,8 @@ fn read_options(b: &[u8], pos: usize) -> Result<Options, ProtocolError> {
         match key.map(|k| k.0) {
             Some(b"chunk") => o.chunk = Some((vpos, vend)),
             Some(b"compressed") => {
-                let (v, _) = msgpack::read_bytes_like(b, vpos).map_err(|_| shape("`compressed` must be a string"))?;
+                let (v, _) = msgpack::read_bytes_like(b, vpos)
+                    .map_err(|_| shape("`compressed` must be a string"))?;
                 o.compressed = Some(String::from_utf8_lossy(v).into_owned());
             }
             // `size` is informational (node fluent-logger sends a byte length)
@@ -281,7 +309,8 @@ pub fn gunzip(b: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> {
 }
 
 pub fn unzstd(b: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> {
-    let d = zstd::stream::read::Decoder::with_buffer(b).map_err(|e| ProtocolError::Compression(e.to_string()))?;
+    let d = zstd::stream::read::Decoder::with_buffer(b)
+        .map_err(|e| ProtocolError::Compression(e.to_string()))?;
     read_limited(d, limit, b.len() * 4)
 }
 
@@ -301,7 +330,11 @@ pub fn decode_json(
 ) -> Result<(), ProtocolError> {
     let arr = match v {
         serde_json::Value::Array(a) if (2..=4).contains(&a.len()) => a,
-        _ => return Err(shape("a JSON message must be an array [tag, time, record, option?]")),
+        _ => {
+            return Err(shape(
+                "a JSON message must be an array [tag, time, record, option?]",
+            ))
+        }
     };
     let mut it = arr.into_iter();
     let tag = match it.next() {
@@ -321,24 +354,33 @@ pub fn decode_json(
             let mut count = 0;
             for (i, e) in entries.into_iter().enumerate() {
                 match e {
-                    serde_json::Value::Array(pair) if pair.len() == 2 => match (json_time(&pair[0]), &pair[1]) {
-                        (Some(t), rec @ serde_json::Value::Object(_)) => {
-                            let mut r = Vec::new();
-                            json_to_msgpack(&mut r, rec);
-                            write_entry(&mut buf, t, &r);
-                            count += 1;
+                    serde_json::Value::Array(pair) if pair.len() == 2 => {
+                        match (json_time(&pair[0]), &pair[1]) {
+                            (Some(t), rec @ serde_json::Value::Object(_)) => {
+                                let mut r = Vec::new();
+                                json_to_msgpack(&mut r, rec);
+                                write_entry(&mut buf, t, &r);
+                                count += 1;
+                            }
+                            _ => out
+                                .skipped
+                                .push(format!("entry {i} skipped: expected [time, {{record}}]")),
                         }
-                        _ => out.skipped.push(format!("entry {i} skipped: expected [time, {{record}}]")),
-                    },
-                    _ => out.skipped.push(format!("entry {i} skipped: expected [time, {{record}}]")),
+                    }
+                    _ => out
+                        .skipped
+                        .push(format!("entry {i} skipped: expected [time, {{record}}]")),
                 }
             }
             if count > 0 {
-                out.batches.push(Batch::new(Arc::from(tag.as_str()), Bytes::from(buf), count));
+                out.batches
+                    .push(Batch::new(Arc::from(tag.as_str()), Bytes::from(buf), count));
             }
         }
         t => {
-            let rec = rest.first().ok_or_else(|| shape("Message mode is [tag, time, record, option?]"))?;
+            let rec = rest
+                .first()
+                .ok_or_else(|| shape("Message mode is [tag, time, record, option?]"))?;
             *ack = option_of(rest.get(1));
             match (json_time(&t), rec) {
                 (Some(t), rec @ serde_json::Value::Object(_)) => {
@@ -346,8 +388,12 @@ pub fn decode_json(
                     json_to_msgpack(&mut r, rec);
                     grouper.push(&tag, t, &r, &mut out.batches);
                 }
-                (None, _) => out.skipped.push("event skipped: time must be a number".into()),
-                _ => out.skipped.push("event skipped: record is not an object".into()),
+                (None, _) => out
+                    .skipped
+                    .push("event skipped: time must be a number".into()),
+                _ => out
+                    .skipped
+                    .push("event skipped: record is not an object".into()),
             }
         }
     }
@@ -411,7 +457,10 @@ mod tests {
         V::Ext(0, d)
     }
     fn rec(i: i64) -> V {
-        V::Map(vec![(V::from("i"), V::from(i)), (V::from("msg"), V::from("hello"))])
+        V::Map(vec![
+            (V::from("i"), V::from(i)),
+            (V::from("msg"), V::from("hello")),
+        ])
     }
     fn decode(msg: &Bytes) -> Result<Decoded, ProtocolError> {
         let mut g = MessageGrouper::default();
@@ -425,7 +474,11 @@ mod tests {
         for b in &d.batches {
             for e in b.iter() {
                 let e = e.unwrap();
-                v.push((b.tag.to_string(), e.time, rmpv::decode::read_value(&mut &e.record[..]).unwrap()));
+                v.push((
+                    b.tag.to_string(),
+                    e.time,
+                    rmpv::decode::read_value(&mut &e.record[..]).unwrap(),
+                ));
             }
         }
         v
@@ -441,11 +494,20 @@ mod tests {
     #[test]
     fn message_mode_with_every_time_kind() {
         for (t, expect) in [
-            (et(1_700_000_000, 123_456_789), EventTime::new(1_700_000_000, 123_456_789)),
+            (
+                et(1_700_000_000, 123_456_789),
+                EventTime::new(1_700_000_000, 123_456_789),
+            ),
             (V::from(1_700_000_000u32), EventTime::new(1_700_000_000, 0)),
             (V::from(1_700_000_000i64), EventTime::new(1_700_000_000, 0)),
-            (V::F64(1_700_000_000.5), EventTime::new(1_700_000_000, 500_000_000)),
-            (V::Array(vec![et(5, 6), V::Map(vec![])]), EventTime::new(5, 6)),
+            (
+                V::F64(1_700_000_000.5),
+                EventTime::new(1_700_000_000, 500_000_000),
+            ),
+            (
+                V::Array(vec![et(5, 6), V::Map(vec![])]),
+                EventTime::new(5, 6),
+            ),
         ] {
             let d = decode(&enc(&V::Array(vec![V::from("t"), t, rec(1)]))).unwrap();
             let ev = events(&d);
@@ -458,8 +520,15 @@ mod tests {
 
     #[test]
     fn chunk_is_echoed_in_its_own_type() {
-        for chunk in [V::from("abc"), V::Binary(b"xyz".to_vec()), V::from("x".repeat(48))] {
-            let opt = V::Map(vec![(V::from("chunk"), chunk.clone()), (V::from("size"), V::from(999))]);
+        for chunk in [
+            V::from("abc"),
+            V::Binary(b"xyz".to_vec()),
+            V::from("x".repeat(48)),
+        ] {
+            let opt = V::Map(vec![
+                (V::from("chunk"), chunk.clone()),
+                (V::from("size"), V::from(999)),
+            ]);
             let d = decode(&enc(&V::Array(vec![V::from("t"), V::from(1), rec(1), opt]))).unwrap();
             let mut ack = Vec::new();
             ack_msgpack(&mut ack, d.ack.as_ref().unwrap());
@@ -470,7 +539,10 @@ mod tests {
 
     #[test]
     fn forward_mode() {
-        let entries = V::Array(vec![V::Array(vec![et(1, 2), rec(1)]), V::Array(vec![V::from(3), rec(2)])]);
+        let entries = V::Array(vec![
+            V::Array(vec![et(1, 2), rec(1)]),
+            V::Array(vec![V::from(3), rec(2)]),
+        ]);
         let opt = V::Map(vec![(V::from("chunk"), V::from("c1"))]);
         let d = decode(&enc(&V::Array(vec![V::from("fw"), entries, opt]))).unwrap();
         let ev = events(&d);
@@ -485,7 +557,10 @@ mod tests {
 
     #[test]
     fn packed_forward_is_zero_copy_when_canonical() {
-        let body = packed(&[V::Array(vec![et(1, 2), rec(1)]), V::Array(vec![V::from(7u32), rec(2)])]);
+        let body = packed(&[
+            V::Array(vec![et(1, 2), rec(1)]),
+            V::Array(vec![V::from(7u32), rec(2)]),
+        ]);
         let msg = enc(&V::Array(vec![V::from("p"), V::Binary(body.clone())]));
         let d = decode(&msg).unwrap();
         assert_eq!(d.batches.len(), 1);
@@ -503,13 +578,23 @@ mod tests {
     #[test]
     fn packed_forward_rewrites_fluent_bit_metadata_and_floats() {
         let body = packed(&[
-            V::Array(vec![V::Array(vec![et(9, 8), V::Map(vec![(V::from("m"), V::from(1))])]), rec(1)]),
+            V::Array(vec![
+                V::Array(vec![et(9, 8), V::Map(vec![(V::from("m"), V::from(1))])]),
+                rec(1),
+            ]),
             V::Array(vec![V::F64(10.25), rec(2)]),
             V::Array(vec![et(11, 0), rec(3)]),
         ]);
         let d = decode(&enc(&V::Array(vec![V::from("p"), V::Binary(body)]))).unwrap();
         let ev = events(&d);
-        assert_eq!(ev.iter().map(|e| e.1).collect::<Vec<_>>(), vec![EventTime::new(9, 8), EventTime::new(10, 250_000_000), EventTime::new(11, 0)]);
+        assert_eq!(
+            ev.iter().map(|e| e.1).collect::<Vec<_>>(),
+            vec![
+                EventTime::new(9, 8),
+                EventTime::new(10, 250_000_000),
+                EventTime::new(11, 0)
+            ]
+        );
         // the rewritten entries are canonical
         for b in &d.batches {
             let mut pos = 0;
@@ -525,14 +610,20 @@ mod tests {
     fn compressed_gzip_multi_member_and_zstd() {
         use std::io::Write;
         let part1 = packed(&[V::Array(vec![et(1, 0), rec(1)])]);
-        let part2 = packed(&[V::Array(vec![et(2, 0), rec(2)]), V::Array(vec![et(3, 0), rec(3)])]);
+        let part2 = packed(&[
+            V::Array(vec![et(2, 0), rec(2)]),
+            V::Array(vec![et(3, 0), rec(3)]),
+        ]);
         let mut gz = Vec::new();
         for part in [&part1, &part2] {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             e.write_all(part).unwrap();
             gz.extend(e.finish().unwrap());
         }
-        let opt = V::Map(vec![(V::from("compressed"), V::from("gzip")), (V::from("chunk"), V::from("z"))]);
+        let opt = V::Map(vec![
+            (V::from("compressed"), V::from("gzip")),
+            (V::from("chunk"), V::from("z")),
+        ]);
         let d = decode(&enc(&V::Array(vec![V::from("c"), V::Binary(gz), opt]))).unwrap();
         assert_eq!(events(&d).len(), 3);
         assert!(d.ack.is_some());
@@ -591,11 +682,19 @@ mod tests {
             assert!(decode(&enc(&v)).is_err(), "{v:?}");
         }
         // a non-map record in Message mode skips the event, the connection lives
-        let d = decode(&enc(&V::Array(vec![V::from("t"), V::from(1), V::from("x")]))).unwrap();
+        let d = decode(&enc(&V::Array(vec![
+            V::from("t"),
+            V::from(1),
+            V::from("x"),
+        ])))
+        .unwrap();
         assert!(d.batches.is_empty());
         assert_eq!(d.skipped.len(), 1);
         // nil is a heartbeat
-        assert!(decode(&Bytes::from_static(&[0xc0])).unwrap().batches.is_empty());
+        assert!(decode(&Bytes::from_static(&[0xc0]))
+            .unwrap()
+            .batches
+            .is_empty());
     }
 
     #[test]
@@ -614,11 +713,24 @@ mod tests {
         let mut g = MessageGrouper::default();
         let mut out = Decoded::default();
         for (tag, i) in [("a", 1), ("a", 2), ("b", 3), ("a", 4)] {
-            decode_message(&enc(&V::Array(vec![V::from(tag), V::from(1), rec(i)])), 1 << 20, &mut g, &mut out).unwrap();
+            decode_message(
+                &enc(&V::Array(vec![V::from(tag), V::from(1), rec(i)])),
+                1 << 20,
+                &mut g,
+                &mut out,
+            )
+            .unwrap();
         }
         g.flush(&mut out.batches);
-        let tags: Vec<(String, u32)> = out.batches.iter().map(|b| (b.tag.to_string(), b.count)).collect();
-        assert_eq!(tags, vec![("a".into(), 2), ("b".into(), 1), ("a".into(), 1)]);
+        let tags: Vec<(String, u32)> = out
+            .batches
+            .iter()
+            .map(|b| (b.tag.to_string(), b.count))
+            .collect();
+        assert_eq!(
+            tags,
+            vec![("a".into(), 2), ("b".into(), 1), ("a".into(), 1)]
+        );
     }
 
     #[test]
@@ -632,7 +744,10 @@ mod tests {
         assert_eq!(ack, Some(serde_json::json!("abc")));
         let ev = events(&out);
         assert_eq!(ev[0].1.secs, 1795544471);
-        assert_eq!(ev[0].2.as_map().unwrap()[0].1.as_array().unwrap()[2], V::from(u64::MAX));
+        assert_eq!(
+            ev[0].2.as_map().unwrap()[0].1.as_array().unwrap()[2],
+            V::from(u64::MAX)
+        );
     }
 
     proptest! {

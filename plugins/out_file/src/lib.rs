@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fuwa_api::{BuildContext, Chunk, ConfigError, ConfigSection, EventTime, Output, OutputError, Partitioner};
+use fuwa_api::{
+    BuildContext, Chunk, ConfigError, ConfigSection, EventTime, Output, OutputError, Partitioner,
+};
 use fuwa_render::{parse_timezone, JsonLines, Template, TimeFormat};
 use serde::Deserialize;
 use tracing::warn;
@@ -59,15 +61,23 @@ impl Partitioner for PathTemplate {
     }
 }
 
-pub fn build(section: &ConfigSection<'_>, ctx: &BuildContext) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
+pub fn build(
+    section: &ConfigSection<'_>,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
     let cfg: FileConfig = section.parse().map_err(|e| vec![e])?;
     let tz = parse_timezone(&ctx.timezone).map_err(|e| vec![section.error("timezone", e)])?;
     let mut errors = Vec::new();
-    let template = Template::parse(&cfg.path, tz, &ctx.hostname).map_err(|e| section.error("path", e));
-    let time_format = TimeFormat::parse(&cfg.time_format, tz).map_err(|e| section.error("time_format", e));
+    let template =
+        Template::parse(&cfg.path, tz, &ctx.hostname).map_err(|e| section.error("path", e));
+    let time_format =
+        TimeFormat::parse(&cfg.time_format, tz).map_err(|e| section.error("time_format", e));
     if let Ok(t) = &template {
         if t.as_str().contains("${chunk_id}") || t.as_str().contains("${uuid}") {
-            errors.push(section.error("path", "${chunk_id} and ${uuid} are for object keys, not file paths"));
+            errors.push(section.error(
+                "path",
+                "${chunk_id} and ${uuid} are for object keys, not file paths",
+            ));
         }
         if cfg.path.ends_with('/') {
             errors.push(section.error("path", "the path names a directory; it must name a file"));
@@ -77,7 +87,11 @@ pub fn build(section: &ConfigSection<'_>, ctx: &BuildContext) -> Result<Arc<dyn 
         (Ok(t), Ok(tf)) if errors.is_empty() => Ok(Arc::new(FileOutput {
             id: ctx.id.clone(),
             template: Arc::new(PathTemplate(t)),
-            lines: Arc::new(JsonLines { tag_key: cfg.tag_key, time_key: cfg.time_key, time_format: tf }),
+            lines: Arc::new(JsonLines {
+                tag_key: cfg.tag_key,
+                time_key: cfg.time_key,
+                time_format: tf,
+            }),
             compress: cfg.compress,
         })),
         (t, tf) => {
@@ -105,7 +119,12 @@ impl Output for FileOutput {
     }
 }
 
-fn write_blocking(id: &str, chunk: &Chunk, lines: &JsonLines, compress: Compress) -> Result<(), OutputError> {
+fn write_blocking(
+    id: &str,
+    chunk: &Chunk,
+    lines: &JsonLines,
+    compress: Compress,
+) -> Result<(), OutputError> {
     let path = Path::new(&*chunk.key);
     let mut body = Vec::with_capacity(chunk.bytes * 2);
     let bad = lines.write_chunk(chunk, &mut body);
@@ -113,13 +132,18 @@ fn write_blocking(id: &str, chunk: &Chunk, lines: &JsonLines, compress: Compress
         warn!(output = %id, bad, path = %path.display(), "entries that could not be rendered as JSON were skipped");
     }
     if compress == Compress::Gzip {
-        let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::default());
-        e.write_all(&body).map_err(|e| OutputError::Fatal(e.to_string()))?;
+        let mut e = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::default(),
+        );
+        e.write_all(&body)
+            .map_err(|e| OutputError::Fatal(e.to_string()))?;
         body = e.finish().map_err(|e| OutputError::Fatal(e.to_string()))?;
     }
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| classify(e, &format!("cannot create directory {}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| classify(e, &format!("cannot create directory {}", dir.display())))?;
         }
     }
     let mut f = OpenOptions::new()

@@ -17,7 +17,10 @@ pub struct NullOutput {
     pub records: AtomicU64,
 }
 
-pub fn build(section: &ConfigSection<'_>, _ctx: &BuildContext) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
+pub fn build(
+    section: &ConfigSection<'_>,
+    _ctx: &BuildContext,
+) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
     let _: NullConfig = section.parse().map_err(|e| vec![e])?;
     Ok(Arc::new(NullOutput::default()))
 }
@@ -25,7 +28,8 @@ pub fn build(section: &ConfigSection<'_>, _ctx: &BuildContext) -> Result<Arc<dyn
 #[async_trait]
 impl Output for NullOutput {
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
-        self.records.fetch_add(chunk.records as u64, Ordering::Relaxed);
+        self.records
+            .fetch_add(chunk.records as u64, Ordering::Relaxed);
         Ok(())
     }
 }

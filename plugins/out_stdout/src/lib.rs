@@ -35,14 +35,22 @@ pub struct StdoutOutput {
     lines: JsonLines,
 }
 
-pub fn build(section: &ConfigSection<'_>, ctx: &BuildContext) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
+pub fn build(
+    section: &ConfigSection<'_>,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
     let cfg: StdoutConfig = section.parse().map_err(|e| vec![e])?;
     let tz = parse_timezone(&ctx.timezone).map_err(|e| vec![section.error("timezone", e)])?;
-    let time_format = TimeFormat::parse(&cfg.time_format, tz).map_err(|e| vec![section.error("time_format", e)])?;
+    let time_format = TimeFormat::parse(&cfg.time_format, tz)
+        .map_err(|e| vec![section.error("time_format", e)])?;
     let opt = |s: String| if s.is_empty() { None } else { Some(s) };
     Ok(Arc::new(StdoutOutput {
         id: ctx.id.clone(),
-        lines: JsonLines { tag_key: opt(cfg.tag_key), time_key: opt(cfg.time_key), time_format },
+        lines: JsonLines {
+            tag_key: opt(cfg.tag_key),
+            time_key: opt(cfg.time_key),
+            time_format,
+        },
     }))
 }
 

@@ -38,7 +38,11 @@ pub fn write_json_line(
     Ok(())
 }
 
-fn write_object(out: &mut Vec<u8>, record: &[u8], injects: &[Inject<'_>]) -> Result<(), DecodeError> {
+fn write_object(
+    out: &mut Vec<u8>,
+    record: &[u8],
+    injects: &[Inject<'_>],
+) -> Result<(), DecodeError> {
     let (head, mut pos) = read_head(record, 0)?;
     let n = match head {
         Head::Map(n) => n,
@@ -101,7 +105,9 @@ pub fn write_time(out: &mut Vec<u8>, t: EventTime, f: &TimeFormat) {
             let _ = write!(out, "{}.{:09}", t.secs, t.nanos);
         }
         TimeFormat::Strftime(items, tz) => {
-            let s = to_datetime(t, tz).format_with_items(items.iter()).to_string();
+            let s = to_datetime(t, tz)
+                .format_with_items(items.iter())
+                .to_string();
             write_json_str(out, s.as_bytes());
         }
     }
@@ -123,7 +129,12 @@ fn write_key(out: &mut Vec<u8>, buf: &[u8], pos: usize) -> Result<usize, DecodeE
     }
 }
 
-fn write_value(out: &mut Vec<u8>, buf: &[u8], pos: usize, depth: usize) -> Result<usize, DecodeError> {
+fn write_value(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    pos: usize,
+    depth: usize,
+) -> Result<usize, DecodeError> {
     if depth > fuwa_api::msgpack::MAX_DEPTH {
         return Err(DecodeError::invalid(pos, "nesting too deep"));
     }
@@ -164,7 +175,11 @@ fn write_value(out: &mut Vec<u8>, buf: &[u8], pos: usize, depth: usize) -> Resul
                 write_json_str(out, s);
             } else {
                 out.push(b'"');
-                out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(s).as_bytes());
+                out.extend_from_slice(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(s)
+                        .as_bytes(),
+                );
                 out.push(b'"');
             }
             p + n
@@ -180,7 +195,11 @@ fn write_value(out: &mut Vec<u8>, buf: &[u8], pos: usize, depth: usize) -> Resul
                 out.push(b'"');
             } else {
                 out.push(b'"');
-                out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(s).as_bytes());
+                out.extend_from_slice(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(s)
+                        .as_bytes(),
+                );
                 out.push(b'"');
             }
             p + n
@@ -244,7 +263,14 @@ fn escape(out: &mut Vec<u8>, s: &[u8]) {
             b'\t' => b"\\t",
             0..=0x1f => {
                 out.extend_from_slice(&s[start..i]);
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 0xf) as usize],
+                ]);
                 start = i + 1;
                 continue;
             }
@@ -277,7 +303,13 @@ mod tests {
             (Value::from("n"), Value::from(-3)),
             (Value::from("f"), Value::from(1.5)),
             (Value::from("tag"), Value::from("overwritten")),
-            (Value::from("nested"), Value::Map(vec![(Value::from(1), Value::Array(vec![Value::Nil, Value::from(true)]))])),
+            (
+                Value::from("nested"),
+                Value::Map(vec![(
+                    Value::from(1),
+                    Value::Array(vec![Value::Nil, Value::from(true)]),
+                )]),
+            ),
             (Value::from("bin"), Value::Binary(vec![0xff, 0x00])),
         ]);
         let fmt = TimeFormat::Rfc3339;
@@ -286,8 +318,14 @@ mod tests {
             &mut out,
             &enc(&rec),
             &[
-                Inject { key: "tag", value: InjectValue::Str("app.web") },
-                Inject { key: "time", value: InjectValue::Time(EventTime::new(0, 1), &fmt) },
+                Inject {
+                    key: "tag",
+                    value: InjectValue::Str("app.web"),
+                },
+                Inject {
+                    key: "time",
+                    value: InjectValue::Time(EventTime::new(0, 1), &fmt),
+                },
             ],
         )
         .unwrap();
@@ -362,10 +400,16 @@ impl JsonLines {
                 Ok(e) => {
                     let mut inj: [Option<Inject<'_>>; 2] = [None, None];
                     if let Some(k) = &self.tag_key {
-                        inj[0] = Some(Inject { key: k, value: InjectValue::Str(&chunk.tag) });
+                        inj[0] = Some(Inject {
+                            key: k,
+                            value: InjectValue::Str(&chunk.tag),
+                        });
                     }
                     if let Some(k) = &self.time_key {
-                        inj[1] = Some(Inject { key: k, value: InjectValue::Time(e.time, &self.time_format) });
+                        inj[1] = Some(Inject {
+                            key: k,
+                            value: InjectValue::Time(e.time, &self.time_format),
+                        });
                     }
                     let list: Vec<Inject<'_>> = inj.into_iter().flatten().collect();
                     if write_json_line(out, e.record, &list).is_err() {

@@ -15,7 +15,7 @@ enum Part {
     Time(Vec<Item<'static>>),
     Literal(String),
     Tag,
-    TagPart(usize),
+    TagIndex(usize),
     Hostname,
     Record(Vec<String>),
     /// left in place by `render`, filled by `finish`
@@ -53,7 +53,7 @@ impl Template {
                     let idx: usize = n[4..n.len() - 1]
                         .parse()
                         .map_err(|_| format!("`${{{n}}}`: the index must be a number"))?;
-                    Part::TagPart(idx)
+                    Part::TagIndex(idx)
                 }
                 n if n.starts_with("record.") && n.len() > 7 => {
                     Part::Record(n[7..].split('.').map(str::to_string).collect())
@@ -89,7 +89,9 @@ impl Template {
     }
 
     pub fn uses_tag(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Tag | Part::TagPart(_)))
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Tag | Part::TagIndex(_)))
     }
 
     /// Renders everything that depends on the event; `${chunk_id}` and
@@ -106,7 +108,7 @@ impl Template {
                     let _ = write!(out, "{}", dt.format_with_items(items.iter()));
                 }
                 Part::Tag => push_sanitised(&mut out, tag),
-                Part::TagPart(i) => push_sanitised(&mut out, tag.split('.').nth(*i).unwrap_or("")),
+                Part::TagIndex(i) => push_sanitised(&mut out, tag.split('.').nth(*i).unwrap_or("")),
                 Part::Hostname => push_sanitised(&mut out, &self.hostname),
                 Part::Record(path) => {
                     let v = lookup_str(record, path).unwrap_or_else(|| "unknown".to_string());
@@ -121,7 +123,9 @@ impl Template {
 
     /// Fills the chunk-level placeholders of a rendered key.
     pub fn finish(rendered: &str, chunk_id: &str, uuid: &str) -> String {
-        rendered.replace("${chunk_id}", chunk_id).replace("${uuid}", uuid)
+        rendered
+            .replace("${chunk_id}", chunk_id)
+            .replace("${uuid}", uuid)
     }
 }
 
@@ -211,7 +215,10 @@ mod tests {
     fn rec() -> Vec<u8> {
         let v = Value::Map(vec![
             (Value::from("content_type"), Value::from("action_logs")),
-            (Value::from("a"), Value::Map(vec![(Value::from("b"), Value::from(42))])),
+            (
+                Value::from("a"),
+                Value::Map(vec![(Value::from("b"), Value::from(42))]),
+            ),
             (Value::from("evil"), Value::from("../../etc/passwd")),
         ]);
         let mut out = Vec::new();
@@ -231,8 +238,14 @@ mod tests {
         assert!(t.uses_time() && t.uses_record());
         // 2023-11-14T22:13:20Z is 2023-11-15 07:13:20 in Tokyo
         let k = t.render("app.web", EventTime::new(1_700_000_000, 0), &rec());
-        assert_eq!(k, "ct=action_logs/year=2023/month=11/day=15/hour=07/web-42-web-7-${chunk_id}.log");
-        assert_eq!(Template::finish(&k, "abc", "u"), "ct=action_logs/year=2023/month=11/day=15/hour=07/web-42-web-7-abc.log");
+        assert_eq!(
+            k,
+            "ct=action_logs/year=2023/month=11/day=15/hour=07/web-42-web-7-${chunk_id}.log"
+        );
+        assert_eq!(
+            Template::finish(&k, "abc", "u"),
+            "ct=action_logs/year=2023/month=11/day=15/hour=07/web-42-web-7-abc.log"
+        );
     }
 
     #[test]

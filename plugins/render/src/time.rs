@@ -6,8 +6,9 @@ use chrono_tz::Tz;
 use fuwa_api::EventTime;
 
 pub fn parse_timezone(name: &str) -> Result<Tz, String> {
-    name.parse::<Tz>()
-        .map_err(|_| format!("`{name}` is not an IANA time zone name (e.g. \"UTC\", \"Asia/Tokyo\")"))
+    name.parse::<Tz>().map_err(|_| {
+        format!("`{name}` is not an IANA time zone name (e.g. \"UTC\", \"Asia/Tokyo\")")
+    })
 }
 
 /// Checks a strftime format and returns it pre-parsed.
@@ -74,7 +75,10 @@ mod tests {
     fn rfc3339_keeps_nanoseconds() {
         let mut out = Vec::new();
         write_rfc3339(&mut out, EventTime::new(1_700_000_000, 5));
-        assert_eq!(String::from_utf8(out).unwrap(), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2023-11-14T22:13:20.000000005Z"
+        );
     }
 
     #[test]
