@@ -502,3 +502,27 @@ fn many_connections_at_once_each_get_their_acks() {
     ids.dedup();
     assert_eq!(ids.len(), 2000, "no duplicates");
 }
+
+#[test]
+fn events_before_a_bad_message_are_kept_and_acked() {
+    let a = Agent::start(&forward_to_file(""));
+    let mut s = a.connect();
+    let mut b = mp(&V::Array(vec![
+        V::from("keep"),
+        V::from(1),
+        rec(1),
+        chunk_opt("k1"),
+    ]));
+    b.extend(mp(&V::Array(vec![V::from("keep"), V::from(1), rec(2)])));
+    b.extend([0x93, 0xc1, 0xc1]); // then garbage
+    s.write_all(&b).unwrap();
+    expect_ack(&mut s, "k1");
+    let mut rest = [0u8; 8];
+    assert_eq!(
+        s.read(&mut rest).unwrap_or(0),
+        0,
+        "closed after the garbage"
+    );
+    let lines = wait_lines(&a.path("out"), 2, Duration::from_secs(10));
+    assert_eq!(by_i(&lines), vec![1, 2]);
+}

@@ -71,22 +71,32 @@ where
         let is_json = *json.get_or_insert_with(|| matches!(buf.first(), Some(b'[') | Some(b'{')));
         let mut out = Decoded::default();
         let mut ack_list: Vec<Bytes> = Vec::new();
+        // a fatal problem closes the connection, but only after what came
+        // before it in this read has been accepted and acked
+        let mut fatal: Option<String> = None;
         if is_json {
-            decode_json_stream(&mut buf, shared.limit, &mut grouper, &mut out, &mut acks)?;
+            if let Err(e) =
+                decode_json_stream(&mut buf, shared.limit, &mut grouper, &mut out, &mut acks)
+            {
+                fatal = Some(e);
+            }
         } else {
             loop {
                 match framer.advance(&buf) {
+                    Ok(Some(len)) if len > shared.limit => {
+                        fatal = Some(format!(
+                            "message of {len} bytes exceeds message_length_limit ({} bytes)",
+                            shared.limit
+                        ));
+                        break;
+                    }
                     Ok(Some(len)) => {
-                        if len > shared.limit {
-                            return Err(format!(
-                                "message of {len} bytes exceeds message_length_limit ({} bytes)",
-                                shared.limit
-                            ));
-                        }
                         let msg = buf.split_to(len).freeze();
                         let mut one = Decoded::default();
-                        decode_message(&msg, shared.limit, &mut grouper, &mut one)
-                            .map_err(|e| format!("bad message: {e}"))?;
+                        if let Err(e) = decode_message(&msg, shared.limit, &mut grouper, &mut one) {
+                            fatal = Some(format!("bad message: {e}"));
+                            break;
+                        }
                         out.batches.append(&mut one.batches);
                         out.skipped.append(&mut one.skipped);
                         if let Some(a) = one.ack {
@@ -97,14 +107,17 @@ where
                         if framer.progress() > shared.limit
                             || buf.len() > shared.limit.saturating_add(READ_CHUNK)
                         {
-                            return Err(format!(
+                            fatal = Some(format!(
                                 "message exceeds message_length_limit ({} bytes)",
                                 shared.limit
                             ));
                         }
                         break;
                     }
-                    Err(e) => return Err(format!("malformed msgpack: {e}")),
+                    Err(e) => {
+                        fatal = Some(format!("malformed msgpack: {e}"));
+                        break;
+                    }
                 }
             }
         }
@@ -122,6 +135,9 @@ where
                 .await
                 .map_err(|e| format!("cannot send ack: {e}"))?;
             acks.clear();
+        }
+        if let Some(e) = fatal {
+            return Err(e);
         }
     }
 }
