@@ -94,20 +94,21 @@ pub enum OverflowAction {
 #[serde(rename_all = "lowercase")]
 pub enum BufferType {
     Memory,
+    File,
 }
 
 /// `[output.buffer]`: owned by the engine, the same for every output.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
-    #[serde(rename = "type", default = "memory")]
+    #[serde(rename = "type", default = "file_buffer")]
     pub kind: BufferType,
     pub flush_interval: Option<HumanDuration>,
     #[serde(default = "chunk_limit")]
     pub chunk_limit_size: ByteSize,
     pub chunk_limit_records: Option<u32>,
-    #[serde(default = "total_limit")]
-    pub total_limit_size: ByteSize,
+    /// default: 1GiB for file buffers, 64MiB for memory buffers
+    pub total_limit_size: Option<ByteSize>,
     #[serde(default = "one")]
     pub flush_thread_count: usize,
     #[serde(default = "block")]
@@ -130,11 +131,11 @@ pub struct BufferConfig {
 impl Default for BufferConfig {
     fn default() -> Self {
         BufferConfig {
-            kind: memory(),
+            kind: file_buffer(),
             flush_interval: None,
             chunk_limit_size: chunk_limit(),
             chunk_limit_records: None,
-            total_limit_size: total_limit(),
+            total_limit_size: None,
             flush_thread_count: 1,
             overflow_action: block(),
             retry_wait: retry_wait(),
@@ -148,14 +149,29 @@ impl Default for BufferConfig {
     }
 }
 
-fn memory() -> BufferType {
-    BufferType::Memory
+impl BufferConfig {
+    pub fn total_limit(&self) -> usize {
+        match (self.total_limit_size, self.kind) {
+            (Some(s), _) => s.0 as usize,
+            (None, BufferType::File) => 1 << 30,
+            (None, BufferType::Memory) => 64 << 20,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn memory() -> Self {
+        BufferConfig {
+            kind: BufferType::Memory,
+            ..Default::default()
+        }
+    }
+}
+
+fn file_buffer() -> BufferType {
+    BufferType::File
 }
 fn chunk_limit() -> ByteSize {
     ByteSize(8 << 20)
-}
-fn total_limit() -> ByteSize {
-    ByteSize(64 << 20)
 }
 fn one() -> usize {
     1
@@ -439,7 +455,7 @@ pub fn load_str(
                 if b.chunk_limit_size.0 == 0 {
                     errors.push(berr("chunk_limit_size", "must be more than 0"));
                 }
-                if b.total_limit_size < b.chunk_limit_size {
+                if (b.total_limit() as u64) < b.chunk_limit_size.0 {
                     errors.push(berr(
                         "total_limit_size",
                         "must be at least chunk_limit_size",

@@ -12,12 +12,16 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::buffer::OutputBuffer;
-use crate::config::Config;
+use crate::config::{BufferType, Config};
 use crate::router::{Pipeline, RoutedFilter, RoutedOutput};
 
 pub async fn run(cfg: Config) -> Result<()> {
+    let needs_dir = cfg
+        .outputs
+        .iter()
+        .any(|o| o.buffer.kind == BufferType::File);
     if let Err(e) = std::fs::create_dir_all(&cfg.agent.data_dir) {
-        if cfg.data_dir_explicit {
+        if cfg.data_dir_explicit || needs_dir {
             return Err(e).with_context(|| {
                 format!("cannot create data_dir {}", cfg.agent.data_dir.display())
             });
@@ -30,7 +34,13 @@ pub async fn run(cfg: Config) -> Result<()> {
     let mut plugins = Vec::new();
     for o in cfg.outputs {
         info!(output = %o.id, r#match = %o.pattern.as_str(), buffer = ?o.buffer.kind, "output ready");
-        let buf = OutputBuffer::new(&o.id, o.plugin.clone(), o.buffer.clone());
+        let buf = OutputBuffer::new(
+            &o.id,
+            o.plugin.clone(),
+            o.buffer.clone(),
+            &cfg.agent.data_dir,
+        )
+        .with_context(|| format!("output {}", o.id))?;
         routed_outputs.push(RoutedOutput {
             pattern: o.pattern,
             buffer: buf.clone(),
@@ -113,7 +123,11 @@ pub async fn run(cfg: Config) -> Result<()> {
         for (b, _) in &buffers {
             let (chunks, records) = b.pending();
             if chunks > 0 {
-                error!(output = %b.id, chunks, records, timeout = ?timeout, "shutdown_timeout reached: these records were not written (memory buffer)");
+                if b.is_file() {
+                    info!(output = %b.id, chunks, records, "shutdown_timeout reached: the rest stays on disk for the next start");
+                } else {
+                    error!(output = %b.id, chunks, records, timeout = ?timeout, "shutdown_timeout reached: these records were not written (memory buffer)");
+                }
             }
         }
     }

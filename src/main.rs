@@ -2,6 +2,7 @@
 
 mod buffer;
 mod config;
+mod deadletter;
 mod engine;
 mod registry;
 mod router;
@@ -46,6 +47,33 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
     },
+    /// Chunks the buffers gave up on (data_dir/dead-letter/<output>/)
+    #[command(subcommand)]
+    DeadLetter(DeadLetterCmd),
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCmd {
+    /// List dead letters: output, chunk, records, reason, age, error
+    List {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Send dead letters again through their output (agent running or not);
+    /// delivered ones are removed
+    Replay {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Only this output's dead letters
+        #[arg(long = "output", value_name = "ID")]
+        output: Option<String>,
+        /// Only these dead-letter files (.chunk or .json)
+        files: Vec<PathBuf>,
+    },
 }
 
 fn print_errors(e: &ConfigErrors) {
@@ -86,6 +114,44 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::DeadLetter(cmd) => {
+            let (config, data_dir) = match &cmd {
+                DeadLetterCmd::List { config, data_dir } => (config, data_dir),
+                DeadLetterCmd::Replay {
+                    config, data_dir, ..
+                } => (config, data_dir),
+            };
+            let cfg = match load_file(config, data_dir.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    print_errors(&e);
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("fuwa: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let r = match &cmd {
+                DeadLetterCmd::List { .. } => deadletter::list(&cfg),
+                DeadLetterCmd::Replay { output, files, .. } => {
+                    rt.block_on(deadletter::replay(&cfg, output.as_deref(), files))
+                }
+            };
+            match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("fuwa: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config, data_dir } => {
             let loaded = match &config {
                 Some(path) => load_file(path, data_dir.as_deref()),

@@ -180,11 +180,23 @@ mod tests {
             vec![
                 RoutedOutput {
                     pattern: TagPattern::parse("app.*").unwrap(),
-                    buffer: OutputBuffer::new("a", a.clone(), BufferConfig::default()),
+                    buffer: OutputBuffer::new(
+                        "a",
+                        a.clone(),
+                        BufferConfig::memory(),
+                        std::path::Path::new("/nonexistent"),
+                    )
+                    .unwrap(),
                 },
                 RoutedOutput {
                     pattern: TagPattern::parse("**").unwrap(),
-                    buffer: OutputBuffer::new("b", b.clone(), BufferConfig::default()),
+                    buffer: OutputBuffer::new(
+                        "b",
+                        b.clone(),
+                        BufferConfig::memory(),
+                        std::path::Path::new("/nonexistent"),
+                    )
+                    .unwrap(),
                 },
             ],
         );
@@ -196,7 +208,9 @@ mod tests {
         ))
         .await
         .unwrap();
-        p.emit(batch("other", std::slice::from_ref(&drop))).await.unwrap();
+        p.emit(batch("other", std::slice::from_ref(&drop)))
+            .await
+            .unwrap();
         for o in &p.outputs {
             o.buffer.seal_due(true);
             let w = o.buffer.clone();

@@ -59,20 +59,9 @@ impl Agent {
             .replace("{dir}", &dir.path().display().to_string());
         let path = dir.path().join("fuwa.toml");
         std::fs::write(&path, cfg).expect("write config");
-        let mut child = Command::new(bin())
-            .args(["run", "-c"])
-            .arg(&path)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("FUWA_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start fuwa");
         let stderr = Arc::new(Mutex::new(String::new()));
         let stdout = Arc::new(Mutex::new(String::new()));
-        pump(child.stderr.take().expect("stderr"), stderr.clone());
-        pump(child.stdout.take().expect("stdout"), stdout.clone());
+        let child = spawn_agent(dir.path(), stdout.clone(), stderr.clone());
         let mut a = Agent {
             child,
             dir,
@@ -84,6 +73,35 @@ impl Agent {
             a.wait_port();
         }
         a
+    }
+
+    /// Kills the agent with SIGKILL (no chance to flush anything).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the agent again on the same config, data dir and port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Ok(mut s) = self.stderr.lock() {
+            s.push_str("\n=== restart ===\n");
+        }
+        self.child = spawn_agent(self.dir.path(), self.stdout.clone(), self.stderr.clone());
+        self.wait_port();
+    }
+
+    /// Rewrites the config file (for the next restart).
+    pub fn rewrite_config(&self, config: &str) {
+        let cfg = config
+            .replace("{port}", &self.port.to_string())
+            .replace("{dir}", &self.dir.path().display().to_string());
+        std::fs::write(self.dir.path().join("fuwa.toml"), cfg).expect("write config");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn wait_port(&mut self) {
@@ -156,6 +174,22 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn_agent(dir: &Path, stdout: Arc<Mutex<String>>, stderr: Arc<Mutex<String>>) -> Child {
+    let mut child = Command::new(bin())
+        .args(["run", "-c"])
+        .arg(dir.join("fuwa.toml"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("FUWA_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fuwa");
+    pump(child.stderr.take().expect("stderr"), stderr);
+    pump(child.stdout.take().expect("stdout"), stdout);
+    child
 }
 
 pub fn signal(child: &Child, sig: &str) {

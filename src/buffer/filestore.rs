@@ -1,0 +1,331 @@
+//! The file buffer's storage: one writer thread per output owns the open
+//! chunk files. Appends from every input are queued to it; it writes them
+//! all, fsyncs each touched file once (group commit), and only then answers
+//! the inputs, which only then acknowledge their clients.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tracing::{error, warn};
+
+use super::chunkfile::{self, block_header, encode_header, ChunkMeta};
+use super::{new_chunk_id, Queued, QueuedData, Shared};
+
+pub enum Cmd {
+    Append {
+        tag: Arc<str>,
+        runs: Vec<(Arc<str>, Bytes, u32)>,
+        reply: oneshot::Sender<io::Result<()>>,
+    },
+    /// seal chunks older than flush_interval (all of them when `all`)
+    Seal { all: bool },
+}
+
+pub struct Limits {
+    pub chunk_limit_size: usize,
+    pub chunk_limit_records: Option<u32>,
+    pub flush_interval: Duration,
+}
+
+struct OpenFile {
+    meta: ChunkMeta,
+    path: PathBuf,
+    file: File,
+    bytes: usize,
+    records: u32,
+    created: Instant,
+    created_sys: SystemTime,
+    dirty: bool,
+    /// bytes on disk, header included
+    file_len: u64,
+}
+
+pub struct Writer {
+    dir: PathBuf,
+    limits: Limits,
+    shared: Arc<Shared>,
+    open: HashMap<(Arc<str>, Arc<str>), OpenFile>,
+    dir_dirty: bool,
+}
+
+impl Writer {
+    pub fn spawn(
+        dir: PathBuf,
+        limits: Limits,
+        shared: Arc<Shared>,
+        id: &str,
+    ) -> io::Result<mpsc::Sender<Cmd>> {
+        let (tx, rx) = mpsc::channel::<Cmd>();
+        let mut w = Writer {
+            dir,
+            limits,
+            shared,
+            open: HashMap::new(),
+            dir_dirty: false,
+        };
+        std::thread::Builder::new()
+            .name(format!("fuwa-buf-{id}"))
+            .spawn(move || w.run(rx))?;
+        Ok(tx)
+    }
+
+    fn run(&mut self, rx: mpsc::Receiver<Cmd>) {
+        while let Ok(first) = rx.recv() {
+            // group commit: take everything that is waiting
+            let mut cmds = vec![first];
+            while let Ok(c) = rx.try_recv() {
+                cmds.push(c);
+            }
+            let mut replies = Vec::new();
+            let mut sealed = Vec::new();
+            for c in cmds {
+                match c {
+                    Cmd::Append { tag, runs, reply } => {
+                        let r = self.append(&tag, runs, &mut sealed);
+                        replies.push((reply, r));
+                    }
+                    Cmd::Seal { all } => self.seal_due(all, &mut sealed),
+                }
+            }
+            let synced = self.sync(&mut sealed);
+            for (reply, r) in replies {
+                let r = match (&r, &synced) {
+                    (Ok(()), Err(e)) => Err(io::Error::new(e.kind(), e.to_string())),
+                    _ => r,
+                };
+                let _ = reply.send(r);
+            }
+            if !sealed.is_empty() {
+                self.shared.enqueue(sealed);
+            }
+            self.shared.set_open(self.open.len());
+        }
+        // the sender is gone: the buffer is being dropped; open files stay
+        // on disk and are queued again at the next start
+    }
+
+    fn append(
+        &mut self,
+        tag: &Arc<str>,
+        runs: Vec<(Arc<str>, Bytes, u32)>,
+        sealed: &mut Vec<Queued>,
+    ) -> io::Result<()> {
+        for (key, seg, count) in runs {
+            let k = (tag.clone(), key.clone());
+            let full = self
+                .open
+                .get(&k)
+                .map(|f| f.records > 0 && f.bytes + seg.len() > self.limits.chunk_limit_size)
+                .unwrap_or(false);
+            if full {
+                self.seal(&k, sealed);
+            }
+            if !self.open.contains_key(&k) {
+                let f = self.create(tag, &key)?;
+                self.open.insert(k.clone(), f);
+            }
+            let f = self
+                .open
+                .get_mut(&k)
+                .ok_or_else(|| io::Error::other("chunk vanished"))?;
+            let res = f
+                .file
+                .write_all(&block_header(&seg, count))
+                .and_then(|_| f.file.write_all(&seg));
+            if let Err(e) = res {
+                // cut the partial block off so the chunk stays whole
+                let _ = f.file.set_len(f.file_len);
+                return Err(e);
+            }
+            f.file_len += (chunkfile::BLOCK_HEADER + seg.len()) as u64;
+            f.bytes += seg.len();
+            f.records += count;
+            f.dirty = true;
+            let seal_now = f.bytes >= self.limits.chunk_limit_size
+                || self
+                    .limits
+                    .chunk_limit_records
+                    .map(|n| f.records >= n)
+                    .unwrap_or(false);
+            if seal_now {
+                self.seal(&k, sealed);
+            }
+        }
+        Ok(())
+    }
+
+    fn create(&mut self, tag: &Arc<str>, key: &Arc<str>) -> io::Result<OpenFile> {
+        let id = new_chunk_id();
+        let created_sys = SystemTime::now();
+        let meta = ChunkMeta {
+            id: id.clone(),
+            tag: tag.to_string(),
+            key: key.to_string(),
+            created_ms: created_sys
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        };
+        let path = self.dir.join(format!("{id}.chunk"));
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        let header = encode_header(&meta);
+        file.write_all(&header)?;
+        self.dir_dirty = true;
+        Ok(OpenFile {
+            meta,
+            path,
+            file,
+            bytes: 0,
+            records: 0,
+            created: Instant::now(),
+            created_sys,
+            dirty: true,
+            file_len: header.len() as u64,
+        })
+    }
+
+    fn seal(&mut self, k: &(Arc<str>, Arc<str>), sealed: &mut Vec<Queued>) {
+        if let Some(f) = self.open.remove(k) {
+            if f.records == 0 {
+                let _ = std::fs::remove_file(&f.path);
+                return;
+            }
+            if f.dirty {
+                if let Err(e) = f.file.sync_data() {
+                    error!(path = %f.path.display(), error = %e, "cannot fsync a chunk being sealed");
+                }
+            }
+            sealed.push(Queued {
+                id: f.meta.id.clone(),
+                tag: k.0.clone(),
+                key: k.1.clone(),
+                records: f.records,
+                bytes: f.bytes,
+                created: f.created_sys,
+                data: QueuedData::File(f.path),
+            });
+        }
+    }
+
+    fn seal_due(&mut self, all: bool, sealed: &mut Vec<Queued>) {
+        let due: Vec<_> = self
+            .open
+            .iter()
+            .filter(|(_, f)| all || f.created.elapsed() >= self.limits.flush_interval)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            self.seal(&k, sealed);
+        }
+    }
+
+    /// fsync every file written in this round, and the directory when files
+    /// were created, before anyone is told their data is safe.
+    fn sync(&mut self, _sealed: &mut [Queued]) -> io::Result<()> {
+        let mut result = Ok(());
+        for f in self.open.values_mut() {
+            if f.dirty {
+                if let Err(e) = f.file.sync_data() {
+                    error!(path = %f.path.display(), error = %e, "fsync failed");
+                    result = Err(e);
+                }
+                f.dirty = false;
+            }
+        }
+        if self.dir_dirty {
+            if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+                warn!(dir = %self.dir.display(), error = %e, "cannot fsync the buffer directory");
+            }
+            self.dir_dirty = false;
+        }
+        result
+    }
+}
+
+/// Scans a buffer directory at start: every whole chunk is queued again; a
+/// torn tail is cut off and reported; a corrupt chunk is moved aside to
+/// `corrupt_dir` with the reason beside it.
+pub fn recover(dir: &Path, corrupt_dir: &Path, output: &str) -> io::Result<Vec<Queued>> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        if path.extension().map(|x| x == "chunk").unwrap_or(false) {
+            found.push(path);
+        }
+    }
+    let mut queued = Vec::new();
+    for path in found {
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) => {
+                error!(output, path = %path.display(), error = %e, "cannot read a buffered chunk; left in place");
+                continue;
+            }
+        };
+        match chunkfile::scan(&data) {
+            Err(reason) => set_aside(&path, corrupt_dir, output, &reason),
+            Ok(s) => {
+                if s.torn_bytes > 0 {
+                    warn!(output, path = %path.display(), dropped_bytes = s.torn_bytes, dropped_records = ?s.torn_records,
+                        "torn write at the end of a chunk (crash mid-append, never acknowledged): truncated to the last whole block");
+                    if let Err(e) = OpenOptions::new().write(true).open(&path).and_then(|f| {
+                        f.set_len(s.valid_len as u64)?;
+                        f.sync_all()
+                    }) {
+                        error!(output, path = %path.display(), error = %e, "cannot truncate a torn chunk");
+                    }
+                }
+                if s.records == 0 {
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+                queued.push(Queued {
+                    id: s.meta.id.clone(),
+                    tag: Arc::from(s.meta.tag.as_str()),
+                    key: Arc::from(s.meta.key.as_str()),
+                    records: s.records,
+                    bytes: s.payload_bytes(),
+                    created: SystemTime::UNIX_EPOCH + Duration::from_millis(s.meta.created_ms),
+                    data: QueuedData::File(path),
+                });
+            }
+        }
+    }
+    queued.sort_by_key(|q| q.created);
+    Ok(queued)
+}
+
+/// Moves a corrupt chunk, intact, to `corrupt_dir` with a `.reason.json`.
+pub fn set_aside(path: &Path, corrupt_dir: &Path, output: &str, reason: &str) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "chunk".into());
+    let dest = corrupt_dir.join(format!("{output}-{name}"));
+    let moved = std::fs::create_dir_all(corrupt_dir).and_then(|_| std::fs::rename(path, &dest));
+    match moved {
+        Ok(()) => {
+            let note = serde_json::json!({
+                "output": output,
+                "original_path": path.display().to_string(),
+                "reason": reason,
+                "moved_at_ms": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            });
+            let _ = std::fs::write(dest.with_extension("reason.json"), note.to_string());
+            error!(output, path = %path.display(), moved_to = %dest.display(), reason, "corrupt chunk set aside (kept intact, not delivered)");
+        }
+        Err(e) => {
+            error!(output, path = %path.display(), reason, error = %e, "corrupt chunk could not be moved aside; left in place")
+        }
+    }
+}

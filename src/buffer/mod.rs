@@ -1,0 +1,677 @@
+//! An output's buffer: open chunks keyed by (tag, partition key), sealed by
+//! size, record count or age, queued, and written by the output's workers
+//! with retries (exponential backoff, jitter, cap). Past the retries, or on
+//! a fatal error, a chunk goes intact to the dead-letter directory. The
+//! total size is bounded: when full, `append` waits (block), refuses
+//! (reject) or drops the oldest queued chunk (drop_oldest_chunk).
+//!
+//! Two storages share all of that: `memory` keeps the inputs' bytes as
+//! segments (appending copies nothing); `file` (the default) writes every
+//! append to a chunk file and answers only after fsync (group commit in
+//! `filestore`), and queues whatever it finds on disk at start.
+
+pub mod chunkfile;
+pub mod filestore;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use fuwa_api::event::read_entry;
+use fuwa_api::{Batch, Chunk, EmitError, Output, OutputError, Partitioner};
+use tokio::sync::{oneshot, Notify};
+use tracing::{error, info, warn};
+
+use crate::config::{BufferConfig, BufferType, OverflowAction};
+use chunkfile::ChunkMeta;
+use filestore::{Cmd, Limits, Writer};
+
+pub(crate) fn new_chunk_id() -> String {
+    let r: u128 = rand::random();
+    format!("{:032x}", r)
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Where a sealed chunk's events are.
+pub enum QueuedData {
+    /// segments and their record counts
+    Memory(Vec<(Bytes, u32)>),
+    File(PathBuf),
+}
+
+/// A sealed chunk waiting for (or being written by) a worker.
+pub struct Queued {
+    pub id: String,
+    pub tag: Arc<str>,
+    pub key: Arc<str>,
+    pub records: u32,
+    pub bytes: usize,
+    pub created: SystemTime,
+    pub data: QueuedData,
+}
+
+struct OpenChunk {
+    segments: Vec<(Bytes, u32)>,
+    records: u32,
+    bytes: usize,
+    created: Instant,
+    created_sys: SystemTime,
+}
+
+#[derive(Default)]
+struct State {
+    /// memory storage's open chunks (the file storage's live in its writer)
+    open: HashMap<(Arc<str>, Arc<str>), OpenChunk>,
+    /// open chunk files held by the file storage's writer
+    open_files: usize,
+    queue: VecDeque<Queued>,
+    /// bytes in open, queued and in-flight chunks
+    total: usize,
+    in_flight: usize,
+    closing: bool,
+}
+
+/// What the buffer and its file writer thread share.
+#[derive(Default)]
+pub struct Shared {
+    state: Mutex<State>,
+    /// woken when space is freed
+    space: Notify,
+    /// woken when a chunk is queued or the buffer is closing
+    work: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn enqueue(&self, chunks: Vec<Queued>) {
+        let n = chunks.len();
+        self.lock().queue.extend(chunks);
+        for _ in 0..n {
+            self.work.notify_one();
+        }
+    }
+
+    pub(crate) fn set_open(&self, n: usize) {
+        let closing = {
+            let mut st = self.lock();
+            st.open_files = n;
+            st.closing
+        };
+        if closing && n == 0 {
+            self.work.notify_waiters();
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+    pub records_dropped: AtomicU64,
+    pub records_dead: AtomicU64,
+    pub retries: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+pub struct OutputBuffer {
+    pub id: Arc<str>,
+    output: Arc<dyn Output>,
+    partitioner: Option<Arc<dyn Partitioner>>,
+    cfg: BufferConfig,
+    flush_interval: Duration,
+    shared: Arc<Shared>,
+    writer: Option<Mutex<mpsc::Sender<Cmd>>>,
+    data_dir: PathBuf,
+    pub counters: Counters,
+}
+
+pub fn buffer_dir(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("buffer").join(id)
+}
+
+pub fn dead_letter_dir(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("dead-letter").join(id)
+}
+
+impl OutputBuffer {
+    /// Creates the buffer; with file storage, queues every chunk left on
+    /// disk by an earlier run.
+    pub fn new(
+        id: &str,
+        output: Arc<dyn Output>,
+        cfg: BufferConfig,
+        data_dir: &Path,
+    ) -> std::io::Result<Arc<Self>> {
+        let flush_interval = cfg
+            .flush_interval
+            .map(|d| d.0)
+            .unwrap_or_else(|| output.default_flush_interval());
+        let shared = Arc::new(Shared::default());
+        let mut writer = None;
+        if cfg.kind == BufferType::File {
+            let dir = buffer_dir(data_dir, id);
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot create buffer directory {}: {e}", dir.display()),
+                )
+            })?;
+            let recovered = filestore::recover(&dir, &data_dir.join("corrupt"), id)?;
+            if !recovered.is_empty() {
+                let records: u64 = recovered.iter().map(|q| q.records as u64).sum();
+                info!(
+                    output = id,
+                    chunks = recovered.len(),
+                    records,
+                    "queued the chunks left on disk by the last run"
+                );
+            }
+            {
+                let mut st = shared.lock();
+                st.total = recovered.iter().map(|q| q.bytes).sum();
+                st.queue.extend(recovered);
+            }
+            let limits = Limits {
+                chunk_limit_size: cfg.chunk_limit_size.0 as usize,
+                chunk_limit_records: cfg.chunk_limit_records,
+                flush_interval,
+            };
+            writer = Some(Mutex::new(Writer::spawn(dir, limits, shared.clone(), id)?));
+        }
+        Ok(Arc::new(OutputBuffer {
+            id: Arc::from(id),
+            partitioner: output.partitioner(),
+            output,
+            cfg,
+            flush_interval,
+            shared,
+            writer,
+            data_dir: data_dir.to_path_buf(),
+            counters: Counters::default(),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+
+    fn send(&self, cmd: Cmd) -> bool {
+        match &self.writer {
+            Some(w) => w.lock().map(|tx| tx.send(cmd).is_ok()).unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// Splits a batch into (key, segment, count) runs: zero-copy slices of
+    /// the batch's bytes, one per run of events sharing a partition key.
+    fn split(&self, batch: &Batch) -> Vec<(Arc<str>, Bytes, u32)> {
+        let p = match &self.partitioner {
+            None => return vec![(Arc::from(""), batch.entries.clone(), batch.count)],
+            Some(p) => p,
+        };
+        if !p.uses_time() && !p.uses_record() {
+            let key = p.key(&batch.tag, Default::default(), &[]);
+            return vec![(Arc::from(key), batch.entries.clone(), batch.count)];
+        }
+        let b: &[u8] = &batch.entries;
+        let mut runs: Vec<(Arc<str>, Bytes, u32)> = Vec::new();
+        let mut pos = 0;
+        let mut run_start = 0;
+        let mut run_key: Option<Arc<str>> = None;
+        let mut run_count = 0;
+        let mut last_secs = i64::MIN;
+        let mut last_key: Option<Arc<str>> = None;
+        while pos < b.len() {
+            let Ok((e, next, _)) = read_entry(b, pos) else {
+                break;
+            };
+            let key: Arc<str> = match &last_key {
+                Some(k) if !p.uses_record() && e.time.secs == last_secs => k.clone(),
+                _ => {
+                    let k: Arc<str> = Arc::from(p.key(&batch.tag, e.time, e.record));
+                    last_secs = e.time.secs;
+                    last_key = Some(k.clone());
+                    k
+                }
+            };
+            if run_key.as_ref() != Some(&key) {
+                if let Some(k) = run_key.take() {
+                    runs.push((k, batch.entries.slice(run_start..pos), run_count));
+                }
+                run_key = Some(key);
+                run_start = pos;
+                run_count = 0;
+            }
+            run_count += 1;
+            pos = next;
+        }
+        if let Some(k) = run_key {
+            runs.push((k, batch.entries.slice(run_start..pos), run_count));
+        }
+        runs
+    }
+
+    /// Waits for room for `size` bytes (or refuses, or makes room, per
+    /// overflow_action) and reserves it.
+    async fn reserve(&self, size: usize) -> Result<(), EmitError> {
+        let limit = self.cfg.total_limit();
+        loop {
+            let notified = self.shared.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.lock();
+                if st.closing {
+                    return Err(EmitError::ShuttingDown);
+                }
+                if st.total == 0 || st.total + size <= limit {
+                    st.total += size;
+                    return Ok(());
+                }
+                match self.cfg.overflow_action {
+                    OverflowAction::Block => {}
+                    OverflowAction::Reject => {
+                        return Err(EmitError::Rejected(format!(
+                            "output {} has {} bytes buffered (total_limit_size {})",
+                            self.id, st.total, limit
+                        )))
+                    }
+                    OverflowAction::DropOldestChunk => {
+                        if let Some(old) = st.queue.pop_front() {
+                            st.total = st.total.saturating_sub(old.bytes);
+                            drop(st);
+                            self.counters
+                                .records_dropped
+                                .fetch_add(old.records as u64, Ordering::Relaxed);
+                            warn!(output = %self.id, records = old.records, tag = %old.tag, "buffer full: dropped the oldest chunk (overflow_action = drop_oldest_chunk)");
+                            if let QueuedData::File(p) = &old.data {
+                                let _ = std::fs::remove_file(p);
+                            }
+                            continue;
+                        }
+                        // nothing queued to drop: wait like block
+                    }
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        {
+            let mut st = self.lock();
+            st.total = st.total.saturating_sub(bytes);
+        }
+        self.shared.space.notify_waiters();
+    }
+
+    /// Accepts a batch. Returns once it is in the buffer: for the file
+    /// storage, written and fsynced.
+    pub async fn append(&self, batch: &Batch) -> Result<(), EmitError> {
+        let size = batch.entries.len();
+        self.reserve(size).await?;
+        let runs = self.split(batch);
+        if self.writer.is_some() {
+            let (tx, rx) = oneshot::channel();
+            let sent = self.send(Cmd::Append {
+                tag: batch.tag.clone(),
+                runs,
+                reply: tx,
+            });
+            let result = if sent { rx.await.ok() } else { None };
+            match result {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    self.release(size);
+                    error!(output = %self.id, error = %e, "cannot write to the buffer; batch refused");
+                    return Err(EmitError::Rejected(format!(
+                        "cannot write to the buffer of {}: {e}",
+                        self.id
+                    )));
+                }
+                None => {
+                    self.release(size);
+                    return Err(EmitError::ShuttingDown);
+                }
+            }
+            self.counters
+                .records_in
+                .fetch_add(batch.count as u64, Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut sealed = 0;
+        {
+            let mut st = self.lock();
+            for (key, seg, count) in runs {
+                let k = (batch.tag.clone(), key);
+                let len = seg.len();
+                let full = st
+                    .open
+                    .get(&k)
+                    .map(|c| c.bytes > 0 && c.bytes + len > self.cfg.chunk_limit_size.0 as usize)
+                    .unwrap_or(false);
+                if full {
+                    if let Some(c) = st.open.remove(&k) {
+                        seal_memory(&mut st, k.clone(), c);
+                        sealed += 1;
+                    }
+                }
+                let c = st.open.entry(k.clone()).or_insert_with(|| OpenChunk {
+                    segments: Vec::new(),
+                    records: 0,
+                    bytes: 0,
+                    created: Instant::now(),
+                    created_sys: SystemTime::now(),
+                });
+                c.segments.push((seg, count));
+                c.records += count;
+                c.bytes += len;
+                let seal_now = c.bytes >= self.cfg.chunk_limit_size.0 as usize
+                    || self
+                        .cfg
+                        .chunk_limit_records
+                        .map(|n| c.records >= n)
+                        .unwrap_or(false);
+                if seal_now {
+                    if let Some(c) = st.open.remove(&k) {
+                        seal_memory(&mut st, k, c);
+                        sealed += 1;
+                    }
+                }
+            }
+        }
+        self.counters
+            .records_in
+            .fetch_add(batch.count as u64, Ordering::Relaxed);
+        for _ in 0..sealed {
+            self.shared.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Seals chunks older than flush_interval (all of them when `all`).
+    pub fn seal_due(&self, all: bool) {
+        if self.writer.is_some() {
+            self.send(Cmd::Seal { all });
+            return;
+        }
+        let mut n = 0;
+        {
+            let mut st = self.lock();
+            let due: Vec<(Arc<str>, Arc<str>)> = st
+                .open
+                .iter()
+                .filter(|(_, c)| all || c.created.elapsed() >= self.flush_interval)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in due {
+                if let Some(c) = st.open.remove(&k) {
+                    seal_memory(&mut st, k, c);
+                    n += 1;
+                }
+            }
+        }
+        for _ in 0..n {
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// Stops accepting; open chunks are sealed; workers finish the queue and exit.
+    pub fn close(&self) {
+        self.lock().closing = true;
+        self.seal_due(true);
+        self.shared.work.notify_waiters();
+        self.shared.space.notify_waiters();
+    }
+
+    /// (chunks, records) not yet written.
+    pub fn pending(&self) -> (usize, u64) {
+        let st = self.lock();
+        let open: u64 = st.open.values().map(|c| c.records as u64).sum();
+        let queued: u64 = st.queue.iter().map(|c| c.records as u64).sum();
+        (
+            st.open.len() + st.open_files + st.queue.len() + st.in_flight,
+            open + queued,
+        )
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Periodically seals chunks that reached flush_interval.
+    pub async fn flusher(self: Arc<Self>) {
+        let tick =
+            (self.flush_interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(tick).await;
+            if self.lock().closing {
+                return;
+            }
+            self.seal_due(false);
+        }
+    }
+
+    /// One worker: takes sealed chunks and writes them, retrying per config.
+    pub async fn worker(self: Arc<Self>) {
+        loop {
+            let notified = self.shared.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next = {
+                let mut st = self.lock();
+                match st.queue.pop_front() {
+                    Some(c) => {
+                        st.in_flight += 1;
+                        Some(c)
+                    }
+                    None if st.closing && st.open.is_empty() && st.open_files == 0 => return,
+                    None => None,
+                }
+            };
+            let Some(q) = next else {
+                notified.await;
+                continue;
+            };
+            // more work may be waiting for another worker
+            self.shared.work.notify_one();
+            self.deliver(&q).await;
+            {
+                let mut st = self.lock();
+                st.in_flight -= 1;
+            }
+            self.release(q.bytes);
+        }
+    }
+
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        backoff(&self.cfg, attempt)
+    }
+
+    /// Reads a queued chunk into memory for the output.
+    async fn materialize(&self, q: &Queued) -> Result<Chunk, String> {
+        let segments = match &q.data {
+            QueuedData::Memory(segs) => segs.iter().map(|(b, _)| b.clone()).collect(),
+            QueuedData::File(path) => {
+                let p = path.clone();
+                let data = tokio::task::spawn_blocking(move || std::fs::read(&p))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("cannot read chunk {}: {e}", path.display()))?;
+                let scanned = chunkfile::scan(&data)?;
+                scanned.segments(&Bytes::from(data))
+            }
+        };
+        Ok(Chunk {
+            id: q.id.clone(),
+            tag: q.tag.clone(),
+            key: q.key.clone(),
+            segments,
+            records: q.records,
+            bytes: q.bytes,
+            created: q.created,
+        })
+    }
+
+    async fn deliver(&self, q: &Queued) {
+        let chunk = match self.materialize(q).await {
+            Ok(c) => c,
+            Err(reason) => {
+                if let QueuedData::File(p) = &q.data {
+                    filestore::set_aside(p, &self.data_dir.join("corrupt"), &self.id, &reason);
+                }
+                self.counters
+                    .records_dropped
+                    .fetch_add(q.records as u64, Ordering::Relaxed);
+                return;
+            }
+        };
+        let first = SystemTime::now();
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            match self.output.write(&chunk).await {
+                Ok(()) => {
+                    self.counters
+                        .records_out
+                        .fetch_add(chunk.records as u64, Ordering::Relaxed);
+                    if let QueuedData::File(p) = &q.data {
+                        if let Err(e) = std::fs::remove_file(p) {
+                            warn!(output = %self.id, path = %p.display(), error = %e, "delivered chunk could not be removed");
+                        }
+                    }
+                    return;
+                }
+                Err(OutputError::Fatal(e)) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    self.dead_letter(q, "fatal error", &e, attempt + 1, first);
+                    return;
+                }
+                Err(OutputError::Retryable(e)) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    attempt += 1;
+                    let exhausted = !self.cfg.retry_forever
+                        && (self
+                            .cfg
+                            .retry_max_times
+                            .map(|m| attempt > m)
+                            .unwrap_or(false)
+                            || started.elapsed() >= self.cfg.retry_timeout.0);
+                    if exhausted {
+                        self.dead_letter(q, "retries exhausted", &e, attempt, first);
+                        return;
+                    }
+                    let wait = self.backoff(attempt);
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    warn!(output = %self.id, chunk = %chunk.id, attempt, retry_in = ?wait, error = %e, "write failed, will retry");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Moves a chunk, intact, to `data_dir/dead-letter/<output>/` with a JSON
+    /// file saying why.
+    fn dead_letter(&self, q: &Queued, reason: &str, err: &str, attempts: u32, first: SystemTime) {
+        let dir = dead_letter_dir(&self.data_dir, &self.id);
+        let dest = dir.join(format!("{}.chunk", q.id));
+        let moved = std::fs::create_dir_all(&dir).and_then(|_| match &q.data {
+            QueuedData::File(p) => std::fs::rename(p, &dest),
+            QueuedData::Memory(segs) => {
+                let meta = ChunkMeta {
+                    id: q.id.clone(),
+                    tag: q.tag.to_string(),
+                    key: q.key.to_string(),
+                    created_ms: millis(q.created),
+                };
+                std::fs::write(&dest, chunkfile::encode_chunk(&meta, segs))
+            }
+        });
+        let note = DeadLetterNote {
+            output: self.id.to_string(),
+            chunk_id: q.id.clone(),
+            tag: q.tag.to_string(),
+            key: q.key.to_string(),
+            records: q.records,
+            bytes: q.bytes,
+            reason: reason.to_string(),
+            error: err.to_string(),
+            attempts,
+            created_ms: millis(q.created),
+            first_attempt_ms: millis(first),
+            last_attempt_ms: millis(SystemTime::now()),
+        };
+        let written = moved.and_then(|_| {
+            std::fs::write(
+                dest.with_extension("json"),
+                serde_json::to_vec_pretty(&note).unwrap_or_default(),
+            )
+        });
+        self.counters
+            .records_dead
+            .fetch_add(q.records as u64, Ordering::Relaxed);
+        match written {
+            Ok(()) => {
+                error!(output = %self.id, chunk = %q.id, tag = %q.tag, records = q.records, attempts, reason, error = err, path = %dest.display(), "chunk moved to the dead-letter directory")
+            }
+            Err(e) => {
+                self.counters
+                    .records_dropped
+                    .fetch_add(q.records as u64, Ordering::Relaxed);
+                error!(output = %self.id, chunk = %q.id, records = q.records, reason, error = err, io_error = %e, "chunk could not be written to the dead-letter directory: dropped")
+            }
+        }
+    }
+}
+
+fn seal_memory(st: &mut State, (tag, key): (Arc<str>, Arc<str>), c: OpenChunk) {
+    st.queue.push_back(Queued {
+        id: new_chunk_id(),
+        tag,
+        key,
+        records: c.records,
+        bytes: c.bytes,
+        created: c.created_sys,
+        data: QueuedData::Memory(c.segments),
+    });
+}
+
+pub fn backoff(cfg: &BufferConfig, attempt: u32) -> Duration {
+    let base = cfg.retry_wait.0.as_secs_f64();
+    let exp = cfg
+        .retry_exponential_backoff_base
+        .powi(attempt.saturating_sub(1).min(64) as i32);
+    let mut secs = (base * exp).min(cfg.retry_max_interval.0.as_secs_f64());
+    if cfg.retry_randomize {
+        secs *= 0.875 + rand::random::<f64>() * 0.25;
+    }
+    Duration::from_secs_f64(secs.max(0.0))
+}
+
+/// The JSON file beside a dead-lettered chunk.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetterNote {
+    pub output: String,
+    pub chunk_id: String,
+    pub tag: String,
+    pub key: String,
+    pub records: u32,
+    pub bytes: usize,
+    pub reason: String,
+    pub error: String,
+    pub attempts: u32,
+    pub created_ms: u64,
+    pub first_attempt_ms: u64,
+    pub last_attempt_ms: u64,
+}
