@@ -179,16 +179,38 @@ pub fn skip(buf: &[u8], pos: usize) -> Result<usize, DecodeError> {
 
 /// A resumable framer: finds where one top-level value ends in a stream that
 /// arrives in pieces, without re-walking what it already walked.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Framer {
     pos: usize,
     stack: Vec<usize>,
     started: bool,
+    limit: usize,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Framer {
+            pos: 0,
+            stack: Vec::new(),
+            started: false,
+            limit: usize::MAX,
+        }
+    }
 }
 
 impl Framer {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A framer that refuses, as soon as a header announces it, any value
+    /// that would end past `limit` bytes (a client declaring a 4 GiB string
+    /// is cut off at once, not after sending the limit's worth).
+    pub fn with_limit(limit: usize) -> Self {
+        Framer {
+            limit,
+            ..Self::default()
+        }
     }
 
     /// Bytes of the current value walked so far.
@@ -225,6 +247,12 @@ impl Framer {
             let mut next = p;
             match head {
                 Head::Str(n) | Head::Bin(n) | Head::Ext(_, n) => {
+                    if p.saturating_add(n) > self.limit {
+                        return Err(DecodeError::invalid(
+                            p,
+                            "value larger than the message limit",
+                        ));
+                    }
                     if buf.len().saturating_sub(p) < n {
                         return Ok(None);
                     }
@@ -412,6 +440,16 @@ mod tests {
         assert!(matches!(skip(&b, 0), Err(DecodeError::Invalid { .. })));
         let mut f = Framer::new();
         assert!(matches!(f.advance(&b), Err(DecodeError::Invalid { .. })));
+    }
+
+    #[test]
+    fn a_framer_with_a_limit_refuses_huge_declared_strings_at_once() {
+        let b = [0x92, 0xa1, b't', 0xc6, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(Framer::new().advance(&b), Ok(None));
+        assert!(matches!(
+            Framer::with_limit(1 << 20).advance(&b),
+            Err(DecodeError::Invalid { .. })
+        ));
     }
 
     #[test]

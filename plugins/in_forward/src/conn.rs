@@ -47,7 +47,7 @@ where
     if let Some(sec) = &shared.security {
         handshake(&mut stream, &mut buf, sec, &mut shutdown).await?;
     }
-    let mut framer = Framer::new();
+    let mut framer = Framer::with_limit(shared.limit);
     let mut json: Option<bool> = None;
     let mut grouper = MessageGrouper::default();
     let mut acks: Vec<u8> = Vec::new();
@@ -209,7 +209,7 @@ where
         .write_all(&hs.helo())
         .await
         .map_err(|e| format!("cannot send HELO: {e}"))?;
-    let mut framer = Framer::new();
+    let mut framer = Framer::with_limit(64 * 1024);
     let ping = loop {
         if let Some(len) = framer
             .advance(buf)
