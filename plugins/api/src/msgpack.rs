@@ -133,19 +133,33 @@ pub fn read_head(buf: &[u8], pos: usize) -> Result<(Head, usize), DecodeError> {
 /// returns the offset just after it. Iterative, so hostile nesting cannot
 /// overflow the stack; nesting deeper than [`MAX_DEPTH`] is refused.
 pub fn skip(buf: &[u8], pos: usize) -> Result<usize, DecodeError> {
+    // values still to read at each open level: the first levels inline (no
+    // allocation, nothing to clear for typical records), deeper ones spill
+    const INLINE: usize = 16;
+    let mut inline = [0usize; INLINE];
+    let mut spill: Vec<usize> = Vec::new();
     let mut pos = pos;
-    // number of values still to read at each open level
-    let mut stack: [usize; MAX_DEPTH + 1] = [0; MAX_DEPTH + 1];
     let mut depth = 0usize;
-    stack[0] = 1;
+    inline[0] = 1;
     loop {
-        while stack[depth] == 0 {
+        loop {
+            let left = if depth < INLINE { inline[depth] } else { spill[depth - INLINE] };
+            if left > 0 {
+                break;
+            }
             if depth == 0 {
                 return Ok(pos);
             }
+            if depth >= INLINE {
+                spill.pop();
+            }
             depth -= 1;
         }
-        stack[depth] -= 1;
+        if depth < INLINE {
+            inline[depth] -= 1;
+        } else {
+            spill[depth - INLINE] -= 1;
+        }
         let (head, p) = read_head(buf, pos)?;
         pos = p;
         match head {
@@ -155,8 +169,7 @@ pub fn skip(buf: &[u8], pos: usize) -> Result<usize, DecodeError> {
             }
             Head::Array(n) | Head::Map(n) => {
                 let items = if let Head::Map(_) = head {
-                    n.checked_mul(2)
-                        .ok_or(DecodeError::invalid(pos, "map too large"))?
+                    n.checked_mul(2).ok_or(DecodeError::invalid(pos, "map too large"))?
                 } else {
                     n
                 };
@@ -169,7 +182,11 @@ pub fn skip(buf: &[u8], pos: usize) -> Result<usize, DecodeError> {
                     if depth > MAX_DEPTH {
                         return Err(DecodeError::invalid(pos, "nesting too deep"));
                     }
-                    stack[depth] = items;
+                    if depth < INLINE {
+                        inline[depth] = items;
+                    } else {
+                        spill.push(items);
+                    }
                 }
             }
             _ => {}
@@ -430,6 +447,23 @@ mod tests {
                 Err(DecodeError::Incomplete),
                 "cut {cut}"
             );
+        }
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_inline_stack_is_walked_right() {
+        // [1, [1, [1, ... [] ..., 2], 2], 2] 60 levels deep
+        fn nest(d: usize) -> rmpv::Value {
+            if d == 0 {
+                return rmpv::Value::Array(vec![]);
+            }
+            rmpv::Value::Array(vec![rmpv::Value::from(1), nest(d - 1), rmpv::Value::from("two")])
+        }
+        for d in [10, 15, 16, 17, 30, 60, 120] {
+            let mut b = enc(&nest(d));
+            let len = b.len();
+            b.extend_from_slice(&[0xc0, 0xc0]);
+            assert_eq!(skip(&b, 0), Ok(len), "depth {d}");
         }
     }
 

@@ -119,40 +119,64 @@ impl Output for FileOutput {
     }
 }
 
-fn write_blocking(
-    id: &str,
-    chunk: &Chunk,
-    lines: &JsonLines,
-    compress: Compress,
-) -> Result<(), OutputError> {
+/// Renders and writes in pieces of about 1 MiB, so memory stays small
+/// whatever the chunk size. A failure part-way leaves the lines written so
+/// far in the file; the retry writes the whole chunk again (at-least-once).
+fn write_blocking(id: &str, chunk: &Chunk, lines: &JsonLines, compress: Compress) -> Result<(), OutputError> {
+    const PIECE: usize = 1 << 20;
     let path = Path::new(&*chunk.key);
-    let mut body = Vec::with_capacity(chunk.bytes * 2);
-    let bad = lines.write_chunk(chunk, &mut body);
-    if bad > 0 {
-        warn!(output = %id, bad, path = %path.display(), "entries that could not be rendered as JSON were skipped");
-    }
-    if compress == Compress::Gzip {
-        let mut e = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4),
-            flate2::Compression::default(),
-        );
-        e.write_all(&body)
-            .map_err(|e| OutputError::Fatal(e.to_string()))?;
-        body = e.finish().map_err(|e| OutputError::Fatal(e.to_string()))?;
-    }
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| classify(e, &format!("cannot create directory {}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| classify(e, &format!("cannot create directory {}", dir.display())))?;
         }
     }
-    let mut f = OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(|e| classify(e, &format!("cannot open {}", path.display())))?;
-    f.write_all(&body)
-        .map_err(|e| classify(e, &format!("cannot write {}", path.display())))
+    let werr = |e: std::io::Error| classify(e, &format!("cannot write {}", path.display()));
+    let mut sink = match compress {
+        Compress::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(file, flate2::Compression::default())),
+        Compress::None => Sink::Plain(file),
+    };
+    let mut buf = Vec::with_capacity(PIECE + PIECE / 4);
+    let mut bad = 0;
+    for seg in &chunk.segments {
+        bad += lines.write_segment(&chunk.tag, seg, &mut buf);
+        if buf.len() >= PIECE {
+            sink.write_all(&buf).map_err(werr)?;
+            buf.clear();
+        }
+    }
+    sink.write_all(&buf).map_err(werr)?;
+    sink.finish().map_err(werr)?;
+    if bad > 0 {
+        warn!(output = %id, bad, path = %path.display(), "entries that could not be rendered as JSON were skipped");
+    }
+    Ok(())
+}
+
+enum Sink {
+    Plain(std::fs::File),
+    Gzip(flate2::write::GzEncoder<std::fs::File>),
+}
+
+impl Sink {
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(f) => f.write_all(b),
+            Sink::Gzip(g) => g.write_all(b),
+        }
+    }
+
+    /// Ends the gzip member (its trailer) when compressing.
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(_) => Ok(()),
+            Sink::Gzip(g) => g.finish().map(|_| ()),
+        }
+    }
 }
 
 fn classify(e: std::io::Error, what: &str) -> OutputError {

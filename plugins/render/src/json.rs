@@ -28,25 +28,41 @@ pub fn write_json_line(
     record: &[u8],
     injects: &[Inject<'_>],
 ) -> Result<(), DecodeError> {
+    write_json_line_at(out, record, 0, injects).map(|_| ())
+}
+
+/// Like [`write_json_line`] for the record starting at `at` inside `buf`;
+/// returns the offset just after the record, so a caller walks its entries
+/// once.
+pub fn write_json_line_at(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    at: usize,
+    injects: &[Inject<'_>],
+) -> Result<usize, DecodeError> {
     let start = out.len();
-    let r = write_object(out, record, injects);
-    if r.is_err() {
-        out.truncate(start);
+    match write_object(out, buf, at, injects) {
+        Ok(end) => {
+            out.push(b'\n');
+            Ok(end)
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
     }
-    r?;
-    out.push(b'\n');
-    Ok(())
 }
 
 fn write_object(
     out: &mut Vec<u8>,
     record: &[u8],
+    at: usize,
     injects: &[Inject<'_>],
-) -> Result<(), DecodeError> {
-    let (head, mut pos) = read_head(record, 0)?;
+) -> Result<usize, DecodeError> {
+    let (head, mut pos) = read_head(record, at)?;
     let n = match head {
         Head::Map(n) => n,
-        _ => return Err(DecodeError::invalid(0, "record is not a map")),
+        _ => return Err(DecodeError::invalid(at, "record is not a map")),
     };
     out.push(b'{');
     let mut first = true;
@@ -84,7 +100,7 @@ fn write_object(
         }
     }
     out.push(b'}');
-    Ok(())
+    Ok(pos)
 }
 
 pub fn write_time(out: &mut Vec<u8>, t: EventTime, f: &TimeFormat) {
@@ -245,6 +261,14 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes a JSON string literal; invalid UTF-8 becomes U+FFFD.
 pub fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
+    // fast path: plain ASCII with nothing to escape (the usual log field)
+    if s.iter().all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+        return;
+    }
     match std::str::from_utf8(s) {
         Ok(v) => escape(out, v.as_bytes()),
         Err(_) => escape(out, String::from_utf8_lossy(s).as_bytes()),
@@ -395,33 +419,41 @@ impl JsonLines {
     /// rendered (they are counted, not written).
     pub fn write_chunk(&self, chunk: &fuwa_api::Chunk, out: &mut Vec<u8>) -> usize {
         let mut bad = 0;
-        for e in chunk.entries() {
-            match e {
-                Ok(e) => {
-                    let mut inj: [Option<Inject<'_>>; 2] = [None, None];
-                    if let Some(k) = &self.tag_key {
-                        inj[0] = Some(Inject {
-                            key: k,
-                            value: InjectValue::Str(&chunk.tag),
-                        });
-                    }
-                    if let Some(k) = &self.time_key {
-                        inj[1] = Some(Inject {
-                            key: k,
-                            value: InjectValue::Time(e.time, &self.time_format),
-                        });
-                    }
-                    let list: Vec<Inject<'_>> = inj.into_iter().flatten().collect();
-                    if write_json_line(out, e.record, &list).is_err() {
-                        bad += 1;
-                    }
-                }
-                Err(_) => {
-                    bad += 1;
-                    break;
-                }
-            }
+        for seg in &chunk.segments {
+            bad += self.write_segment(&chunk.tag, seg, out);
         }
         bad
+    }
+
+    /// Renders one segment of `[time, record]` entries, walking it once.
+    /// Returns 1 when the segment has a malformed entry (the rest of that
+    /// segment is skipped), else 0.
+    pub fn write_segment(&self, tag: &str, seg: &[u8], out: &mut Vec<u8>) -> usize {
+        let mut pos = 0;
+        while pos < seg.len() {
+            let rp_time = match read_head(seg, pos) {
+                Ok((Head::Array(2), p)) => EventTime::read(seg, p),
+                _ => return 1,
+            };
+            let Ok((t, rp, _)) = rp_time else { return 1 };
+            let mut injects: [Inject<'_>; 2] = [
+                Inject { key: "", value: InjectValue::Str("") },
+                Inject { key: "", value: InjectValue::Str("") },
+            ];
+            let mut n = 0;
+            if let Some(k) = &self.tag_key {
+                injects[n] = Inject { key: k, value: InjectValue::Str(tag) };
+                n += 1;
+            }
+            if let Some(k) = &self.time_key {
+                injects[n] = Inject { key: k, value: InjectValue::Time(t, &self.time_format) };
+                n += 1;
+            }
+            match write_json_line_at(out, seg, rp, &injects[..n]) {
+                Ok(end) => pos = end,
+                Err(_) => return 1,
+            }
+        }
+        0
     }
 }
