@@ -4,7 +4,9 @@
 #   bench/run.sh
 #   FLUENT_BIT=/path/to/fluent-bit bench/run.sh
 #
-# Scenarios: forward -> null, forward -> file (JSON Lines in a temp dir).
+# Scenarios: forward -> null, forward -> file (JSON Lines in a temp dir),
+# forward -> durable buffer -> null ("buffered": fuwa's file buffer, acked
+# after fsync; Fluent Bit with storage.type filesystem and storage.sync full).
 # Each: start the agent on a free 127.0.0.1 port, run fuwa-loadgen
 # (PackedForward, 1000 events/message, 2 connections, acked), record
 # events/s and the agent's VmHWM (peak RSS), stop the agent. Then fuwa's
@@ -64,8 +66,13 @@ fuwa_config() { # scenario port dir
 }
 
 fluentbit_config() { # scenario port dir
-    local out
+    local out storage_service="" storage_input="storage.type memory"
     case $1 in
+        buffered) out="    Name         null
+    Match        *"
+              storage_service="    storage.path $3/fb-storage
+    storage.sync full"
+              storage_input="storage.type filesystem" ;;
         null) out="    Name         null
     Match        *" ;;
         file) mkdir -p "$3/out"
@@ -80,12 +87,13 @@ fluentbit_config() { # scenario port dir
     Grace        5
     Log_Level    warn
     HTTP_Server  off
+$storage_service
 
 [INPUT]
     Name         forward
     Listen       127.0.0.1
     Port         $2
-    storage.type memory
+    $storage_input
 
 [OUTPUT]
 $out
@@ -210,7 +218,7 @@ run_idle() { # agent
 AGENTS=(fuwa)
 [[ -n "$FLUENT_BIT" ]] && AGENTS+=(fluent-bit)
 for a in "${AGENTS[@]}"; do
-    for s in null file; do
+    for s in null file buffered; do
         run_scenario "$a" "$s"
     done
     run_idle "$a"
@@ -231,17 +239,19 @@ echo "fuwa $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')${
 echo
 echo "| scenario | agent | acked events/s | MB/s | ack p50 ms | peak RSS (VmHWM) | written events/s (sustained) |"
 echo "|---|---|---:|---:|---:|---:|---:|"
-for s in null file; do
+for s in null file buffered; do
     for a in "${AGENTS[@]}"; do
         k=$a/$s
         w="-"
         [[ $s == file ]] && w=$(thousands "${WRITTEN_EPS[$k]}")
-        echo "| forward → $s | $a | $(thousands "${EPS[$k]}") | ${MBPS[$k]} | ${P50[$k]} | $(mib "${HWM[$k]}") MiB | $w |"
+        label=$s
+        [[ $s == buffered ]] && label="durable buffer (fsync) → null"
+        echo "| forward → $label | $a | $(thousands "${EPS[$k]}") | ${MBPS[$k]} | ${P50[$k]} | $(mib "${HWM[$k]}") MiB | $w |"
     done
     if [[ -n "$FLUENT_BIT" ]]; then
         w=""
         [[ $s == file ]] && w="**$(ratio "${WRITTEN_EPS[fuwa/$s]}" "${WRITTEN_EPS[fluent-bit/$s]}")**"
-        echo "| forward → $s | **fuwa / Fluent Bit** | **$(ratio "${EPS[fuwa/$s]}" "${EPS[fluent-bit/$s]}")** | | | $(ratio "${HWM[fuwa/$s]}" "${HWM[fluent-bit/$s]}") | $w |"
+        echo "| forward → $label | **fuwa / Fluent Bit** | **$(ratio "${EPS[fuwa/$s]}" "${EPS[fluent-bit/$s]}")** | | | $(ratio "${HWM[fuwa/$s]}" "${HWM[fluent-bit/$s]}") | $w |"
     fi
 done
 echo
@@ -261,6 +271,8 @@ ok() { awk "BEGIN { exit !($1) }" && echo "met" || echo "MISSED"; }
 echo
 echo "Targets: peak RSS < 120 MiB: null $(ok "${HWM[fuwa/null]} < 120 * 1024"), file $(ok "${HWM[fuwa/file]} < 120 * 1024");" \
     "< 50 MiB with $IDLE idle connections: $(ok "${IDLE_RSS[fuwa]} < 50 * 1024")"
+echo "Target: durable buffer peak RSS < 120 MiB: $(ok "${HWM[fuwa/buffered]} < 120 * 1024")"
 if [[ -n "$FLUENT_BIT" ]]; then
     echo "Target: forward → null ≥ 1.5× Fluent Bit: $(ok "${EPS[fuwa/null]} >= 1.5 * ${EPS[fluent-bit/null]}")"
+    echo "Target: forward → durable buffer → null ≥ 1.5× Fluent Bit (storage.sync full): $(ok "${EPS[fuwa/buffered]} >= 1.5 * ${EPS[fluent-bit/buffered]}")"
 fi
