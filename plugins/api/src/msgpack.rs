@@ -143,7 +143,11 @@ pub fn skip(buf: &[u8], pos: usize) -> Result<usize, DecodeError> {
     inline[0] = 1;
     loop {
         loop {
-            let left = if depth < INLINE { inline[depth] } else { spill[depth - INLINE] };
+            let left = if depth < INLINE {
+                inline[depth]
+            } else {
+                spill[depth - INLINE]
+            };
             if left > 0 {
                 break;
             }
@@ -169,7 +173,8 @@ pub fn skip(buf: &[u8], pos: usize) -> Result<usize, DecodeError> {
             }
             Head::Array(n) | Head::Map(n) => {
                 let items = if let Head::Map(_) = head {
-                    n.checked_mul(2).ok_or(DecodeError::invalid(pos, "map too large"))?
+                    n.checked_mul(2)
+                        .ok_or(DecodeError::invalid(pos, "map too large"))?
                 } else {
                     n
                 };
@@ -457,7 +462,11 @@ mod tests {
             if d == 0 {
                 return rmpv::Value::Array(vec![]);
             }
-            rmpv::Value::Array(vec![rmpv::Value::from(1), nest(d - 1), rmpv::Value::from("two")])
+            rmpv::Value::Array(vec![
+                rmpv::Value::from(1),
+                nest(d - 1),
+                rmpv::Value::from("two"),
+            ])
         }
         for d in [10, 15, 16, 17, 30, 60, 120] {
             let mut b = enc(&nest(d));

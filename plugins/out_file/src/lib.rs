@@ -122,12 +122,18 @@ impl Output for FileOutput {
 /// Renders and writes in pieces of about 1 MiB, so memory stays small
 /// whatever the chunk size. A failure part-way leaves the lines written so
 /// far in the file; the retry writes the whole chunk again (at-least-once).
-fn write_blocking(id: &str, chunk: &Chunk, lines: &JsonLines, compress: Compress) -> Result<(), OutputError> {
+fn write_blocking(
+    id: &str,
+    chunk: &Chunk,
+    lines: &JsonLines,
+    compress: Compress,
+) -> Result<(), OutputError> {
     const PIECE: usize = 1 << 20;
     let path = Path::new(&*chunk.key);
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| classify(e, &format!("cannot create directory {}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| classify(e, &format!("cannot create directory {}", dir.display())))?;
         }
     }
     let file = OpenOptions::new()
@@ -137,7 +143,10 @@ fn write_blocking(id: &str, chunk: &Chunk, lines: &JsonLines, compress: Compress
         .map_err(|e| classify(e, &format!("cannot open {}", path.display())))?;
     let werr = |e: std::io::Error| classify(e, &format!("cannot write {}", path.display()));
     let mut sink = match compress {
-        Compress::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(file, flate2::Compression::default())),
+        Compress::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::default(),
+        )),
         Compress::None => Sink::Plain(file),
     };
     let mut buf = Vec::with_capacity(PIECE + PIECE / 4);

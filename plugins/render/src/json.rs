@@ -262,7 +262,9 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Writes a JSON string literal; invalid UTF-8 becomes U+FFFD.
 pub fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
     // fast path: plain ASCII with nothing to escape (the usual log field)
-    if s.iter().all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\') {
+    if s.iter()
+        .all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
+    {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s);
@@ -437,16 +439,28 @@ impl JsonLines {
             };
             let Ok((t, rp, _)) = rp_time else { return 1 };
             let mut injects: [Inject<'_>; 2] = [
-                Inject { key: "", value: InjectValue::Str("") },
-                Inject { key: "", value: InjectValue::Str("") },
+                Inject {
+                    key: "",
+                    value: InjectValue::Str(""),
+                },
+                Inject {
+                    key: "",
+                    value: InjectValue::Str(""),
+                },
             ];
             let mut n = 0;
             if let Some(k) = &self.tag_key {
-                injects[n] = Inject { key: k, value: InjectValue::Str(tag) };
+                injects[n] = Inject {
+                    key: k,
+                    value: InjectValue::Str(tag),
+                };
                 n += 1;
             }
             if let Some(k) = &self.time_key {
-                injects[n] = Inject { key: k, value: InjectValue::Time(t, &self.time_format) };
+                injects[n] = Inject {
+                    key: k,
+                    value: InjectValue::Time(t, &self.time_format),
+                };
                 n += 1;
             }
             match write_json_line_at(out, seg, rp, &injects[..n]) {
