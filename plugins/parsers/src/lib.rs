@@ -81,7 +81,11 @@ impl FieldType {
             "float" => FieldType::Float,
             "bool" | "boolean" => FieldType::Bool,
             "string" => FieldType::String,
-            other => return Err(format!("unknown type `{other}` (integer, float, bool, string)")),
+            other => {
+                return Err(format!(
+                    "unknown type `{other}` (integer, float, bool, string)"
+                ))
+            }
         })
     }
 }
@@ -89,11 +93,17 @@ impl FieldType {
 #[derive(Debug, Clone)]
 enum Kind {
     Json,
-    Ltsv { delimiter: String, label: String },
+    Ltsv {
+        delimiter: String,
+        label: String,
+    },
     Csv,
     Tsv,
     Regex(Regex),
-    Syslog { rfc3164: Option<Regex>, rfc5424: Option<Regex> },
+    Syslog {
+        rfc3164: Option<Regex>,
+        rfc5424: Option<Regex>,
+    },
     None,
 }
 
@@ -120,7 +130,9 @@ impl Parser {
         let mut time_key = cfg.time_key.clone();
         let mut time_format = cfg.time_format.clone();
         let mut types = HashMap::new();
-        let re = |src: &str| Regex::new(src).map_err(|e| err("expression", format!("bad regular expression: {e}")));
+        let re = |src: &str| {
+            Regex::new(src).map_err(|e| err("expression", format!("bad regular expression: {e}")))
+        };
         let kind = match cfg.format.as_str() {
             "json" => Kind::Json,
             "ltsv" => Kind::Ltsv {
@@ -179,15 +191,27 @@ impl Parser {
             }
         };
         for (k, v) in &cfg.types {
-            types.insert(k.clone(), FieldType::parse(v).map_err(|e| err(&format!("types.{k}"), e))?);
+            types.insert(
+                k.clone(),
+                FieldType::parse(v).map_err(|e| err(&format!("types.{k}"), e))?,
+            );
         }
         let time = match (&time_key, &time_format) {
             (Some(_), Some(f)) => Some(TimeParser::new(f, tz).map_err(|e| err("time_format", e))?),
-            (Some(_), None) => Some(TimeParser::new("auto", tz).map_err(|e| err("time_format", e))?),
+            (Some(_), None) => {
+                Some(TimeParser::new("auto", tz).map_err(|e| err("time_format", e))?)
+            }
             (None, Some(_)) => return Err(err("time_format", "time_format needs time_key".into())),
             (None, None) => None,
         };
-        Ok(Parser { kind, keys: cfg.keys.clone(), time_key, time, keep_time_key: cfg.keep_time_key, types })
+        Ok(Parser {
+            kind,
+            keys: cfg.keys.clone(),
+            time_key,
+            time,
+            keep_time_key: cfg.keep_time_key,
+            types,
+        })
     }
 
     /// Parses one line (without its newline).
@@ -199,13 +223,19 @@ impl Parser {
                 msgpack::write_map_len(&mut rec, 1);
                 msgpack::write_str(&mut rec, b"message");
                 msgpack::write_str(&mut rec, line.as_bytes());
-                Ok(Parsed { time: None, record: rec })
+                Ok(Parsed {
+                    time: None,
+                    record: rec,
+                })
             }
             Kind::Ltsv { delimiter, label } => {
-                let fields = line.split(delimiter.as_str()).filter(|f| !f.is_empty()).map(|f| match f.split_once(label.as_str()) {
-                    Some((k, v)) => (k, Some(v)),
-                    None => (f, None),
-                });
+                let fields = line
+                    .split(delimiter.as_str())
+                    .filter(|f| !f.is_empty())
+                    .map(|f| match f.split_once(label.as_str()) {
+                        Some((k, v)) => (k, Some(v)),
+                        None => (f, None),
+                    });
                 self.build(fields)
             }
             Kind::Tsv => {
@@ -213,12 +243,15 @@ impl Parser {
                 self.columns(vals.into_iter().map(std::borrow::Cow::Borrowed).collect())
             }
             Kind::Csv => {
-                let vals = split_csv(line).ok_or_else(|| ParseError::NoMatch("unterminated quoted field".into()))?;
+                let vals = split_csv(line)
+                    .ok_or_else(|| ParseError::NoMatch("unterminated quoted field".into()))?;
                 self.columns(vals)
             }
             Kind::Regex(re) => self.regex(re, line),
             Kind::Syslog { rfc3164, rfc5424 } => {
-                if line.starts_with('<') && line.get(..8).map(|h| h.contains(">1 ")).unwrap_or(false) {
+                if line.starts_with('<')
+                    && line.get(..8).map(|h| h.contains(">1 ")).unwrap_or(false)
+                {
                     if let Some(r) = rfc5424 {
                         return self.regex(r, line);
                     }
@@ -234,27 +267,53 @@ impl Parser {
 
     fn columns(&self, vals: Vec<std::borrow::Cow<'_, str>>) -> Result<Parsed, ParseError> {
         if vals.len() != self.keys.len() {
-            return Err(ParseError::NoMatch(format!("{} columns, expected {}", vals.len(), self.keys.len())));
+            return Err(ParseError::NoMatch(format!(
+                "{} columns, expected {}",
+                vals.len(),
+                self.keys.len()
+            )));
         }
-        self.build(self.keys.iter().map(|k| k.as_str()).zip(vals.iter().map(|v| Some(v.as_ref()))))
+        self.build(
+            self.keys
+                .iter()
+                .map(|k| k.as_str())
+                .zip(vals.iter().map(|v| Some(v.as_ref()))),
+        )
     }
 
     fn regex(&self, re: &Regex, line: &str) -> Result<Parsed, ParseError> {
-        let caps = re.captures(line).ok_or_else(|| ParseError::NoMatch("the line does not match the pattern".into()))?;
-        self.build(re.capture_names().flatten().filter_map(|n| caps.name(n).map(|m| (n, Some(m.as_str())))))
+        let caps = re
+            .captures(line)
+            .ok_or_else(|| ParseError::NoMatch("the line does not match the pattern".into()))?;
+        self.build(
+            re.capture_names()
+                .flatten()
+                .filter_map(|n| caps.name(n).map(|m| (n, Some(m.as_str())))),
+        )
     }
 
     /// Writes `fields` as a msgpack map, typing them and taking out the time.
-    fn build<'a>(&self, fields: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Result<Parsed, ParseError> {
+    fn build<'a>(
+        &self,
+        fields: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<Parsed, ParseError> {
         let fields: Vec<(&str, Option<&str>)> = fields.collect();
         let mut time = None;
-        let mut rec = Vec::with_capacity(64 + fields.iter().map(|(k, v)| k.len() + v.map(str::len).unwrap_or(0) + 2).sum::<usize>());
+        let mut rec = Vec::with_capacity(
+            64 + fields
+                .iter()
+                .map(|(k, v)| k.len() + v.map(str::len).unwrap_or(0) + 2)
+                .sum::<usize>(),
+        );
         let mut n = 0u32;
         let mut body = Vec::with_capacity(rec.capacity());
         for (k, v) in fields {
             if Some(k) == self.time_key.as_deref() {
                 if let (Some(tp), Some(v)) = (&self.time, v) {
-                    time = Some(tp.parse(v).map_err(|why| ParseError::Time { value: v.to_string(), why })?);
+                    time = Some(tp.parse(v).map_err(|why| ParseError::Time {
+                        value: v.to_string(),
+                        why,
+                    })?);
                     if !self.keep_time_key {
                         continue;
                     }
@@ -379,3 +438,35 @@ pub fn unparsed_record(line: &str, reason: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+
+/// Encodes a JSON value as msgpack.
+pub fn json_value_to_msgpack(out: &mut Vec<u8>, v: &serde_json::Value) {
+    use serde_json::Value as J;
+    match v {
+        J::Null => out.push(0xc0),
+        J::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
+        J::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                msgpack::write_uint(out, u)
+            } else if let Some(i) = n.as_i64() {
+                msgpack::write_int(out, i)
+            } else {
+                msgpack::write_f64(out, n.as_f64().unwrap_or(0.0))
+            }
+        }
+        J::String(s) => msgpack::write_str(out, s.as_bytes()),
+        J::Array(a) => {
+            msgpack::write_array_len(out, a.len() as u32);
+            for x in a {
+                json_value_to_msgpack(out, x);
+            }
+        }
+        J::Object(m) => {
+            msgpack::write_map_len(out, m.len() as u32);
+            for (k, x) in m {
+                msgpack::write_str(out, k.as_bytes());
+                json_value_to_msgpack(out, x);
+            }
+        }
+    }
+}
