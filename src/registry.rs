@@ -12,7 +12,10 @@ type FilterFactory =
 type OutputFactory =
     fn(&ConfigSection<'_>, &BuildContext) -> Result<Arc<dyn Output>, Vec<ConfigError>>;
 
-pub const INPUTS: &[(&str, InputFactory)] = &[("forward", fuwa_in_forward::build)];
+pub const INPUTS: &[(&str, InputFactory)] = &[
+    ("forward", fuwa_in_forward::build),
+    ("tail", fuwa_in_tail::build),
+];
 
 pub const FILTERS: &[(&str, FilterFactory)] = &[];
 

@@ -2,7 +2,7 @@
 
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, TimeZone, Utc};
-use chrono_tz::Tz;
+pub use chrono_tz::Tz;
 use fuwa_api::EventTime;
 
 pub fn parse_timezone(name: &str) -> Result<Tz, String> {

@@ -1,0 +1,112 @@
+//! Settings of the tail input (`[[input]] type = "tail"`).
+
+use std::collections::HashMap;
+
+use fuwa_api::{ByteSize, HumanDuration};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn list(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum LongLines {
+    /// keep the first max_line_size bytes
+    Truncate,
+    /// drop the whole line
+    Skip,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailConfig {
+    /// globs (`*`, `?`, `[..]`, `**`)
+    pub path: OneOrMany,
+    #[serde(default)]
+    pub exclude_path: Vec<String>,
+    /// `${filename}`, `${path}` (slashes become dots), or `*` as in Fluentd
+    pub tag: String,
+    /// for files seen for the first time at start-up (files appearing later
+    /// are always read from their start)
+    #[serde(default)]
+    pub read_from_head: bool,
+    #[serde(default = "one_mib")]
+    pub max_line_size: ByteSize,
+    #[serde(default = "truncate")]
+    pub max_line_action: LongLines,
+    #[serde(default = "five_s")]
+    pub flush_partial_after: HumanDuration,
+    pub multiline_start: Option<String>,
+    #[serde(default = "five_s")]
+    pub multiline_flush_interval: HumanDuration,
+    #[serde(default)]
+    pub skip_header_lines: usize,
+    pub read_bytes_limit_per_second: Option<ByteSize>,
+    /// how often globs are re-expanded when no inotify event arrives
+    #[serde(default = "five_s")]
+    pub refresh_interval: HumanDuration,
+    /// lines that do not parse go to this tag (default: their own tag),
+    /// kept as `{"message": line, "_parse_error": why}`
+    pub parse_error_tag: Option<String>,
+    /// put the file's path into each record under this key
+    pub path_key: Option<String>,
+
+    // the shared parser keys (see fuwa-parsers)
+    #[serde(default = "none")]
+    pub format: String,
+    pub expression: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+    pub delimiter: Option<String>,
+    pub label_delimiter: Option<String>,
+    pub message_format: Option<String>,
+    pub time_key: Option<String>,
+    pub time_format: Option<String>,
+    #[serde(default)]
+    pub keep_time_key: bool,
+    #[serde(default)]
+    pub types: HashMap<String, String>,
+}
+
+impl TailConfig {
+    pub fn parser_config(&self) -> fuwa_parsers::ParserConfig {
+        fuwa_parsers::ParserConfig {
+            format: self.format.clone(),
+            expression: self.expression.clone(),
+            keys: self.keys.clone(),
+            delimiter: self.delimiter.clone(),
+            label_delimiter: self.label_delimiter.clone(),
+            message_format: self.message_format.clone(),
+            time_key: self.time_key.clone(),
+            time_format: self.time_format.clone(),
+            keep_time_key: self.keep_time_key,
+            types: self.types.clone(),
+        }
+    }
+}
+
+fn one_mib() -> ByteSize {
+    ByteSize(1 << 20)
+}
+fn truncate() -> LongLines {
+    LongLines::Truncate
+}
+fn five_s() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
+fn none() -> String {
+    "none".into()
+}

@@ -1,0 +1,690 @@
+//! Tail input: follows log files the way kinesis-agent and Fluentd's in_tail
+//! do, without their lost lines at rotation, duplicates after restarts or
+//! memory blow-ups.
+//!
+//! - `config.rs`: settings
+//! - `reader.rs`: one file: reading, lines, rotation/truncation checks
+//! - `position.rs`: the positions file in data_dir
+//!
+//! A file is identified by device + inode + a fingerprint of its first
+//! bytes. Positions advance only after the lines before them were accepted
+//! (durably, with the file buffer) by every matching output.
+
+pub mod config;
+pub mod position;
+pub mod reader;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fuwa_api::event::write_entry;
+use fuwa_api::{
+    msgpack, Batch, BuildContext, ConfigError, ConfigSection, EventTime, Input, InputContext,
+    PluginError,
+};
+use fuwa_parsers::{unparsed_record, Parser};
+use regex::Regex;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use config::{LongLines, TailConfig};
+use position::{fingerprint, Position, PositionFile};
+use reader::{identify, Change, Tailed};
+
+const BATCH_LINES: usize = 1000;
+const BATCH_BYTES: usize = 512 * 1024;
+
+pub struct TailInput {
+    cfg: TailConfig,
+    parser: Parser,
+    multiline: Option<Regex>,
+    includes: Vec<String>,
+    excludes: Vec<glob::Pattern>,
+    positions_path: PathBuf,
+}
+
+pub fn build(
+    section: &ConfigSection<'_>,
+    ctx: &BuildContext,
+) -> Result<Box<dyn Input>, Vec<ConfigError>> {
+    let cfg: TailConfig = section.parse().map_err(|e| vec![e])?;
+    let mut errors = Vec::new();
+    let tz = fuwa_render::parse_timezone(&ctx.timezone).unwrap_or(chrono_tz_utc());
+    let parser = match Parser::new(&cfg.parser_config(), tz) {
+        Ok(p) => Some(p),
+        Err((k, m)) => {
+            errors.push(section.error(&k, m));
+            None
+        }
+    };
+    let multiline = match cfg.multiline_start.as_deref().map(Regex::new) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            errors.push(section.error("multiline_start", format!("bad regular expression: {e}")));
+            None
+        }
+    };
+    let includes = cfg.path.list();
+    if includes.is_empty() {
+        errors.push(section.error("path", "give at least one path or glob"));
+    }
+    for p in &includes {
+        if let Err(e) = glob::Pattern::new(p) {
+            errors.push(section.error("path", format!("`{p}` is not a valid glob: {e}")));
+        }
+        if !Path::new(p).is_absolute()
+            && !p.starts_with("./")
+            && !p.starts_with("../")
+            && Path::new(p).components().count() == 0
+        {
+            errors.push(section.error("path", format!("`{p}` names nothing")));
+        }
+    }
+    let mut excludes = Vec::new();
+    for p in &cfg.exclude_path {
+        match glob::Pattern::new(p) {
+            Ok(g) => excludes.push(g),
+            Err(e) => errors
+                .push(section.error("exclude_path", format!("`{p}` is not a valid glob: {e}"))),
+        }
+    }
+    if cfg.tag.is_empty() {
+        errors.push(section.error("tag", "the tag is empty"));
+    }
+    if cfg.max_line_size.0 == 0 {
+        errors.push(section.error("max_line_size", "must be more than 0"));
+    }
+    match parser {
+        Some(parser) if errors.is_empty() => Ok(Box::new(TailInput {
+            positions_path: ctx.data_dir.join("tail").join(format!("{}.json", ctx.id)),
+            cfg,
+            parser,
+            multiline,
+            includes,
+            excludes,
+        })),
+        _ => Err(errors),
+    }
+}
+
+fn chrono_tz_utc() -> fuwa_render::time::Tz {
+    fuwa_render::parse_timezone("UTC").unwrap_or_default()
+}
+
+/// A multiline event being gathered.
+struct Pending {
+    text: Vec<u8>,
+    /// file offset where its first line starts (positions stop there)
+    start: u64,
+    end: u64,
+    last: Instant,
+}
+
+/// Everything one file contributes to the batches of one round.
+struct FileState {
+    t: Tailed,
+    pending: Option<Pending>,
+    /// lines whose events are in the current batches end here
+    emitted_to: u64,
+    /// header lines still to skip (skip_header_lines, files read from 0)
+    header_left: usize,
+}
+
+/// Lines → events → batches (one per tag).
+struct Builder<'a> {
+    input: &'a TailInput,
+    batches: HashMap<Arc<str>, (Vec<u8>, u32)>,
+    lines: usize,
+    bytes: usize,
+    now: EventTime,
+    truncated: u64,
+    skipped_long: u64,
+    parse_errors: u64,
+    last_error: Option<String>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(input: &'a TailInput) -> Self {
+        Builder {
+            input,
+            batches: HashMap::new(),
+            lines: 0,
+            bytes: 0,
+            now: EventTime::now(),
+            truncated: 0,
+            skipped_long: 0,
+            parse_errors: 0,
+            last_error: None,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.lines >= BATCH_LINES || self.bytes >= BATCH_BYTES
+    }
+
+    fn event(&mut self, tag: &Arc<str>, path: &str, text: &[u8]) {
+        let line = String::from_utf8_lossy(text);
+        let (tag, time, mut record) = match self.input.parser.parse(&line) {
+            Ok(p) => (tag.clone(), p.time.unwrap_or(self.now), p.record),
+            Err(e) => {
+                self.parse_errors += 1;
+                self.last_error = Some(e.to_string());
+                let t = match &self.input.cfg.parse_error_tag {
+                    Some(t) => Arc::from(t.as_str()),
+                    None => tag.clone(),
+                };
+                (t, self.now, unparsed_record(&line, &e.to_string()))
+            }
+        };
+        if let Some(k) = &self.input.cfg.path_key {
+            record = add_field(&record, k, path);
+        }
+        let (buf, n) = self.batches.entry(tag).or_insert_with(|| (Vec::new(), 0));
+        write_entry(buf, time, &record);
+        *n += 1;
+        self.lines += 1;
+        self.bytes += record.len() + 12;
+    }
+
+    fn take(&mut self) -> Vec<Batch> {
+        self.lines = 0;
+        self.bytes = 0;
+        self.now = EventTime::now();
+        self.batches
+            .drain()
+            .map(|(tag, (b, n))| Batch::new(tag, Bytes::from(b), n))
+            .collect()
+    }
+}
+
+/// Appends `key: value` to a msgpack map.
+fn add_field(record: &[u8], key: &str, value: &str) -> Vec<u8> {
+    let Ok((msgpack::Head::Map(n), body)) = msgpack::read_head(record, 0) else {
+        return record.to_vec();
+    };
+    let mut out = Vec::with_capacity(record.len() + key.len() + value.len() + 8);
+    msgpack::write_map_len(&mut out, n as u32 + 1);
+    out.extend_from_slice(&record[body..]);
+    msgpack::write_str(&mut out, key.as_bytes());
+    msgpack::write_str(&mut out, value.as_bytes());
+    out
+}
+
+impl TailInput {
+    fn tag_for(&self, path: &Path) -> Arc<str> {
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dotted = path
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .replace('/', ".");
+        let t = self
+            .cfg
+            .tag
+            .replace("${filename}", &file)
+            .replace("${path}", &dotted)
+            .replace('*', &dotted);
+        Arc::from(t.as_str())
+    }
+
+    fn expand(&self) -> Vec<PathBuf> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for inc in &self.includes {
+            let Ok(paths) = glob::glob(inc) else { continue };
+            for p in paths.flatten() {
+                if !p.is_file() {
+                    continue;
+                }
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if self
+                    .excludes
+                    .iter()
+                    .any(|e| e.matches_path(&p) || e.matches(&name))
+                {
+                    continue;
+                }
+                if seen.insert(p.clone()) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Directories to watch with inotify: the fixed part of each glob.
+    fn watch_dirs(&self) -> Vec<(PathBuf, bool)> {
+        let mut out = Vec::new();
+        for inc in &self.includes {
+            let mut dir = PathBuf::new();
+            for c in Path::new(inc).components() {
+                let s = c.as_os_str().to_string_lossy();
+                if s.contains(['*', '?', '[']) {
+                    break;
+                }
+                dir.push(c);
+            }
+            let recursive = inc.contains("**");
+            let dir = if Path::new(inc) == dir {
+                dir.parent().map(Path::to_path_buf).unwrap_or_default()
+            } else {
+                dir
+            };
+            if !dir.as_os_str().is_empty() {
+                out.push((dir, recursive));
+            }
+        }
+        out
+    }
+
+    fn open_file(&self, path: &Path, positions: &PositionFile, initial: bool) -> Option<FileState> {
+        let key = path.display().to_string();
+        let (dev, ino, len) = identify(path).ok()?;
+        let mut start = None;
+        if let Some(pos) = positions.entries.get(&key) {
+            if pos.id.dev == dev && pos.id.ino == ino {
+                match fingerprint(path, pos.id.fp_len as usize) {
+                    Ok((l, fp)) if l == pos.id.fp_len && fp == pos.id.fp => {
+                        start = Some(if pos.offset > len { 0 } else { pos.offset });
+                    }
+                    _ => {
+                        info!(path = %key, "same inode but different content (inode reused): reading the new file from its start")
+                    }
+                }
+            }
+        }
+        let start = start.or(if initial && !self.cfg.read_from_head {
+            None
+        } else {
+            Some(0)
+        });
+        match Tailed::open(path, self.tag_for(path), start) {
+            Ok((t, _)) => {
+                debug!(path = %key, offset = t.offset, "tailing");
+                let emitted_to = t.offset;
+                let header_left = if t.offset == 0 {
+                    self.cfg.skip_header_lines
+                } else {
+                    0
+                };
+                Some(FileState {
+                    t,
+                    pending: None,
+                    emitted_to,
+                    header_left,
+                })
+            }
+            Err(e) => {
+                warn!(path = %key, error = %e, "cannot open file");
+                None
+            }
+        }
+    }
+
+    /// A file rotated while the agent was not running (renamed in its
+    /// directory) still has lines after its saved offset: find it by device,
+    /// inode and fingerprint and read it to its end before letting it go.
+    fn recover_rotated(&self, positions: &PositionFile) -> Vec<FileState> {
+        let mut out = Vec::new();
+        for (key, pos) in &positions.entries {
+            let path = Path::new(key);
+            if let Ok((dev, ino, _)) = identify(path) {
+                if dev == pos.id.dev && ino == pos.id.ino {
+                    continue; // still where it was
+                }
+            }
+            let Some(dir) = path.parent() else { continue };
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let cand = e.path();
+                let Ok((dev, ino, len)) = identify(&cand) else {
+                    continue;
+                };
+                if dev != pos.id.dev || ino != pos.id.ino || len < pos.offset {
+                    continue;
+                }
+                match fingerprint(&cand, pos.id.fp_len as usize) {
+                    Ok((l, fp)) if l == pos.id.fp_len && fp == pos.id.fp => {}
+                    _ => continue,
+                }
+                if len == pos.offset {
+                    break; // nothing left in it
+                }
+                if let Ok((mut t, _)) = Tailed::open(&cand, self.tag_for(path), Some(pos.offset)) {
+                    info!(path = %key, rotated_to = %cand.display(), offset = pos.offset, "reading the rest of a file rotated while fuwa was stopped");
+                    t.draining = true;
+                    let emitted_to = t.offset;
+                    out.push(FileState {
+                        t,
+                        pending: None,
+                        emitted_to,
+                        header_left: 0,
+                    });
+                }
+                break;
+            }
+        }
+        out
+    }
+
+    /// Reads what one file has, up to a batch, feeding `b`. Returns bytes read.
+    fn pump(
+        &self,
+        f: &mut FileState,
+        b: &mut Builder<'_>,
+        buf: &mut Vec<u8>,
+        budget: usize,
+    ) -> usize {
+        let max_line = self.cfg.max_line_size.0 as usize;
+        let long = self.cfg.max_line_action;
+        let mut total = 0;
+        while !b.full() && total < budget {
+            let tag = f.t.tag.clone();
+            let key = f.t.key.clone();
+            let multiline = &self.multiline;
+            let header_left = &mut f.header_left;
+            let pending = &mut f.pending;
+            let emitted_to = &mut f.emitted_to;
+            let res = f.t.read_lines(
+                budget - total,
+                max_line,
+                long,
+                buf,
+                &mut |line, end, was_long| {
+                    if was_long {
+                        if long == LongLines::Truncate {
+                            b.truncated += 1;
+                        } else {
+                            b.skipped_long += 1;
+                            *emitted_to = end;
+                            return;
+                        }
+                    }
+                    if *header_left > 0 {
+                        *header_left -= 1;
+                        *emitted_to = end;
+                        return;
+                    }
+                    match multiline {
+                        None => {
+                            b.event(&tag, &key, line);
+                            *emitted_to = end;
+                        }
+                        Some(re) => {
+                            let starts = re.is_match(&String::from_utf8_lossy(line));
+                            match pending {
+                                Some(p) if !starts => {
+                                    if p.text.len() + 1 + line.len() <= max_line {
+                                        p.text.push(b'\n');
+                                        p.text.extend_from_slice(line);
+                                    } else {
+                                        b.truncated += 1;
+                                    }
+                                    p.end = end;
+                                    p.last = Instant::now();
+                                }
+                                _ => {
+                                    if let Some(p) = pending.take() {
+                                        b.event(&tag, &key, &p.text);
+                                        *emitted_to = p.end;
+                                    }
+                                    *pending = Some(Pending {
+                                        text: line.to_vec(),
+                                        start: end - line.len() as u64 - 1,
+                                        end,
+                                        last: Instant::now(),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                },
+            );
+            match res {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) => {
+                    warn!(path = %f.t.key, error = %e, "read failed");
+                    break;
+                }
+            }
+        }
+        total
+    }
+
+    /// Flushes what waits on a timer: a multiline event with no follower, an
+    /// unfinished last line. `force` does it now (rotation, deletion, stop).
+    fn flush_timed(&self, f: &mut FileState, b: &mut Builder<'_>, force: bool) {
+        let tag = f.t.tag.clone();
+        let key = f.t.key.clone();
+        if let Some(p) = &f.pending {
+            if force || p.last.elapsed() >= self.cfg.multiline_flush_interval.0 {
+                if let Some(p) = f.pending.take() {
+                    b.event(&tag, &key, &p.text);
+                    f.emitted_to = p.end;
+                }
+            }
+        }
+        let partial_due = force || f.t.last_growth.elapsed() >= self.cfg.flush_partial_after.0;
+        if partial_due && f.t.line_boundary() < f.t.offset && f.pending.is_none() {
+            let mut got = Vec::new();
+            f.t.flush_partial(&mut |line, end, _| got.push((line.to_vec(), end)));
+            for (line, end) in got {
+                if !line.is_empty() {
+                    b.event(&tag, &key, &line);
+                }
+                f.emitted_to = end;
+            }
+        }
+    }
+
+    /// Where the position of a file may advance to: before any multiline
+    /// event still being gathered and any unfinished line.
+    fn safe_offset(f: &FileState) -> u64 {
+        let mut o = f.emitted_to;
+        if let Some(p) = &f.pending {
+            o = o.min(p.start);
+        }
+        o
+    }
+}
+
+#[async_trait]
+impl Input for TailInput {
+    async fn run(self: Box<Self>, ctx: InputContext) -> Result<(), PluginError> {
+        let me = *self;
+        let mut positions = PositionFile::load(me.positions_path.clone())
+            .map_err(|e| PluginError::Other(format!("cannot read tail positions: {e}")))?;
+        let wake = Arc::new(Notify::new());
+        let _watcher = {
+            use notify::Watcher;
+            let w = wake.clone();
+            match notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+                w.notify_one()
+            }) {
+                Ok(mut watcher) => {
+                    for (dir, rec) in me.watch_dirs() {
+                        let mode = if rec {
+                            notify::RecursiveMode::Recursive
+                        } else {
+                            notify::RecursiveMode::NonRecursive
+                        };
+                        if let Err(e) = watcher.watch(&dir, mode) {
+                            debug!(input = %ctx.id, dir = %dir.display(), error = %e, "cannot watch directory; rescans will find new files");
+                        }
+                    }
+                    Some(watcher)
+                }
+                Err(e) => {
+                    warn!(input = %ctx.id, error = %e, "inotify unavailable; relying on periodic rescans");
+                    None
+                }
+            }
+        };
+        let mut files: Vec<FileState> = me.recover_rotated(&positions);
+        for p in me.expand() {
+            if let Some(f) = me.open_file(&p, &positions, true) {
+                files.push(f);
+            }
+        }
+        info!(input = %ctx.id, files = files.len(), "tail input started");
+        let mut shutdown = ctx.shutdown.clone();
+        let mut last_scan = Instant::now();
+        let mut buf = Vec::new();
+        let rate = me.cfg.read_bytes_limit_per_second.map(|s| s.0 as usize);
+        let mut window = (Instant::now(), 0usize);
+        loop {
+            if shutdown.is_set() {
+                break;
+            }
+            // new files
+            if last_scan.elapsed() >= me.cfg.refresh_interval.0 || files.is_empty() {
+                last_scan = Instant::now();
+                let known: HashSet<String> = files
+                    .iter()
+                    .filter(|f| !f.t.draining)
+                    .map(|f| f.t.key.clone())
+                    .collect();
+                for p in me.expand() {
+                    if !known.contains(&p.display().to_string()) {
+                        if let Some(f) = me.open_file(&p, &positions, false) {
+                            info!(input = %ctx.id, path = %f.t.key, "new file");
+                            files.push(f);
+                        }
+                    }
+                }
+            }
+            // rotation, truncation, deletion
+            let mut replaced = Vec::new();
+            for f in files.iter_mut().filter(|f| !f.t.draining) {
+                match f.t.check() {
+                    Change::Same => {}
+                    Change::Truncated => {
+                        info!(input = %ctx.id, path = %f.t.key, "file truncated (copytruncate): reading from its start");
+                        if f.t.reset().is_ok() {
+                            f.pending = None;
+                            f.emitted_to = 0;
+                        }
+                    }
+                    Change::Replaced => {
+                        info!(input = %ctx.id, path = %f.t.key, "file rotated: reading the old one to its end, then the new one from its start");
+                        f.t.draining = true;
+                        replaced.push(f.t.path.clone());
+                    }
+                    Change::Gone => {
+                        f.t.draining = true;
+                    }
+                }
+            }
+            for p in replaced {
+                if let Some(mut nf) = me.open_file(&p, &positions, false) {
+                    if nf.t.offset != 0 {
+                        let _ = nf.t.reset();
+                        nf.emitted_to = 0;
+                        nf.header_left = me.cfg.skip_header_lines;
+                    }
+                    files.push(nf);
+                }
+            }
+            // read a round: every file until it has nothing or the batch is full
+            let mut read_any = false;
+            let mut idx = 0;
+            while idx < files.len() {
+                let mut budget = usize::MAX;
+                if let Some(r) = rate {
+                    if window.0.elapsed() >= Duration::from_secs(1) {
+                        window = (Instant::now(), 0);
+                    }
+                    budget = r.saturating_sub(window.1);
+                    if budget == 0 {
+                        break;
+                    }
+                }
+                let mut b = Builder::new(&me);
+                let n = me.pump(&mut files[idx], &mut b, &mut buf, budget);
+                window.1 += n;
+                read_any |= n > 0;
+                let eof = n == 0 || !b.full();
+                let draining_done = files[idx].t.draining && eof && n == 0;
+                me.flush_timed(&mut files[idx], &mut b, draining_done);
+                if b.truncated + b.skipped_long + b.parse_errors > 0 {
+                    warn!(input = %ctx.id, path = %files[idx].t.key, truncated_long_lines = b.truncated, skipped_long_lines = b.skipped_long,
+                        parse_errors = b.parse_errors, last_error = ?b.last_error, "lines needing attention");
+                }
+                let batches = b.take();
+                let mut ok = true;
+                for batch in batches {
+                    if let Err(e) = ctx.emitter.emit(batch).await {
+                        debug!(input = %ctx.id, error = %e, "batch not accepted; position not advanced");
+                        ok = false;
+                        break;
+                    }
+                }
+                if !ok {
+                    // shutting down (or refused): stop without moving positions
+                    let _ = positions.save();
+                    return Ok(());
+                }
+                let f = &mut files[idx];
+                f.t.refresh_fingerprint();
+                let safe = TailInput::safe_offset(f);
+                if !f.t.draining {
+                    positions.set(
+                        &f.t.key,
+                        Position {
+                            id: f.t.id.clone(),
+                            offset: safe,
+                        },
+                    );
+                }
+                if draining_done {
+                    debug!(input = %ctx.id, path = %f.t.key, "released");
+                    let key = f.t.key.clone();
+                    let still_there = files.iter().any(|o| !o.t.draining && o.t.key == key);
+                    if !still_there {
+                        positions.remove(&key);
+                    }
+                    files.remove(idx);
+                    continue;
+                }
+                if let Err(e) = positions.save() {
+                    warn!(input = %ctx.id, error = %e, "cannot save tail positions");
+                }
+                if !eof {
+                    continue; // more to read from this file
+                }
+                idx += 1;
+            }
+            if let Err(e) = positions.save() {
+                warn!(input = %ctx.id, error = %e, "cannot save tail positions");
+            }
+            if !read_any {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = shutdown.wait() => {}
+                }
+            } else if rate.is_some() && window.1 >= rate.unwrap_or(usize::MAX) {
+                let left = Duration::from_secs(1).saturating_sub(window.0.elapsed());
+                tokio::select! {
+                    _ = tokio::time::sleep(left) => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
+        }
+        let _ = positions.save();
+        Ok(())
+    }
+}
