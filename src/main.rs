@@ -4,6 +4,7 @@ mod buffer;
 mod config;
 mod deadletter;
 mod engine;
+mod import;
 mod registry;
 mod router;
 
@@ -47,9 +48,22 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
     },
+    /// Translate another agent's config into a fuwa config (printed on stdout)
+    #[command(subcommand)]
+    Import(ImportCmd),
     /// Chunks the buffers gave up on (data_dir/dead-letter/<output>/)
     #[command(subcommand)]
     DeadLetter(DeadLetterCmd),
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// amazon-kinesis-agent's agent.json (flows, dataProcessingOptions);
+    /// what has no equivalent is listed, never ignored
+    KinesisAgent {
+        /// e.g. /etc/aws-kinesis/agent.json
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +128,28 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Import(ImportCmd::KinesisAgent { file }) => {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("{}: cannot read: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match import::kinesis_agent(&text, &file.display().to_string()) {
+                Ok(imp) => {
+                    print!("{}", imp.toml);
+                    for u in &imp.untranslated {
+                        eprintln!("not translated: {u}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("fuwa: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::DeadLetter(cmd) => {
             let (config, data_dir) = match &cmd {
                 DeadLetterCmd::List { config, data_dir } => (config, data_dir),
