@@ -414,3 +414,48 @@ fn positions_survive_restarts_without_rereading() {
     );
     assert!(a.path("data/tail/tail.1.json").exists());
 }
+
+#[test]
+fn inotify_finds_new_files_without_waiting_for_a_rescan() {
+    let logs = tempfile::tempdir().unwrap();
+    let input = format!(
+        "path = \"{}/*.log\"\ntag = \"n\"\nformat = \"json\"",
+        logs.path().display()
+    );
+    // refresh_interval is 200ms in these tests; an hour for this one
+    let cfg = config(&input, "type = \"memory\"")
+        .replace("refresh_interval = \"200ms\"", "refresh_interval = \"1h\"");
+    let a = Agent::start(&cfg);
+    assert!(a.wait_stderr("tail input started", Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    append(&logs.path().join("fresh.log"), "{\"id\":1}\n{\"id\":2}\n");
+    let got = wait_count(&a, 2);
+    assert_eq!(ids(&got).len(), 2, "found through inotify: {}", a.stderr());
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn header_lines_and_the_read_rate_limit() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("data.csv");
+    let mut body = String::from("id,name\n");
+    for i in 0..3000 {
+        body.push_str(&format!("{i},{}\n", "n".repeat(90)));
+    }
+    std::fs::write(&log, &body).unwrap(); // ~300 KB
+    let input = format!(
+        "path = \"{}\"\ntag = \"csv\"\nformat = \"csv\"\nkeys = [\"id\", \"name\"]\ntypes = {{ id = \"integer\" }}\nread_from_head = true\nskip_header_lines = 1\nread_bytes_limit_per_second = \"100KiB\"",
+        log.display()
+    );
+    let t = Instant::now();
+    let a = start(&input, "type = \"memory\"");
+    let got = wait_count(&a, 3000);
+    let took = t.elapsed();
+    assert_eq!(got.len(), 3000, "the header line is skipped");
+    assert!(got.iter().all(|j| j["id"].is_u64()));
+    assert!(
+        took >= Duration::from_secs(2),
+        "300 KB at 100 KiB/s takes about 3 s, took {took:?}"
+    );
+}

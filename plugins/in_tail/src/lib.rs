@@ -542,6 +542,8 @@ impl Input for TailInput {
         info!(input = %ctx.id, files = files.len(), "tail input started");
         let mut shutdown = ctx.shutdown.clone();
         let mut last_scan = Instant::now();
+        // an inotify event asks for a rescan (new files), at most every 100ms
+        let mut rescan_asked = false;
         let mut buf = Vec::new();
         let rate = me.cfg.read_bytes_limit_per_second.map(|s| s.0 as usize);
         let mut window = (Instant::now(), 0usize);
@@ -550,8 +552,10 @@ impl Input for TailInput {
                 break;
             }
             // new files
-            if last_scan.elapsed() >= me.cfg.refresh_interval.0 || files.is_empty() {
+            let asked = rescan_asked && last_scan.elapsed() >= Duration::from_millis(100);
+            if asked || last_scan.elapsed() >= me.cfg.refresh_interval.0 {
                 last_scan = Instant::now();
+                rescan_asked = false;
                 let known: HashSet<String> = files
                     .iter()
                     .filter(|f| !f.t.draining)
@@ -672,7 +676,7 @@ impl Input for TailInput {
             }
             if !read_any {
                 tokio::select! {
-                    _ = wake.notified() => {}
+                    _ = wake.notified() => { rescan_asked = true; }
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                     _ = shutdown.wait() => {}
                 }
