@@ -35,8 +35,10 @@ use config::{LongLines, TailConfig};
 use position::{fingerprint, Position, PositionFile};
 use reader::{identify, Change, Tailed};
 
-const BATCH_LINES: usize = 1000;
-const BATCH_BYTES: usize = 512 * 1024;
+/// A batch (and so the most a crash can re-read) is at most this many lines
+/// or bytes; positions are saved after each one.
+const BATCH_LINES: usize = 8192;
+const BATCH_BYTES: usize = 1024 * 1024;
 
 pub struct TailInput {
     cfg: TailConfig,
@@ -168,7 +170,11 @@ impl<'a> Builder<'a> {
     }
 
     fn event(&mut self, tag: &Arc<str>, path: &str, text: &[u8]) {
-        let line = String::from_utf8_lossy(text);
+        // valid UTF-8 (nearly always): checked by the fast validator, borrowed
+        let line = match std::str::from_utf8(text) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(text),
+        };
         let (tag, time, mut record) = match self.input.parser.parse(&line) {
             Ok(p) => (tag.clone(), p.time.unwrap_or(self.now), p.record),
             Err(e) => {
@@ -641,6 +647,9 @@ impl Input for TailInput {
                     let _ = positions.save();
                     return Ok(());
                 }
+                // let the tasks this batch woke (the buffer's workers, queued on
+                // this thread) run before reading on: keeps memory bounded
+                tokio::task::yield_now().await;
                 let f = &mut files[idx];
                 f.t.refresh_fingerprint();
                 let safe = TailInput::safe_offset(f);

@@ -68,8 +68,8 @@ impl<'de> Visitor<'de> for Top<'_> {
         let mut n = 0u32;
         let time_key = self.parser.time_key();
         while let Some((kstart, kr)) = m.next_key_seed(Key { out: self.out })? {
-            let key = std::str::from_utf8(&self.out[kr]).unwrap_or("");
-            if Some(key) == time_key {
+            // compare bytes: no UTF-8 check per key unless a type is asked for
+            if time_key.is_some_and(|t| t.as_bytes() == &self.out[kr.clone()]) {
                 let v: serde_json::Value = m.next_value()?;
                 *self.time_raw = Some(match &v {
                     serde_json::Value::String(s) => s.clone(),
@@ -84,7 +84,13 @@ impl<'de> Visitor<'de> for Top<'_> {
                 }
                 continue;
             }
-            match self.parser.field_type(key) {
+            let ft = if self.parser.has_types() {
+                self.parser
+                    .field_type(std::str::from_utf8(&self.out[kr]).unwrap_or(""))
+            } else {
+                None
+            };
+            match ft {
                 Some(t) => {
                     let v: serde_json::Value = m.next_value()?;
                     match (&v, t) {

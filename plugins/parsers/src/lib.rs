@@ -342,6 +342,9 @@ impl Parser {
     pub(crate) fn keep_time_key(&self) -> bool {
         self.keep_time_key
     }
+    pub(crate) fn has_types(&self) -> bool {
+        !self.types.is_empty()
+    }
     pub(crate) fn field_type(&self, k: &str) -> Option<FieldType> {
         if self.types.is_empty() {
             None
