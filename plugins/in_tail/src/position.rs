@@ -3,7 +3,6 @@
 //! the lines before that offset were durably accepted by the buffers.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -37,11 +36,17 @@ pub fn fnv(b: &[u8]) -> u64 {
 
 /// Reads up to `len` leading bytes of a file and hashes them.
 pub fn fingerprint(path: &Path, len: usize) -> std::io::Result<(u32, u64)> {
-    let mut f = std::fs::File::open(path)?;
+    fingerprint_file(&std::fs::File::open(path)?, len)
+}
+
+/// The same, through an open file: what the path names may have changed
+/// (rotation), the open file has not.
+pub fn fingerprint_file(f: &std::fs::File, len: usize) -> std::io::Result<(u32, u64)> {
+    use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; len];
     let mut got = 0;
     while got < len {
-        let n = f.read(&mut buf[got..])?;
+        let n = f.read_at(&mut buf[got..], got as u64)?;
         if n == 0 {
             break;
         }

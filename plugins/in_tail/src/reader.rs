@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::LongLines;
-use crate::position::{fingerprint, FileId, FINGERPRINT_BYTES};
+use crate::position::{fingerprint_file, FileId, FINGERPRINT_BYTES};
 
 pub const READ_PIECE: usize = 256 * 1024;
 
@@ -50,7 +50,7 @@ impl Tailed {
     pub fn open(path: &Path, tag: Arc<str>, start: Option<u64>) -> std::io::Result<(Tailed, u64)> {
         let mut file = File::open(path)?;
         let m = file.metadata()?;
-        let (fp_len, fp) = fingerprint(path, FINGERPRINT_BYTES)?;
+        let (fp_len, fp) = fingerprint_file(&file, FINGERPRINT_BYTES)?;
         let id = FileId {
             dev: m.dev(),
             ino: m.ino(),
@@ -101,11 +101,10 @@ impl Tailed {
 
     pub fn refresh_fingerprint(&mut self) {
         if (self.id.fp_len as usize) < FINGERPRINT_BYTES {
-            if let Ok((l, f)) = fingerprint(&self.path, FINGERPRINT_BYTES) {
-                if !self.draining {
-                    self.id.fp_len = l;
-                    self.id.fp = f;
-                }
+            // through the open file: the path may name another file by now
+            if let Ok((l, f)) = fingerprint_file(&self.file, FINGERPRINT_BYTES) {
+                self.id.fp_len = l;
+                self.id.fp = f;
             }
         }
     }
