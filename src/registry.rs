@@ -17,7 +17,14 @@ pub const INPUTS: &[(&str, InputFactory)] = &[
     ("tail", fuwa_in_tail::build),
 ];
 
-pub const FILTERS: &[(&str, FilterFactory)] = &[];
+pub const FILTERS: &[(&str, FilterFactory)] = &[
+    ("types", fuwa_filter_types::build),
+    ("record", fuwa_filter_record::build),
+    ("grep", fuwa_filter_grep::build),
+    ("parser", fuwa_filter_parser::build),
+    ("user_agent", fuwa_filter_user_agent::build),
+    ("referrer", fuwa_filter_referrer::build),
+];
 
 pub const OUTPUTS: &[(&str, OutputFactory)] = &[
     ("file", fuwa_out_file::build),

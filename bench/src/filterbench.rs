@@ -1,0 +1,206 @@
+//! Filter chain cost per event: user_agent + referrer + types + record on a
+//! realistic mix (a few thousand distinct User-Agents, Zipf-distributed),
+//! measured the way the engine runs filters: decode the msgpack record, run
+//! the chain, encode it again.
+//!
+//!   cargo run --release -p fuwa-bench --bin fuwa-filterbench [-- --events 2000000]
+
+use std::time::Instant;
+
+use clap::Parser as _;
+use fuwa_api::{BuildContext, ConfigSection, EventTime, Filter, FilterResult};
+use rand::{Rng, SeedableRng};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+#[derive(clap::Parser)]
+struct Args {
+    /// events per measured pass
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// distinct User-Agents
+    #[arg(long, default_value_t = 3000)]
+    distinct_uas: usize,
+    /// Zipf exponent of the User-Agent popularity
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
+}
+
+fn section(src: &str) -> ConfigSection<'_> {
+    let t = DeTable::parse(src).expect("bench config");
+    let span = t.span();
+    ConfigSection::new("filter", Spanned::new(span, DeValue::Table(t.into_inner())))
+}
+
+fn ctx() -> BuildContext {
+    BuildContext {
+        id: "bench".into(),
+        hostname: "web-7".into(),
+        timezone: "Asia/Tokyo".into(),
+        data_dir: std::env::temp_dir(),
+    }
+}
+
+fn chain(cache_size: usize) -> Vec<(&'static str, Box<dyn Filter>)> {
+    let ua = format!("key = \"user_agent\"\ntarget = \"ua\"\ncache_size = {cache_size}");
+    vec![
+        ("user_agent", fuwa_filter_user_agent::build(&section(&ua), &ctx()).unwrap_or_else(|e| panic!("{e:?}"))),
+        (
+            "referrer",
+            fuwa_filter_referrer::build(&section("key = \"referrer\"\ntarget = \"ref\"\nown_hosts = [\"note.com\", \"*.note.com\"]"), &ctx())
+                .unwrap_or_else(|e| panic!("{e:?}")),
+        ),
+        (
+            "types",
+            fuwa_filter_types::build(&section("fields = { user_id = \"integer\", price = \"float\", paid = \"bool\" }"), &ctx())
+                .unwrap_or_else(|e| panic!("{e:?}")),
+        ),
+        (
+            "record",
+            fuwa_filter_record::build(&section("set = { content_type = \"action_logs\", host = \"${hostname}\" }\nremove = [\"debug\"]"), &ctx())
+                .unwrap_or_else(|e| panic!("{e:?}")),
+        ),
+    ]
+}
+
+const UA_TEMPLATES: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.{p} Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{v}.{b} Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS {v}_{b} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{v}.0 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android {v}; SO-{b}A) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{p}.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{v}.0) Gecko/20100101 Firefox/{v}.{b}",
+    "Mozilla/5.0 (iPad; CPU OS {v}_{b} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/{p}.0 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html) {v}.{b}",
+    "DoCoMo/2.0 P{v}{b}(c100;TB;W24H16)",
+];
+
+const REFERRERS: &[&str] = &[
+    "https://www.google.co.jp/search?q=%E3%83%86%E3%82%B9%E3%83%88&hl=ja",
+    "https://search.yahoo.co.jp/search?p=%E6%9D%B1%E4%BA%AC+%E5%A4%A9%E6%B0%97",
+    "https://t.co/AbCdEf123",
+    "https://note.com/someone/n/n0123456789ab?utm_source=twitter&utm_medium=social",
+    "",
+    "https://www.bing.com/search?q=rust+log+agent",
+    "https://www.facebook.com/",
+    "https://example.org/blog/post/42",
+    "https://mail.google.com/mail/u/0/",
+    "https://duckduckgo.com/?q=fluentd+alternative",
+];
+
+fn main() {
+    let args = Args::parse();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let uas: Vec<String> = (0..args.distinct_uas)
+        .map(|i| {
+            let t = UA_TEMPLATES[i % UA_TEMPLATES.len()];
+            t.replace("{v}", &(10 + (i / 7) % 120).to_string())
+                .replace("{b}", &((i * 31) % 9000).to_string())
+                .replace("{p}", &((i * 17) % 200).to_string())
+        })
+        .collect();
+    // Zipf: P(rank k) ∝ 1 / k^s
+    let weights: Vec<f64> = (1..=uas.len())
+        .map(|k| 1.0 / (k as f64).powf(args.zipf))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut cdf = Vec::with_capacity(weights.len());
+    let mut acc = 0.0;
+    for w in &weights {
+        acc += w / total;
+        cdf.push(acc);
+    }
+    let n_records = 100_000.min(args.events);
+    let records: Vec<Vec<u8>> = (0..n_records)
+        .map(|i| {
+            let r: f64 = rng.gen();
+            let k = cdf.partition_point(|c| *c < r).min(uas.len() - 1);
+            let v = rmpv::Value::Map(vec![
+                ("user_agent".into(), uas[k].as_str().into()),
+                ("referrer".into(), REFERRERS[i % REFERRERS.len()].into()),
+                ("user_id".into(), (10_000 + i % 5000).to_string().into()),
+                ("price".into(), format!("{}.{}", i % 300, i % 100).into()),
+                (
+                    "paid".into(),
+                    if i % 3 == 0 { "true" } else { "false" }.into(),
+                ),
+                ("path".into(), format!("/n/n{:012x}", i).into()),
+                ("event".into(), "page_view".into()),
+                ("debug".into(), "x".into()),
+            ]);
+            let mut b = Vec::new();
+            rmpv::encode::write_value(&mut b, &v).expect("encode");
+            b
+        })
+        .collect();
+    let distinct_seen: std::collections::HashSet<&[u8]> = records.iter().map(|r| &r[..]).collect();
+    let avg_bytes = records.iter().map(Vec::len).sum::<usize>() as f64 / records.len() as f64;
+    println!(
+        "records: {} generated ({} distinct User-Agents, Zipf s={}), ~{avg_bytes:.0} bytes each as msgpack; {} events per pass",
+        records.len(),
+        uas.len(),
+        args.zipf,
+        args.events
+    );
+    let _ = distinct_seen;
+
+    {
+        let none: Vec<(&'static str, Box<dyn Filter>)> = Vec::new();
+        run(&none, &records, records.len(), None);
+        let t = Instant::now();
+        run(&none, &records, args.events, None);
+        let ns = t.elapsed().as_nanos() as f64 / args.events as f64;
+        println!("\ndecode + encode alone (no filter): {ns:.0} ns/event");
+    }
+    for (label, cache) in [
+        ("with the UA cache (10,000 entries)", 10_000usize),
+        ("without the UA cache", 0),
+    ] {
+        let filters = chain(cache);
+        // warm the cache (and the allocator)
+        run(&filters, &records, records.len(), None);
+        let mut per = vec![0u128; filters.len()];
+        let t = Instant::now();
+        let kept = run(&filters, &records, args.events, None);
+        let ns = t.elapsed().as_nanos() as f64 / args.events as f64;
+        run(&filters, &records, args.events.min(200_000), Some(&mut per));
+        println!("\n{label}: {ns:.0} ns/event for decode + user_agent + referrer + types + record + encode ({kept} kept)");
+        let sampled = args.events.min(200_000) as f64;
+        for (i, (name, _)) in filters.iter().enumerate() {
+            println!("  {name:<11} {:>6.0} ns/event", per[i] as f64 / sampled);
+        }
+    }
+}
+
+fn run(
+    filters: &[(&str, Box<dyn Filter>)],
+    records: &[Vec<u8>],
+    events: usize,
+    mut per: Option<&mut Vec<u128>>,
+) -> usize {
+    let mut kept = 0;
+    let mut out = Vec::with_capacity(1024);
+    for i in 0..events {
+        let raw = &records[i % records.len()];
+        let mut rec = rmpv::decode::read_value(&mut &raw[..]).expect("decode");
+        let mut time = EventTime::new(1_700_000_000, 0);
+        let mut keep = true;
+        for (j, (_, f)) in filters.iter().enumerate() {
+            let t = per.as_ref().map(|_| Instant::now());
+            let r = f.filter("action_logs", &mut time, &mut rec);
+            if let (Some(p), Some(t)) = (per.as_deref_mut(), t) {
+                p[j] += t.elapsed().as_nanos();
+            }
+            if let FilterResult::Drop = r {
+                keep = false;
+                break;
+            }
+        }
+        if keep {
+            out.clear();
+            rmpv::encode::write_value(&mut out, &rec).expect("encode");
+            kept += 1;
+        }
+    }
+    std::hint::black_box(&out);
+    kept
+}

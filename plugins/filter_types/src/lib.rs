@@ -1,0 +1,480 @@
+//! The `types` filter: converts record fields, found by dot path, to
+//! `integer`, `float`, `bool`, `string`, `time[:FORMAT]` (an RFC 3339 string
+//! in UTC) or `array[:DELIMITER]`.
+//!
+//! A value that does not convert is left as it was (`on_error = "keep"`) or
+//! removed (`on_error = "remove"`); it is counted, and a warning naming the
+//! field and the value is logged at most once per 10 seconds. The record
+//! itself is always kept.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use fuwa_api::record;
+use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
+use fuwa_parsers::TimeParser;
+use rmpv::Value;
+use serde::Deserialize;
+use toml::Spanned;
+use tracing::warn;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypesConfig {
+    /// dot path → type name; nested TOML tables are dot paths too
+    #[serde(default)]
+    fields: std::collections::BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    on_error: OnError,
+}
+
+/// What happens to a field whose value does not convert.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// leave the value as it was
+    #[default]
+    Keep,
+    /// remove the field
+    Remove,
+}
+
+/// A target type.
+#[derive(Debug, Clone)]
+enum Conv {
+    Integer,
+    Float,
+    Bool,
+    String,
+    /// parse with the format, write RFC 3339 in UTC
+    Time(TimeParser),
+    /// split a string on the delimiter
+    Array(String),
+}
+
+impl Conv {
+    fn parse(s: &str, tz: fuwa_render::time::Tz) -> Result<Conv, String> {
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (s, None),
+        };
+        Ok(match (name, arg) {
+            ("integer" | "int", None) => Conv::Integer,
+            ("float", None) => Conv::Float,
+            ("bool" | "boolean", None) => Conv::Bool,
+            ("string", None) => Conv::String,
+            ("time", None) => Conv::Time(TimeParser::new("auto", tz)?),
+            ("time", Some("")) => {
+                return Err("`time:` needs a format after the colon, e.g. \"time:%Y-%m-%d %H:%M:%S\" or \"time:rfc3339\"".into())
+            }
+            ("time", Some(f)) => Conv::Time(TimeParser::new(f, tz)?),
+            ("array", None) => Conv::Array(",".into()),
+            ("array", Some("")) => {
+                return Err("`array:` needs a delimiter after the colon, e.g. \"array:,\"".into())
+            }
+            ("array", Some(d)) => Conv::Array(d.to_string()),
+            ("integer" | "int" | "float" | "bool" | "boolean" | "string", Some(_)) => {
+                return Err(format!("`{s}`: only time and array take an argument after `:`"))
+            }
+            _ => {
+                return Err(format!(
+                    "unknown type `{s}` (integer, float, bool, string, time, time:FORMAT, array, array:DELIMITER)"
+                ))
+            }
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Field {
+    /// the dot path as configured, for messages
+    name: String,
+    path: Vec<String>,
+    conv: Conv,
+}
+
+/// Logs at most once per interval, from any thread.
+#[derive(Debug)]
+struct RateLimit {
+    start: Instant,
+    next_ms: AtomicU64,
+    every_ms: u64,
+}
+
+impl RateLimit {
+    fn new(every_ms: u64) -> Self {
+        RateLimit {
+            start: Instant::now(),
+            next_ms: AtomicU64::new(0),
+            every_ms,
+        }
+    }
+
+    fn ready(&self) -> bool {
+        let now = self.start.elapsed().as_millis() as u64;
+        let next = self.next_ms.load(Ordering::Relaxed);
+        now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now + self.every_ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+}
+
+pub struct TypesFilter {
+    id: String,
+    fields: Vec<Field>,
+    on_error: OnError,
+    failures: AtomicU64,
+    warn_limit: RateLimit,
+}
+
+/// Builds the filter from its section (`[[filter]] type = "types"`).
+pub fn build(
+    section: &ConfigSection<'_>,
+    ctx: &BuildContext,
+) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
+    TypesFilter::from_section(section, ctx).map(|f| Box::new(f) as Box<dyn Filter>)
+}
+
+/// Turns `{ a = { b = "integer" } }` and `{ "a.b" = "integer" }` alike into
+/// `("a.b", value, span)`; `span` is the span of the top-level entry.
+fn flatten<'a>(
+    prefix: String,
+    v: &'a toml::Value,
+    span: &Range<usize>,
+    out: &mut Vec<(String, &'a toml::Value, Range<usize>)>,
+) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, inner) in t {
+                flatten(format!("{prefix}.{k}"), inner, span, out);
+            }
+        }
+        other => out.push((prefix, other, span.clone())),
+    }
+}
+
+fn check_path(p: &str) -> Result<Vec<String>, String> {
+    let path = record::path(p);
+    if path.iter().any(String::is_empty) {
+        return Err(format!(
+            "`{p}` is not a field path (dot-separated names, none of them empty)"
+        ));
+    }
+    Ok(path)
+}
+
+impl TypesFilter {
+    pub fn from_section(
+        section: &ConfigSection<'_>,
+        ctx: &BuildContext,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let cfg: TypesConfig = section.parse().map_err(|e| vec![e])?;
+        let tz = fuwa_render::parse_timezone(&ctx.timezone)
+            .map_err(|e| vec![section.error("timezone", e)])?;
+        let mut flat = Vec::new();
+        for (k, v) in &cfg.fields {
+            flatten(k.clone(), v.get_ref(), &v.span(), &mut flat);
+        }
+        if flat.is_empty() {
+            return Err(vec![section.error(
+                "fields",
+                "needs at least one field, e.g. fields = { status = \"integer\" }",
+            )]);
+        }
+        let mut errors = Vec::new();
+        let mut fields = Vec::new();
+        for (name, v, span) in flat {
+            let key = format!("fields.{name}");
+            let at = |msg: String| {
+                let mut e = section.error(&key, msg);
+                e.span = Some(span.clone());
+                e
+            };
+            let path = match check_path(&name) {
+                Ok(p) => p,
+                Err(m) => {
+                    errors.push(at(m));
+                    continue;
+                }
+            };
+            if fields.iter().any(|f: &Field| f.name == name) {
+                errors.push(at(format!("`{name}` is configured twice")));
+                continue;
+            }
+            let Some(tname) = v.as_str() else {
+                errors.push(at(format!(
+                    "must be a type name string (integer, float, bool, string, time:FORMAT, array:DELIMITER), not {}",
+                    v.type_str()
+                )));
+                continue;
+            };
+            match Conv::parse(tname, tz) {
+                Ok(conv) => fields.push(Field { name, path, conv }),
+                Err(m) => errors.push(at(m)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(TypesFilter {
+            id: ctx.id.clone(),
+            fields,
+            on_error: cfg.on_error,
+            failures: AtomicU64::new(0),
+            warn_limit: RateLimit::new(10_000),
+        })
+    }
+
+    /// How many values failed to convert since the filter was built.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self, field: &Field, value: &Value) {
+        let total = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.warn_limit.ready() {
+            warn!(
+                filter = %self.id,
+                field = %field.name,
+                value = %describe(value),
+                failures_total = total,
+                action = match self.on_error { OnError::Keep => "kept as it was", OnError::Remove => "removed" },
+                "value does not convert to its configured type (further failures are not logged for 10s)"
+            );
+        }
+    }
+}
+
+impl Filter for TypesFilter {
+    fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Value) -> FilterResult {
+        if !rec.is_map() {
+            return FilterResult::Keep;
+        }
+        for f in &self.fields {
+            let Some(v) = record::get_mut(rec, &f.path) else {
+                continue;
+            };
+            match convert(v, &f.conv) {
+                Ok(Some(new)) => *v = new,
+                Ok(None) => {}
+                Err(()) => {
+                    self.failed(f, v);
+                    if self.on_error == OnError::Remove {
+                        record::remove(rec, &f.path);
+                    }
+                }
+            }
+        }
+        FilterResult::Keep
+    }
+}
+
+/// A short text of a value for warnings.
+fn describe(v: &Value) -> String {
+    let mut s = match v {
+        Value::String(s) => format!("{:?}", String::from_utf8_lossy(s.as_bytes())),
+        other => other.to_string(),
+    };
+    if s.len() > 100 {
+        let mut cut = 100;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// The text of a string or UTF-8 binary value.
+fn as_text(v: &Value) -> Option<&str> {
+    match v {
+        Value::String(s) => s.as_str(),
+        Value::Binary(b) => std::str::from_utf8(b).ok(),
+        _ => None,
+    }
+}
+
+/// `""` and `"-"` stand for "no value" in logs: they become nil for the
+/// non-string types instead of failing.
+fn is_blank(s: &str) -> bool {
+    let t = s.trim();
+    t.is_empty() || t == "-"
+}
+
+/// An EventTime stored inside a record (ext type 0, 8 bytes).
+fn event_time(v: &Value) -> Option<EventTime> {
+    match v {
+        Value::Ext(0, d) if d.len() == 8 => {
+            let secs = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as i64;
+            let nanos = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
+            (nanos < 1_000_000_000).then_some(EventTime::new(secs, nanos))
+        }
+        _ => None,
+    }
+}
+
+fn rfc3339(t: EventTime) -> String {
+    let mut out = Vec::with_capacity(30);
+    fuwa_render::time::write_rfc3339(&mut out, t);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+
+/// A whole, finite float as an integer value (i64, or u64 above i64::MAX).
+fn whole(f: f64) -> Option<Value> {
+    if !f.is_finite() || f.fract() != 0.0 {
+        return None;
+    }
+    if (-TWO_63..TWO_63).contains(&f) {
+        Some(Value::from(f as i64))
+    } else if (0.0..2.0 * TWO_63).contains(&f) {
+        Some(Value::from(f as u64))
+    } else {
+        None
+    }
+}
+
+/// JSON text of a map or array, as the outputs would write it.
+fn json(v: &Value) -> Option<String> {
+    // a one-entry map {"": v}, rendered by the outputs' encoder, minus `{"":` and `}\n`
+    let mut mp = vec![0x81, 0xa0];
+    rmpv::encode::write_value(&mut mp, v).ok()?;
+    let mut out = Vec::new();
+    fuwa_render::write_json_line(&mut out, &mp, &[]).ok()?;
+    let body = out.get(4..out.len().checked_sub(2)?)?;
+    String::from_utf8(body.to_vec()).ok()
+}
+
+/// Converts one value. `Ok(None)`: already of the type (or nil), left as
+/// is; `Err(())`: does not convert.
+fn convert(v: &Value, conv: &Conv) -> Result<Option<Value>, ()> {
+    if v.is_nil() {
+        return Ok(None);
+    }
+    match conv {
+        Conv::Integer => match v {
+            Value::Integer(_) => Ok(None),
+            Value::F32(f) => whole(*f as f64).map(Some).ok_or(()),
+            Value::F64(f) => whole(*f).map(Some).ok_or(()),
+            _ => {
+                let s = as_text(v).ok_or(())?;
+                if is_blank(s) {
+                    return Ok(Some(Value::Nil));
+                }
+                let t = s.trim();
+                if let Ok(i) = t.parse::<i64>() {
+                    Ok(Some(Value::from(i)))
+                } else if let Ok(u) = t.parse::<u64>() {
+                    Ok(Some(Value::from(u)))
+                } else {
+                    t.parse::<f64>().ok().and_then(whole).map(Some).ok_or(())
+                }
+            }
+        },
+        Conv::Float => match v {
+            Value::F64(_) => Ok(None),
+            Value::F32(f) => Ok(Some(Value::F64(*f as f64))),
+            Value::Integer(i) => Ok(Some(Value::F64(i.as_f64().ok_or(())?))),
+            _ => {
+                let s = as_text(v).ok_or(())?;
+                if is_blank(s) {
+                    return Ok(Some(Value::Nil));
+                }
+                match s.trim().parse::<f64>() {
+                    Ok(f) if f.is_finite() => Ok(Some(Value::F64(f))),
+                    _ => Err(()),
+                }
+            }
+        },
+        Conv::Bool => match v {
+            Value::Boolean(_) => Ok(None),
+            Value::Integer(i) => match i.as_u64() {
+                Some(0) => Ok(Some(Value::Boolean(false))),
+                Some(1) => Ok(Some(Value::Boolean(true))),
+                _ => Err(()),
+            },
+            _ => {
+                let s = as_text(v).ok_or(())?;
+                if is_blank(s) {
+                    return Ok(Some(Value::Nil));
+                }
+                match s.trim().to_ascii_lowercase().as_str() {
+                    "true" | "yes" | "1" | "on" => Ok(Some(Value::Boolean(true))),
+                    "false" | "no" | "0" | "off" => Ok(Some(Value::Boolean(false))),
+                    _ => Err(()),
+                }
+            }
+        },
+        Conv::String => match v {
+            Value::String(_) => Ok(None),
+            Value::Binary(b) => std::str::from_utf8(b)
+                .map(|s| Some(Value::from(s)))
+                .map_err(|_| ()),
+            Value::Integer(i) => Ok(Some(Value::from(i.to_string()))),
+            Value::F32(f) => float_text(*f as f64),
+            Value::F64(f) => float_text(*f),
+            Value::Boolean(b) => Ok(Some(Value::from(b.to_string()))),
+            Value::Map(_) | Value::Array(_) => json(v).map(|s| Some(Value::from(s))).ok_or(()),
+            Value::Ext(..) => event_time(v)
+                .map(|t| Some(Value::from(rfc3339(t))))
+                .ok_or(()),
+            Value::Nil => Ok(None),
+        },
+        Conv::Time(parser) => {
+            if let Some(t) = event_time(v) {
+                return Ok(Some(Value::from(rfc3339(t))));
+            }
+            let text = match v {
+                Value::Integer(i) => i.to_string(),
+                Value::F32(f) => ryu_text(*f as f64).ok_or(())?,
+                Value::F64(f) => ryu_text(*f).ok_or(())?,
+                _ => {
+                    let s = as_text(v).ok_or(())?;
+                    if is_blank(s) {
+                        return Ok(Some(Value::Nil));
+                    }
+                    s.to_string()
+                }
+            };
+            parser
+                .parse(&text)
+                .map(|t| Some(Value::from(rfc3339(t))))
+                .map_err(|_| ())
+        }
+        Conv::Array(delim) => match v {
+            Value::Array(_) => Ok(None),
+            _ => {
+                let s = as_text(v).ok_or(())?;
+                if s.is_empty() {
+                    return Ok(Some(Value::Array(Vec::new())));
+                }
+                Ok(Some(Value::Array(
+                    s.split(delim.as_str()).map(Value::from).collect(),
+                )))
+            }
+        },
+    }
+}
+
+/// Floats as the JSON output writes them (`1.5`, `3.0`, `1e100`); NaN and
+/// infinities have no text.
+fn ryu_text(f: f64) -> Option<String> {
+    f.is_finite().then(|| json(&Value::F64(f))).flatten()
+}
+
+fn float_text(f: f64) -> Result<Option<Value>, ()> {
+    ryu_text(f).map(|s| Some(Value::from(s))).ok_or(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! The `user_agent` filter: parses a User-Agent field with woothee and writes
+//! `{name, category, os, os_version, version, vendor}` next to the record,
+//! exactly as woothee returns them (`"UNKNOWN"` included).
+//!
+//! ```toml
+//! [[filter]]
+//! match = "action_logs"
+//! type = "user_agent"
+//! key = "user_agent"   # source field (dot path allowed)
+//! target = "ua"        # where the result goes (dot path allowed)
+//! flatten = false      # true: ua_name, ua_category, ... beside each other
+//! cache_size = 10000   # LRU of parsed User-Agents; 0 disables
+//! ```
+//!
+//! A missing field, or one that is not text (a number, a map, binary that is
+//! not UTF-8), leaves the record unchanged. A string that is not valid UTF-8
+//! is read lossily. Parsed results are cached by the exact User-Agent string;
+//! strings longer than [`MAX_CACHED_LEN`] bytes are parsed every time and
+//! never cached, so the cache's memory stays bounded by
+//! `cache_size × (1 KiB + the result)`.
+
+mod lru;
+
+use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+use fuwa_api::record;
+use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
+use rmpv::Value;
+use serde::Deserialize;
+
+pub use lru::Lru;
+
+/// User-Agents longer than this many bytes are never cached.
+pub const MAX_CACHED_LEN: usize = 1024;
+
+/// The output fields, in the order they are written.
+pub const FIELDS: [&str; 6] = ["name", "category", "os", "os_version", "version", "vendor"];
+
+const UNKNOWN: &str = "UNKNOWN";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserAgentConfig {
+    #[serde(default = "default_key")]
+    key: String,
+    #[serde(default = "default_target")]
+    target: String,
+    #[serde(default)]
+    flatten: bool,
+    #[serde(default = "default_cache_size")]
+    cache_size: usize,
+}
+fn default_key() -> String {
+    "user_agent".into()
+}
+fn default_target() -> String {
+    "ua".into()
+}
+fn default_cache_size() -> usize {
+    10_000
+}
+
+/// What woothee said about one User-Agent, in [`FIELDS`] order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UaInfo {
+    pub fields: [Box<str>; 6],
+}
+
+impl UaInfo {
+    fn unknown() -> Self {
+        UaInfo {
+            fields: std::array::from_fn(|_| Box::from(UNKNOWN)),
+        }
+    }
+
+    /// Parses with woothee. `None` from woothee (nothing recognised) and a
+    /// panic inside it both come out as all `"UNKNOWN"`.
+    pub fn parse(parser: &woothee::parser::Parser, ua: &str) -> Self {
+        let parsed = catch_unwind(AssertUnwindSafe(|| {
+            parser.parse(ua).map(|r| UaInfo {
+                fields: [
+                    Box::from(r.name),
+                    Box::from(r.category),
+                    Box::from(r.os),
+                    Box::from(r.os_version.as_ref()),
+                    Box::from(r.version),
+                    Box::from(r.vendor),
+                ],
+            })
+        }));
+        match parsed {
+            Ok(Some(info)) => info,
+            _ => UaInfo::unknown(),
+        }
+    }
+}
+
+pub struct UserAgentFilter {
+    key: Vec<String>,
+    target: Vec<String>,
+    /// flatten: the six paths `target_<field>`
+    flat_targets: Option<[Vec<String>; 6]>,
+    parser: woothee::parser::Parser,
+    cache: Option<Mutex<Lru<Arc<UaInfo>>>>,
+}
+
+fn check_path(
+    section: &ConfigSection<'_>,
+    name: &str,
+    p: &str,
+) -> Result<Vec<String>, ConfigError> {
+    if p.is_empty() || p.split('.').any(str::is_empty) {
+        return Err(section.error(
+            name,
+            format!("`{p}` is not a field path (use `field` or `a.b.c`)"),
+        ));
+    }
+    Ok(record::path(p))
+}
+
+pub fn build(
+    section: &ConfigSection<'_>,
+    _ctx: &BuildContext,
+) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
+    let cfg: UserAgentConfig = section.parse().map_err(|e| vec![e])?;
+    let mut errors = Vec::new();
+    let key = check_path(section, "key", &cfg.key).map_err(|e| errors.push(e));
+    let target = check_path(section, "target", &cfg.target).map_err(|e| errors.push(e));
+    let (Ok(key), Ok(target)) = (key, target) else {
+        return Err(errors);
+    };
+    Ok(Box::new(UserAgentFilter::new(
+        key,
+        target,
+        cfg.flatten,
+        cfg.cache_size,
+    )))
+}
+
+impl UserAgentFilter {
+    pub fn new(key: Vec<String>, target: Vec<String>, flatten: bool, cache_size: usize) -> Self {
+        let flat_targets = flatten.then(|| {
+            FIELDS.map(|f| {
+                let mut p = target.clone();
+                if let Some(last) = p.last_mut() {
+                    *last = format!("{last}_{f}");
+                }
+                p
+            })
+        });
+        UserAgentFilter {
+            key,
+            target,
+            flat_targets,
+            parser: woothee::parser::Parser::new(),
+            cache: (cache_size > 0).then(|| Mutex::new(Lru::new(cache_size))),
+        }
+    }
+
+    /// The parsed User-Agent, from the cache when it is there.
+    pub fn lookup(&self, ua: &str) -> Arc<UaInfo> {
+        let cacheable = ua.len() <= MAX_CACHED_LEN;
+        if let (Some(cache), true) = (&self.cache, cacheable) {
+            let hit = cache.lock().unwrap_or_else(|e| e.into_inner()).get(ua);
+            if let Some(info) = hit {
+                return info;
+            }
+        }
+        // parse outside the lock: other threads' hits are not held up
+        let info = Arc::new(UaInfo::parse(&self.parser, ua));
+        if let (Some(cache), true) = (&self.cache, cacheable) {
+            cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(ua, info.clone());
+        }
+        info
+    }
+
+    /// Entries in the cache (for tests and metrics).
+    pub fn cached(&self) -> usize {
+        self.cache
+            .as_ref()
+            .map_or(0, |c| c.lock().unwrap_or_else(|e| e.into_inner()).len())
+    }
+}
+
+impl Filter for UserAgentFilter {
+    fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Value) -> FilterResult {
+        // only maps are records; anything else passes untouched
+        if !matches!(rec, Value::Map(_)) {
+            return FilterResult::Keep;
+        }
+        let ua: Cow<'_, str> = match record::get(rec, &self.key) {
+            Some(Value::String(s)) => match s.as_str() {
+                Some(s) => Cow::Borrowed(s),
+                None => String::from_utf8_lossy(s.as_bytes()),
+            },
+            Some(Value::Binary(b)) => match std::str::from_utf8(b) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => return FilterResult::Keep,
+            },
+            _ => return FilterResult::Keep,
+        };
+        let info = self.lookup(&ua);
+        drop(ua);
+        let values = info.fields.iter().map(|s| Value::from(&**s));
+        match &self.flat_targets {
+            Some(paths) => {
+                for (p, v) in paths.iter().zip(values) {
+                    record::set(rec, p, v);
+                }
+            }
+            None => {
+                let map = FIELDS.iter().map(|f| Value::from(*f)).zip(values).collect();
+                record::set(rec, &self.target, Value::Map(map));
+            }
+        }
+        FilterResult::Keep
+    }
+}
