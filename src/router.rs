@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fuwa_api::event::write_entry;
 use fuwa_api::{Batch, EmitError, Emitter, Filter, FilterResult, TagPattern};
 use tracing::warn;
 
@@ -58,7 +57,7 @@ impl Pipeline {
         for e in batch.iter() {
             let Ok(e) = e else { break };
             let mut time = e.time;
-            let mut record = match rmpv::decode::read_value(&mut &e.record[..]) {
+            let mut record = match fuwa_api::record::decode(e.record) {
                 Ok(v) => v,
                 Err(err) => {
                     warn!(tag = %batch.tag, error = %err, "record could not be decoded for filtering; kept unfiltered");
@@ -76,11 +75,10 @@ impl Pipeline {
                 }
             }
             if keep {
-                let mut rec = Vec::new();
-                if rmpv::encode::write_value(&mut rec, &record).is_ok() {
-                    write_entry(&mut out, time, &rec);
-                    count += 1;
-                }
+                out.push(0x92);
+                out.extend_from_slice(&time.to_msgpack());
+                fuwa_api::record::encode(&mut out, &record);
+                count += 1;
             }
         }
         Batch::new(batch.tag, Bytes::from(out), count)
@@ -114,6 +112,7 @@ impl Emitter for Pipeline {
 mod tests {
     use super::*;
     use crate::config::BufferConfig;
+    use fuwa_api::event::write_entry;
     use fuwa_api::{Chunk, EventTime, Output, OutputError};
     use std::sync::Mutex;
 

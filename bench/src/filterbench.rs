@@ -1,7 +1,7 @@
 //! Filter chain cost per event: user_agent + referrer + types + record on a
 //! realistic mix (a few thousand distinct User-Agents, Zipf-distributed),
-//! measured the way the engine runs filters: decode the msgpack record, run
-//! the chain, encode it again.
+//! measured the way the engine runs filters (src/router.rs): decode the msgpack
+//! record (fuwa_api::record::decode), run the chain, encode it again.
 //!
 //!   cargo run --release -p fuwa-bench --bin fuwa-filterbench [-- --events 2000000]
 
@@ -181,7 +181,7 @@ fn run(
     let mut out = Vec::with_capacity(1024);
     for i in 0..events {
         let raw = &records[i % records.len()];
-        let mut rec = rmpv::decode::read_value(&mut &raw[..]).expect("decode");
+        let mut rec = fuwa_api::record::decode(raw).expect("decode");
         let mut time = EventTime::new(1_700_000_000, 0);
         let mut keep = true;
         for (j, (_, f)) in filters.iter().enumerate() {
@@ -197,7 +197,7 @@ fn run(
         }
         if keep {
             out.clear();
-            rmpv::encode::write_value(&mut out, &rec).expect("encode");
+            fuwa_api::record::encode(&mut out, &rec);
             kept += 1;
         }
     }
