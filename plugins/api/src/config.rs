@@ -120,6 +120,25 @@ pub fn key_at(t: &DeTable<'_>, span: &Range<usize>, prefix: &str) -> Option<Stri
     None
 }
 
+/// Turns `{ a = { b = "x" } }` and `{ "a.b" = "x" }` alike into
+/// `("a.b", value, span)` entries (an empty table stays a value); `span` is
+/// the span of the top-level entry, for error messages.
+pub fn flatten_dotted<'a>(
+    prefix: String,
+    v: &'a toml::Value,
+    span: &Range<usize>,
+    out: &mut Vec<(String, &'a toml::Value, Range<usize>)>,
+) {
+    match v {
+        toml::Value::Table(t) if !t.is_empty() => {
+            for (k, inner) in t {
+                flatten_dotted(format!("{prefix}.{k}"), inner, span, out);
+            }
+        }
+        other => out.push((prefix, other, span.clone())),
+    }
+}
+
 fn tidy(msg: &str) -> String {
     msg.trim().replace('\n', " ")
 }

@@ -10,6 +10,7 @@ pub mod event;
 pub mod msgpack;
 pub mod pattern;
 pub mod plugin;
+pub mod ratelimit;
 pub mod record;
 
 pub use config::{ByteSize, ConfigError, ConfigSection, HumanDuration};

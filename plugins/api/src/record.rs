@@ -16,6 +16,18 @@ fn key_is(k: &Value, name: &str) -> bool {
     }
 }
 
+/// Checks and splits a field path from a config: dot-separated names,
+/// none of them empty.
+pub fn check_path(p: &str) -> Result<Vec<String>, String> {
+    let parts = path(p);
+    if p.is_empty() || parts.iter().any(String::is_empty) {
+        return Err(format!(
+            "`{p}` is not a field path (use `field` or `a.b.c`: dot-separated names, none empty)"
+        ));
+    }
+    Ok(parts)
+}
+
 /// The value at `path`, if the record has it.
 pub fn get<'a>(record: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut cur = record;

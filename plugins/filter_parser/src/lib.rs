@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
+use fuwa_api::ratelimit::RateLimit;
 use fuwa_api::record;
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
 use fuwa_parsers::{Parser, ParserConfig};
@@ -68,39 +68,6 @@ pub enum OnError {
     Mark,
     /// unchanged
     Keep,
-}
-
-/// Logs at most once per interval, from any thread.
-#[derive(Debug)]
-struct RateLimit {
-    start: Instant,
-    next_ms: AtomicU64,
-    every_ms: u64,
-}
-
-impl RateLimit {
-    fn new(every_ms: u64) -> Self {
-        RateLimit {
-            start: Instant::now(),
-            next_ms: AtomicU64::new(0),
-            every_ms,
-        }
-    }
-
-    fn ready(&self) -> bool {
-        let now = self.start.elapsed().as_millis() as u64;
-        let next = self.next_ms.load(Ordering::Relaxed);
-        now >= next
-            && self
-                .next_ms
-                .compare_exchange(
-                    next,
-                    now + self.every_ms,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-    }
 }
 
 pub struct ParserFilter {

@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use fuwa_api::config::flatten_dotted;
 use fuwa_api::record;
+use fuwa_api::record::check_path;
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
 use rmpv::Value;
 use serde::Deserialize;
@@ -72,34 +74,6 @@ pub fn build(
     ctx: &BuildContext,
 ) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
     RecordFilter::from_section(section, ctx).map(|f| Box::new(f) as Box<dyn Filter>)
-}
-
-/// Turns `{ a = { b = "x" } }` and `{ "a.b" = "x" }` alike into
-/// `("a.b", value, span)`; `span` is the span of the top-level entry.
-fn flatten<'a>(
-    prefix: String,
-    v: &'a toml::Value,
-    span: &Range<usize>,
-    out: &mut Vec<(String, &'a toml::Value, Range<usize>)>,
-) {
-    match v {
-        toml::Value::Table(t) if !t.is_empty() => {
-            for (k, inner) in t {
-                flatten(format!("{prefix}.{k}"), inner, span, out);
-            }
-        }
-        other => out.push((prefix, other, span.clone())),
-    }
-}
-
-fn check_path(p: &str) -> Result<Vec<String>, String> {
-    let path = record::path(p);
-    if path.iter().any(String::is_empty) {
-        return Err(format!(
-            "`{p}` is not a field path (dot-separated names, none of them empty)"
-        ));
-    }
-    Ok(path)
 }
 
 /// `a` is `b` or one of its ancestors.
@@ -178,7 +152,7 @@ impl RecordFilter {
         // set
         let mut flat = Vec::new();
         for (k, v) in &cfg.set {
-            flatten(k.clone(), v.get_ref(), &v.span(), &mut flat);
+            flatten_dotted(k.clone(), v.get_ref(), &v.span(), &mut flat);
         }
         let mut set: Vec<Set> = Vec::new();
         for (name, v, span) in flat {
@@ -244,7 +218,7 @@ impl RecordFilter {
         // rename: sources must not overlap, targets must differ
         let mut flat = Vec::new();
         for (k, v) in &cfg.rename {
-            flatten(k.clone(), v.get_ref(), &v.span(), &mut flat);
+            flatten_dotted(k.clone(), v.get_ref(), &v.span(), &mut flat);
         }
         let mut rename: Vec<(Vec<String>, Vec<String>)> = Vec::new();
         for (name, v, span) in flat {

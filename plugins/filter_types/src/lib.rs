@@ -7,11 +7,12 @@
 //! field and the value is logged at most once per 10 seconds. The record
 //! itself is always kept.
 
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
+use fuwa_api::config::flatten_dotted;
+use fuwa_api::ratelimit::RateLimit;
 use fuwa_api::record;
+use fuwa_api::record::check_path;
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
 use fuwa_parsers::TimeParser;
 use rmpv::Value;
@@ -94,39 +95,6 @@ struct Field {
     conv: Conv,
 }
 
-/// Logs at most once per interval, from any thread.
-#[derive(Debug)]
-struct RateLimit {
-    start: Instant,
-    next_ms: AtomicU64,
-    every_ms: u64,
-}
-
-impl RateLimit {
-    fn new(every_ms: u64) -> Self {
-        RateLimit {
-            start: Instant::now(),
-            next_ms: AtomicU64::new(0),
-            every_ms,
-        }
-    }
-
-    fn ready(&self) -> bool {
-        let now = self.start.elapsed().as_millis() as u64;
-        let next = self.next_ms.load(Ordering::Relaxed);
-        now >= next
-            && self
-                .next_ms
-                .compare_exchange(
-                    next,
-                    now + self.every_ms,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-    }
-}
-
 pub struct TypesFilter {
     id: String,
     fields: Vec<Field>,
@@ -143,34 +111,6 @@ pub fn build(
     TypesFilter::from_section(section, ctx).map(|f| Box::new(f) as Box<dyn Filter>)
 }
 
-/// Turns `{ a = { b = "integer" } }` and `{ "a.b" = "integer" }` alike into
-/// `("a.b", value, span)`; `span` is the span of the top-level entry.
-fn flatten<'a>(
-    prefix: String,
-    v: &'a toml::Value,
-    span: &Range<usize>,
-    out: &mut Vec<(String, &'a toml::Value, Range<usize>)>,
-) {
-    match v {
-        toml::Value::Table(t) => {
-            for (k, inner) in t {
-                flatten(format!("{prefix}.{k}"), inner, span, out);
-            }
-        }
-        other => out.push((prefix, other, span.clone())),
-    }
-}
-
-fn check_path(p: &str) -> Result<Vec<String>, String> {
-    let path = record::path(p);
-    if path.iter().any(String::is_empty) {
-        return Err(format!(
-            "`{p}` is not a field path (dot-separated names, none of them empty)"
-        ));
-    }
-    Ok(path)
-}
-
 impl TypesFilter {
     pub fn from_section(
         section: &ConfigSection<'_>,
@@ -181,7 +121,7 @@ impl TypesFilter {
             .map_err(|e| vec![section.error("timezone", e)])?;
         let mut flat = Vec::new();
         for (k, v) in &cfg.fields {
-            flatten(k.clone(), v.get_ref(), &v.span(), &mut flat);
+            flatten_dotted(k.clone(), v.get_ref(), &v.span(), &mut flat);
         }
         if flat.is_empty() {
             return Err(vec![section.error(

@@ -111,13 +111,7 @@ fn check_path(
     name: &str,
     p: &str,
 ) -> Result<Vec<String>, ConfigError> {
-    if p.is_empty() || p.split('.').any(str::is_empty) {
-        return Err(section.error(
-            name,
-            format!("`{p}` is not a field path (use `field` or `a.b.c`)"),
-        ));
-    }
-    Ok(record::path(p))
+    record::check_path(p).map_err(|e| section.error(name, e))
 }
 
 pub fn build(

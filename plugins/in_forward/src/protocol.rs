@@ -358,7 +358,7 @@ pub fn decode_json(
                         match (json_time(&pair[0]), &pair[1]) {
                             (Some(t), rec @ serde_json::Value::Object(_)) => {
                                 let mut r = Vec::new();
-                                json_to_msgpack(&mut r, rec);
+                                fuwa_parsers::json_value_to_msgpack(&mut r, rec);
                                 write_entry(&mut buf, t, &r);
                                 count += 1;
                             }
@@ -385,7 +385,7 @@ pub fn decode_json(
             match (json_time(&t), rec) {
                 (Some(t), rec @ serde_json::Value::Object(_)) => {
                     let mut r = Vec::new();
-                    json_to_msgpack(&mut r, rec);
+                    fuwa_parsers::json_value_to_msgpack(&mut r, rec);
                     grouper.push(&tag, t, &r, &mut out.batches);
                 }
                 (None, _) => out
@@ -406,38 +406,6 @@ fn json_time(v: &serde_json::Value) -> Option<EventTime> {
         return (i <= u32::MAX as u64).then(|| EventTime::new(i as i64, 0));
     }
     EventTime::from_f64(n.as_f64()?).filter(|t| t.secs >= 0)
-}
-
-/// Encodes a JSON value as msgpack.
-pub fn json_to_msgpack(out: &mut Vec<u8>, v: &serde_json::Value) {
-    use serde_json::Value as J;
-    match v {
-        J::Null => out.push(0xc0),
-        J::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
-        J::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                msgpack::write_uint(out, u)
-            } else if let Some(i) = n.as_i64() {
-                msgpack::write_int(out, i)
-            } else {
-                msgpack::write_f64(out, n.as_f64().unwrap_or(0.0))
-            }
-        }
-        J::String(s) => msgpack::write_str(out, s.as_bytes()),
-        J::Array(a) => {
-            msgpack::write_array_len(out, a.len() as u32);
-            for x in a {
-                json_to_msgpack(out, x);
-            }
-        }
-        J::Object(m) => {
-            msgpack::write_map_len(out, m.len() as u32);
-            for (k, x) in m {
-                msgpack::write_str(out, k.as_bytes());
-                json_to_msgpack(out, x);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
