@@ -246,14 +246,9 @@ mod chain_properties {
     use fuwa_api::{BuildContext, ConfigSection, EventTime};
     use proptest::prelude::*;
     use rmpv::Value;
-    use toml::de::{DeTable, DeValue};
-    use toml::Spanned;
 
     fn filter(kind: &str, src: &str) -> RoutedFilter {
-        let t = DeTable::parse(src).expect("toml");
-        let span = t.span();
-        let section =
-            ConfigSection::new("filter", Spanned::new(span, DeValue::Table(t.into_inner())));
+        let section = ConfigSection::from_toml("filter", src).expect("toml");
         let ctx = BuildContext {
             id: kind.into(),
             hostname: "h".into(),

@@ -10,8 +10,6 @@ use std::time::Instant;
 use clap::Parser as _;
 use fuwa_api::{BuildContext, ConfigSection, EventTime, Filter, FilterResult};
 use rand::{Rng, SeedableRng};
-use toml::de::{DeTable, DeValue};
-use toml::Spanned;
 
 #[derive(clap::Parser)]
 struct Args {
@@ -27,9 +25,7 @@ struct Args {
 }
 
 fn section(src: &str) -> ConfigSection<'_> {
-    let t = DeTable::parse(src).expect("bench config");
-    let span = t.span();
-    ConfigSection::new("filter", Spanned::new(span, DeValue::Table(t.into_inner())))
+    ConfigSection::from_toml("filter", src).expect("section")
 }
 
 fn ctx() -> BuildContext {

@@ -42,6 +42,20 @@ impl<'a> ConfigSection<'a> {
         }
     }
 
+    /// A section from TOML text (tests, benchmarks, tools).
+    pub fn from_toml(name: impl Into<String>, src: &'a str) -> Result<Self, ConfigError> {
+        let t = DeTable::parse(src).map_err(|e| ConfigError {
+            span: e.span(),
+            key: "syntax".into(),
+            message: tidy(e.message()),
+        })?;
+        let span = t.span();
+        Ok(ConfigSection::new(
+            name,
+            Spanned::new(span, DeValue::Table(t.into_inner())),
+        ))
+    }
+
     fn table(&self) -> Option<&DeTable<'a>> {
         match self.value.get_ref() {
             DeValue::Table(t) => Some(t),
@@ -316,12 +330,7 @@ mod tests {
     }
 
     fn section(src: &str) -> ConfigSection<'_> {
-        let t = DeTable::parse(src).unwrap();
-        let span = t.span();
-        ConfigSection::new(
-            "input[0]",
-            Spanned::new(span, DeValue::Table(t.into_inner())),
-        )
+        ConfigSection::from_toml("input[0]", src).expect("section")
     }
 
     #[test]

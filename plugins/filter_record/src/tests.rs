@@ -1,14 +1,8 @@
 use super::*;
 use proptest::prelude::*;
-use toml::de::{DeTable, DeValue};
 
 fn section(src: &str) -> ConfigSection<'_> {
-    let t = DeTable::parse(src).unwrap();
-    let span = t.span();
-    ConfigSection::new(
-        "filter[0]",
-        Spanned::new(span, DeValue::Table(t.into_inner())),
-    )
+    ConfigSection::from_toml("filter[0]", src).expect("section")
 }
 
 fn ctx() -> BuildContext {

@@ -3,8 +3,6 @@ use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, Filt
 use fuwa_filter_referrer::{OwnHosts, ReferrerFilter, Table};
 use proptest::prelude::*;
 use rmpv::Value;
-use toml::de::{DeTable, DeValue};
-use toml::Spanned;
 
 const CONFIG: &str = r#"
 key = "referrer"
@@ -13,12 +11,7 @@ own_hosts = ["note.com", "*.note.com"]
 "#;
 
 fn try_build(src: &str) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
-    let t = DeTable::parse(src).unwrap();
-    let span = t.span();
-    let section = ConfigSection::new(
-        "filter[0]",
-        Spanned::new(span, DeValue::Table(t.into_inner())),
-    );
+    let section = ConfigSection::from_toml("filter[0]", src).expect("section");
     let ctx = BuildContext {
         id: "referrer.0".into(),
         hostname: "test".into(),

@@ -5,16 +5,9 @@ use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, Filt
 use fuwa_filter_user_agent::{UserAgentFilter, FIELDS, MAX_CACHED_LEN};
 use proptest::prelude::*;
 use rmpv::Value;
-use toml::de::{DeTable, DeValue};
-use toml::Spanned;
 
 fn try_build(src: &str) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
-    let t = DeTable::parse(src).unwrap();
-    let span = t.span();
-    let section = ConfigSection::new(
-        "filter[0]",
-        Spanned::new(span, DeValue::Table(t.into_inner())),
-    );
+    let section = ConfigSection::from_toml("filter[0]", src).expect("section");
     let ctx = BuildContext {
         id: "user_agent.0".into(),
         hostname: "test".into(),

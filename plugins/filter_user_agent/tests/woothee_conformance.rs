@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use fuwa_api::{BuildContext, ConfigSection, EventTime, Filter, FilterResult};
 use regex::Regex;
 use rmpv::Value;
-use toml::de::{DeTable, DeValue};
-use toml::Spanned;
 
 const WOOTHEE_DIR: &str = "woothee-0.13.0";
 
@@ -82,12 +80,7 @@ fn extract(file: &Path, text: &str) -> Vec<Case> {
 }
 
 fn build(src: &str) -> Box<dyn Filter> {
-    let t = DeTable::parse(src).unwrap();
-    let span = t.span();
-    let section = ConfigSection::new(
-        "filter[0]",
-        Spanned::new(span, DeValue::Table(t.into_inner())),
-    );
+    let section = ConfigSection::from_toml("filter[0]", src).expect("section");
     let ctx = BuildContext {
         id: "user_agent.0".into(),
         hostname: "test".into(),
