@@ -30,6 +30,7 @@ pub const OUTPUTS: &[(&str, OutputFactory)] = &[
     ("file", fuwa_out_file::build),
     ("stdout", fuwa_out_stdout::build),
     ("null", fuwa_out_null::build),
+    ("s3", fuwa_out_s3::build),
 ];
 
 pub fn find<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {

@@ -1,0 +1,384 @@
+//! The S3 output: one object per chunk, under a key rendered from a
+//! template (`${tag}`, `${tag[N]}`, `${hostname}`, `${record.x}`,
+//! `${chunk_id}`, `${uuid}`, strftime of the event time in the agent's time
+//! zone), JSON Lines or msgpack, gzip/zstd/none. The key depends only on
+//! the chunk, so a retried chunk overwrites its object instead of adding a
+//! duplicate. PutObject below `multipart_threshold`, multipart above.
+//!
+//! AWS setup (credentials, region, endpoint, assume-role) and error
+//! classification come from `fuwa-aws`; the client is built on the first
+//! write, so the agent starts even when S3 is unreachable.
+
+mod encode;
+mod key;
+mod upload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::RequestChecksumCalculation;
+use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
+use aws_sdk_s3::Client;
+use fuwa_api::{
+    BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, Output, OutputError,
+    Partitioner,
+};
+use fuwa_aws::{AwsSettings, LazyClient};
+use fuwa_render::{parse_timezone, JsonLines, Template, TimeFormat};
+use serde::Deserialize;
+
+pub use encode::{Compression, Format};
+pub use key::{object_key, uuid_for};
+
+const MIB: u64 = 1 << 20;
+/// S3's smallest part (all but the last) and largest part
+const MIN_PART: u64 = 5 * MIB;
+const MAX_PART: u64 = 5 * 1024 * MIB;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3Config {
+    bucket: String,
+    key: String,
+    region: Option<String>,
+    endpoint: Option<String>,
+    #[serde(default)]
+    force_path_style: bool,
+    #[serde(default)]
+    format: Format,
+    #[serde(default)]
+    compression: Compression,
+    compression_level: Option<i32>,
+    time_key: Option<String>,
+    #[serde(default = "rfc3339")]
+    time_format: String,
+    tag_key: Option<String>,
+    storage_class: Option<String>,
+    server_side_encryption: Option<String>,
+    sse_kms_key_id: Option<String>,
+    role_arn: Option<String>,
+    role_session_name: Option<String>,
+    external_id: Option<String>,
+    #[serde(default = "default_threshold")]
+    multipart_threshold: ByteSize,
+    #[serde(default = "default_part_size")]
+    part_size: ByteSize,
+    #[serde(default = "default_timeout")]
+    timeout: HumanDuration,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: HumanDuration,
+}
+
+fn rfc3339() -> String {
+    "rfc3339".into()
+}
+fn default_threshold() -> ByteSize {
+    ByteSize(16 * MIB)
+}
+fn default_part_size() -> ByteSize {
+    ByteSize(8 * MIB)
+}
+fn default_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+pub struct S3Output {
+    id: String,
+    bucket: String,
+    template: Arc<key::KeyTemplate>,
+    encoder: Arc<encode::Encoder>,
+    storage_class: Option<StorageClass>,
+    sse: Option<ServerSideEncryption>,
+    sse_kms_key_id: Option<String>,
+    multipart_threshold: usize,
+    part_size: usize,
+    client: LazyClient<Client>,
+}
+
+pub fn build(
+    section: &ConfigSection<'_>,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
+    let cfg: S3Config = section.parse().map_err(|e| vec![e])?;
+    let tz = parse_timezone(&ctx.timezone).map_err(|e| vec![section.error("timezone", e)])?;
+    let mut errors = Vec::new();
+    let mut err = |k: &str, m: String| errors.push(section.error(k, m));
+
+    if cfg.bucket.is_empty() || cfg.bucket.contains('/') {
+        err(
+            "bucket",
+            "a bucket name only (no `s3://`, no slashes)".into(),
+        );
+    }
+    let template = match Template::parse(&cfg.key, tz, &ctx.hostname) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            err("key", e);
+            None
+        }
+    };
+    if !(cfg.key.contains("${chunk_id}") || cfg.key.contains("${uuid}")) {
+        err(
+            "key",
+            "the key must contain ${chunk_id} or ${uuid}, else chunks of one partition overwrite each other".into(),
+        );
+    }
+    if cfg.key.starts_with('/') {
+        err("key", "an S3 key does not start with `/`".into());
+    }
+    let time_format = match TimeFormat::parse(&cfg.time_format, tz) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            err("time_format", e);
+            None
+        }
+    };
+    match (cfg.compression, cfg.compression_level) {
+        (Compression::Gzip, Some(l)) if !(0..=9).contains(&l) => {
+            err("compression_level", format!("{l}: gzip levels are 0 to 9"))
+        }
+        (Compression::Zstd, Some(l)) if !(-7..=22).contains(&l) => err(
+            "compression_level",
+            format!("{l}: zstd levels are -7 to 22"),
+        ),
+        (Compression::None, Some(_)) => {
+            err("compression_level", "no compression is configured".into())
+        }
+        _ => {}
+    }
+    let storage_class = cfg.storage_class.as_deref().map(StorageClass::from);
+    if cfg
+        .storage_class
+        .as_deref()
+        .is_some_and(|s| !StorageClass::values().contains(&s))
+    {
+        err(
+            "storage_class",
+            format!(
+                "unknown storage class (known: {})",
+                StorageClass::values().join(", ")
+            ),
+        );
+    }
+    let sse = cfg
+        .server_side_encryption
+        .as_deref()
+        .map(ServerSideEncryption::from);
+    if cfg
+        .server_side_encryption
+        .as_deref()
+        .is_some_and(|s| !ServerSideEncryption::values().contains(&s))
+    {
+        err(
+            "server_side_encryption",
+            format!(
+                "unknown (known: {})",
+                ServerSideEncryption::values().join(", ")
+            ),
+        );
+    }
+    if cfg.sse_kms_key_id.is_some()
+        && !matches!(
+            sse,
+            Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
+        )
+    {
+        err(
+            "sse_kms_key_id",
+            "needs server_side_encryption = \"aws:kms\" (or \"aws:kms:dsse\")".into(),
+        );
+    }
+    if !(MIN_PART..=MAX_PART).contains(&cfg.part_size.0) {
+        err("part_size", "S3 parts are 5MiB to 5GiB".into());
+    }
+    if cfg.multipart_threshold.0 < MIN_PART || cfg.multipart_threshold.0 > MAX_PART {
+        err(
+            "multipart_threshold",
+            "between 5MiB (S3's smallest part) and 5GiB".into(),
+        );
+    }
+    let aws = AwsSettings {
+        region: cfg.region.clone(),
+        endpoint: cfg.endpoint.clone(),
+        role_arn: cfg.role_arn.clone(),
+        role_session_name: cfg.role_session_name.clone(),
+        external_id: cfg.external_id.clone(),
+        timeout: cfg.timeout.0,
+        connect_timeout: cfg.connect_timeout.0,
+    };
+    for (k, m) in aws.validate() {
+        err(k, m);
+    }
+    let (Some(template), Some(time_format)) = (template, time_format) else {
+        return Err(errors);
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let force_path_style = cfg.force_path_style;
+    let client = LazyClient::new(aws, move |conf| {
+        let c = aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(force_path_style)
+            // checksums only where S3 requires them: S3-compatible stores
+            // often reject the aws-chunked trailers of the newer default;
+            // the SigV4 payload hash still covers every body
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .build();
+        Client::from_conf(c)
+    });
+    Ok(Arc::new(S3Output {
+        id: ctx.id.clone(),
+        bucket: cfg.bucket,
+        template: Arc::new(key::KeyTemplate(template)),
+        encoder: Arc::new(encode::Encoder {
+            format: cfg.format,
+            compression: cfg.compression,
+            level: cfg.compression_level,
+            lines: JsonLines {
+                tag_key: cfg.tag_key,
+                time_key: cfg.time_key,
+                time_format,
+            },
+        }),
+        storage_class,
+        sse,
+        sse_kms_key_id: cfg.sse_kms_key_id,
+        multipart_threshold: cfg.multipart_threshold.0 as usize,
+        part_size: cfg.part_size.0 as usize,
+        client,
+    }))
+}
+
+impl S3Output {
+    fn classify<E>(
+        &self,
+        e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+        op: &str,
+        key: &str,
+    ) -> OutputError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let bucket = &self.bucket;
+        let what = format!("{op} s3://{bucket}/{key}");
+        fuwa_aws::classify_sdk_error(e, &what, |code| s3_hint(code, bucket))
+    }
+}
+
+/// What to fix, for the S3 errors no retry fixes.
+fn s3_hint(code: &str, bucket: &str) -> Option<String> {
+    Some(match code {
+        "AccessDenied" | "AllAccessDisabled" => format!(
+            "the credentials in use need s3:PutObject and s3:AbortMultipartUpload on arn:aws:s3:::{bucket}/* (and kms:GenerateDataKey on the key when server_side_encryption = \"aws:kms\"); check the IAM policy, the bucket policy and `role_arn`"
+        ),
+        "NoSuchBucket" => format!(
+            "bucket `{bucket}` does not exist at this endpoint/region: create it or fix `bucket`"
+        ),
+        "PermanentRedirect" | "AuthorizationHeaderMalformed" => format!(
+            "bucket `{bucket}` is in another region: set `region` to the bucket's region"
+        ),
+        "InvalidStorageClass" => "fix `storage_class`".to_string(),
+        c if c.starts_with("KMS.") => {
+            "the KMS key cannot be used: check `sse_kms_key_id` and the key policy".to_string()
+        }
+        _ => return None,
+    })
+}
+
+#[async_trait]
+impl Output for S3Output {
+    fn partitioner(&self) -> Option<Arc<dyn Partitioner>> {
+        Some(self.template.clone())
+    }
+
+    fn default_flush_interval(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
+        let client = self.client.get().await?;
+        let key = object_key(&chunk.key, &chunk.id);
+        upload::write_object(self, client, chunk, &key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> BuildContext {
+        BuildContext {
+            id: "s3".into(),
+            hostname: "host".into(),
+            timezone: "Asia/Tokyo".into(),
+            data_dir: std::env::temp_dir(),
+        }
+    }
+
+    fn try_build(src: &str) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
+        let s = ConfigSection::from_toml("output[0]", src).unwrap();
+        build(&s, &ctx())
+    }
+
+    #[test]
+    fn builds_without_touching_the_network() {
+        // nothing listens there; building must still succeed
+        let o = try_build(
+            "bucket = \"b\"\nkey = \"a/%Y/${chunk_id}.json.gz\"\nendpoint = \"http://127.0.0.1:1\"\nregion = \"ap-northeast-1\"\nstorage_class = \"STANDARD_IA\"\nserver_side_encryption = \"aws:kms\"\nsse_kms_key_id = \"k\"",
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        assert_eq!(o.default_flush_interval(), Duration::from_secs(60));
+        assert!(o.partitioner().unwrap().uses_time());
+    }
+
+    #[test]
+    fn config_mistakes_are_named() {
+        let e = try_build("bucket = \"b\"\nkey = \"a/%Y/x.json\"")
+            .err()
+            .unwrap();
+        assert!(
+            e.iter()
+                .any(|e| e.key.ends_with("key") && e.message.contains("${chunk_id}")),
+            "{e:?}"
+        );
+        let e = try_build("bucket = \"s3://b\"\nkey = \"${uuid}\"\nstorage_class = \"CHEAP\"\nmultipart_threshold = \"1MiB\"\nserver_side_encryption = \"rot13\"\nendpoint = \"localhost:9000\"")
+            .err()
+            .unwrap();
+        for k in [
+            "bucket",
+            "storage_class",
+            "multipart_threshold",
+            "server_side_encryption",
+            "endpoint",
+        ] {
+            assert!(e.iter().any(|e| e.key.ends_with(k)), "{k}: {e:?}");
+        }
+        let e = try_build("bucket = \"b\"\nkey = \"${uuid}\"\nbukcet = \"x\"")
+            .err()
+            .unwrap();
+        assert!(e[0].message.contains("bukcet"), "{e:?}");
+        let e = try_build("bucket = \"b\"\nkey = \"${uuid}\"\nsse_kms_key_id = \"k\"")
+            .err()
+            .unwrap();
+        assert!(e[0].key.ends_with("sse_kms_key_id"), "{e:?}");
+    }
+
+    #[test]
+    fn hints_say_what_to_fix() {
+        assert!(s3_hint("AccessDenied", "b")
+            .unwrap()
+            .contains("s3:PutObject"));
+        assert!(s3_hint("NoSuchBucket", "b")
+            .unwrap()
+            .contains("`b` does not exist"));
+        assert!(s3_hint("PermanentRedirect", "b")
+            .unwrap()
+            .contains("region"));
+        assert!(s3_hint("SlowDown", "b").is_none());
+    }
+}
