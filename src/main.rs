@@ -1,5 +1,6 @@
 //! fuwa: a small, fast log agent.
 
+mod athena;
 mod buffer;
 mod config;
 mod deadletter;
@@ -54,6 +55,25 @@ enum Command {
     /// Chunks the buffers gave up on (data_dir/dead-letter/<output>/)
     #[command(subcommand)]
     DeadLetter(DeadLetterCmd),
+    /// Print an Athena CREATE EXTERNAL TABLE (with partition projection) for an s3 output
+    AthenaDdl {
+        /// Config file (TOML)
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        /// The s3 output's id (`id`, or TYPE.N by position)
+        #[arg(long = "output", value_name = "ID")]
+        output: String,
+        /// Table name: TABLE or DATABASE.TABLE
+        #[arg(long, value_name = "NAME")]
+        table: String,
+        /// JSON Lines records to infer the columns from (default: the
+        /// records buffered for the output)
+        #[arg(long, value_name = "F.jsonl")]
+        sample_file: Option<PathBuf>,
+        /// Overrides [agent] data_dir (where the buffered records are)
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +148,41 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::AthenaDdl {
+            config,
+            output,
+            table,
+            sample_file,
+            data_dir,
+        } => {
+            let cfg = match load_file(&config, data_dir.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    print_errors(&e);
+                    return ExitCode::from(2);
+                }
+            };
+            let req = athena::Request {
+                config_path: &config,
+                config: &cfg,
+                output: &output,
+                table: &table,
+                sample_file: sample_file.as_deref(),
+            };
+            match athena::ddl(&req) {
+                Ok(d) => {
+                    for w in &d.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    print!("{}", d.sql);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("fuwa: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Import(ImportCmd::KinesisAgent { file }) => {
             let text = match std::fs::read_to_string(&file) {
                 Ok(t) => t,

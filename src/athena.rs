@@ -1,0 +1,719 @@
+//! `fuwa athena-ddl`: prints a `CREATE EXTERNAL TABLE` for an S3 output, with
+//! the partition columns and Athena partition projection derived from the
+//! output's `key` template, and the data columns inferred from sample
+//! records (a JSON Lines file, or the records buffered for that output).
+//!
+//! Choices (see the README section):
+//! - SerDe: the OpenX JSON SerDe (`org.openx.data.jsonserde.JsonSerDe`):
+//!   it reads nested objects into `struct`s, matches keys case-insensitively
+//!   (Athena column names are lower case) and turns a nested value read
+//!   into a `string` column into its JSON text, which is what a
+//!   mixed-typed field needs.
+//! - RFC 3339 strings are `string` columns with a COMMENT: the JSON SerDes
+//!   only parse `yyyy-MM-dd HH:mm:ss[.f]` as `timestamp`, and fuwa writes
+//!   `2024-05-31T13:30:00.123456789Z`; `from_iso8601_timestamp(col)` reads it.
+//! - `%Y` is projected over 2020–2100.
+//! - `${hostname}`, `${tag[N]}`, `${record.x}`, a `${tag}` of an open match
+//!   and a value mixing literal text and placeholders are `injected`
+//!   (queries must then give that column's value).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::buffer::{buffer_dir, chunkfile};
+use crate::config::Config;
+
+/// The `%Y` projection range.
+pub const YEAR_RANGE: &str = "2020,2100";
+/// At most this many records are read to infer the columns.
+const MAX_SAMPLES: usize = 100_000;
+
+pub struct Request<'a> {
+    pub config_path: &'a Path,
+    pub config: &'a Config,
+    pub output: &'a str,
+    pub table: &'a str,
+    pub sample_file: Option<&'a Path>,
+}
+
+/// The DDL, and warnings for stderr.
+pub struct Ddl {
+    pub sql: String,
+    pub warnings: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------
+// types
+
+#[derive(Debug, Clone, PartialEq)]
+enum Ty {
+    Null,
+    Bool,
+    Int,
+    Double,
+    Str,
+    /// a string that parses as RFC 3339
+    Time,
+    /// values of several types
+    Mixed,
+    Struct(Vec<(String, Ty)>),
+    Array(Box<Ty>),
+}
+
+fn merge(a: Ty, b: Ty) -> Ty {
+    use Ty::*;
+    match (a, b) {
+        (Null, x) | (x, Null) => x,
+        (Int, Double) | (Double, Int) => Double,
+        (Time, Str) | (Str, Time) => Str,
+        (Struct(mut a), Struct(b)) => {
+            for (k, t) in b {
+                merge_field(&mut a, k, t);
+            }
+            Struct(a)
+        }
+        (Array(a), Array(b)) => Array(Box::new(merge(*a, *b))),
+        (a, b) if a == b => a,
+        _ => Mixed,
+    }
+}
+
+/// Adds a field to a field list; names that differ only in case are one
+/// column in Athena, so they merge.
+fn merge_field(fields: &mut Vec<(String, Ty)>, name: String, t: Ty) {
+    match fields
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+    {
+        Some((_, old)) => *old = merge(std::mem::replace(old, Ty::Null), t),
+        None => fields.push((name, t)),
+    }
+}
+
+fn is_rfc3339(s: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(s).is_ok()
+}
+
+fn of_json(v: &serde_json::Value) -> Ty {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Ty::Null,
+        J::Bool(_) => Ty::Bool,
+        J::Number(n) if n.is_i64() => Ty::Int,
+        J::Number(_) => Ty::Double,
+        J::String(s) if is_rfc3339(s) => Ty::Time,
+        J::String(_) => Ty::Str,
+        J::Array(a) => Ty::Array(Box::new(a.iter().map(of_json).fold(Ty::Null, merge))),
+        J::Object(m) => {
+            let mut f = Vec::new();
+            for (k, v) in m {
+                merge_field(&mut f, k.clone(), of_json(v));
+            }
+            Ty::Struct(f)
+        }
+    }
+}
+
+fn of_msgpack(v: &rmpv::Value) -> Ty {
+    use rmpv::Value as V;
+    match v {
+        V::Nil => Ty::Null,
+        V::Boolean(_) => Ty::Bool,
+        V::Integer(i) if i.as_i64().is_some() => Ty::Int,
+        V::Integer(_) | V::F32(_) | V::F64(_) => Ty::Double,
+        V::String(s) => match s.as_str() {
+            Some(s) if is_rfc3339(s) => Ty::Time,
+            _ => Ty::Str,
+        },
+        V::Binary(_) | V::Ext(..) => Ty::Str,
+        V::Array(a) => Ty::Array(Box::new(a.iter().map(of_msgpack).fold(Ty::Null, merge))),
+        V::Map(m) => {
+            let mut f = Vec::new();
+            for (k, v) in m {
+                let name = match k {
+                    V::String(s) => s.as_str().map(str::to_string),
+                    V::Binary(b) => std::str::from_utf8(b).ok().map(str::to_string),
+                    _ => None,
+                };
+                if let Some(name) = name {
+                    merge_field(&mut f, name, of_msgpack(v));
+                }
+            }
+            Ty::Struct(f)
+        }
+    }
+}
+
+/// A backquoted identifier (a backquote inside is doubled).
+fn bq(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// A single-quoted SQL string literal.
+fn sq(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn type_sql(t: &Ty) -> String {
+    match t {
+        Ty::Null | Ty::Str | Ty::Time | Ty::Mixed => "string".into(),
+        Ty::Bool => "boolean".into(),
+        Ty::Int => "bigint".into(),
+        Ty::Double => "double".into(),
+        Ty::Array(e) => format!("array<{}>", type_sql(e)),
+        Ty::Struct(f) if f.is_empty() => "string".into(),
+        Ty::Struct(f) => {
+            let fields: Vec<String> = f
+                .iter()
+                .map(|(n, t)| {
+                    let plain = n
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    let n = if plain { n.clone() } else { bq(n) };
+                    format!("{n}:{}", type_sql(t))
+                })
+                .collect();
+            format!("struct<{}>", fields.join(","))
+        }
+    }
+}
+
+fn comment_of(t: &Ty) -> Option<&'static str> {
+    match t {
+        Ty::Time => Some("RFC 3339 time as text: read it with from_iso8601_timestamp()"),
+        Ty::Mixed => Some("values of several types in the sample: kept as text (JSON)"),
+        Ty::Null => Some("only nulls in the sample"),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// the key template
+
+#[derive(Debug, Clone, PartialEq)]
+enum Projection {
+    Integer {
+        min: u32,
+        max: u32,
+        digits: Option<u32>,
+    },
+    Enum(Vec<String>),
+    Injected,
+}
+
+struct Partition {
+    name: String,
+    projection: Projection,
+}
+
+/// Keeps what the key template keeps of a tag (see fuwa_render's
+/// `push_sanitised`).
+fn sanitise(v: &str) -> String {
+    if v.is_empty() || v == "." || v == ".." {
+        return "_".into();
+    }
+    v.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '=' | '+' | '@' | ',') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn has_placeholder(s: &str) -> bool {
+    s.contains("${") || s.contains('%')
+}
+
+fn projection_of(value: &str, tags: &Option<Vec<String>>) -> Projection {
+    let int = |min, max, digits| Projection::Integer { min, max, digits };
+    let (y0, y1) = YEAR_RANGE
+        .split_once(',')
+        .map(|(a, b)| (a.parse().unwrap_or(2020), b.parse().unwrap_or(2100)))
+        .unwrap_or((2020, 2100));
+    match value {
+        "%Y" => int(y0, y1, Some(4)),
+        "%m" => int(1, 12, Some(2)),
+        "%d" => int(1, 31, Some(2)),
+        "%H" => int(0, 23, Some(2)),
+        "%M" => int(0, 59, Some(2)),
+        "%-m" => int(1, 12, None),
+        "%-d" => int(1, 31, None),
+        "%-H" => int(0, 23, None),
+        "%-M" => int(0, 59, None),
+        "${tag}" => match tags {
+            Some(t) => Projection::Enum(t.iter().map(|t| sanitise(t)).collect()),
+            None => Projection::Injected,
+        },
+        v if !has_placeholder(v) => Projection::Enum(vec![v.to_string()]),
+        _ => Projection::Injected,
+    }
+}
+
+/// A column name for a path segment that is not `name=VALUE`.
+fn name_for(segment: &str) -> String {
+    let n = match segment {
+        "%Y" => "year".to_string(),
+        "%m" | "%-m" => "month".to_string(),
+        "%d" | "%-d" => "day".to_string(),
+        "%H" | "%-H" => "hour".to_string(),
+        "%M" | "%-M" => "minute".to_string(),
+        "${tag}" => "tag".to_string(),
+        "${hostname}" => "hostname".to_string(),
+        s => s
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+            .trim_matches('_')
+            .replace("record_", "")
+            .replace("__", "_"),
+    };
+    if n.is_empty() {
+        "part".into()
+    } else {
+        n
+    }
+}
+
+struct Layout {
+    location: String,
+    template: String,
+    partitions: Vec<Partition>,
+}
+
+fn layout(bucket: &str, key: &str, tags: &Option<Vec<String>>) -> Result<Layout> {
+    let dirs: Vec<&str> = match key.rfind('/') {
+        Some(i) => key[..i].split('/').collect(),
+        None => Vec::new(),
+    };
+    let mut partitions: Vec<Partition> = Vec::new();
+    let mut fixed = Vec::new();
+    let mut template = Vec::new();
+    for seg in dirs {
+        let hive = seg.split_once('=').filter(|(n, _)| {
+            !n.is_empty()
+                && !has_placeholder(n)
+                && n.chars().all(|c| c.is_alphanumeric() || c == '_')
+        });
+        let (name, value, rendered) = match hive {
+            Some((n, v)) => (n.to_string(), v, None),
+            None if has_placeholder(seg) => (name_for(seg), seg, Some(())),
+            None => {
+                if partitions.is_empty() {
+                    fixed.push(seg.to_string());
+                }
+                template.push(seg.to_string());
+                continue;
+            }
+        };
+        if name.chars().any(|c| c.is_ascii_uppercase()) {
+            bail!("key segment `{seg}`: the partition name `{name}` has upper case letters; Athena column names are lower case, so projection would not find it");
+        }
+        if partitions.iter().any(|p| p.name == name) {
+            bail!("key segment `{seg}`: a second partition named `{name}`");
+        }
+        template.push(match rendered {
+            Some(()) => format!("${{{name}}}"),
+            None => format!("{name}=${{{name}}}"),
+        });
+        partitions.push(Partition {
+            projection: projection_of(value, tags),
+            name,
+        });
+    }
+    let join = |v: &[String]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", v.join("/"))
+        }
+    };
+    Ok(Layout {
+        location: format!("s3://{bucket}/{}", join(&fixed)),
+        template: format!("s3://{bucket}/{}", join(&template)),
+        partitions,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// samples
+
+fn from_sample_file(path: &Path, fields: &mut Vec<(String, Ty)>) -> Result<usize> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the sample file", path.display()))?;
+    let mut n = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a JSON line", path.display(), i + 1))?;
+        let Ty::Struct(f) = of_json(&v) else {
+            bail!("{}:{}: not a JSON object", path.display(), i + 1);
+        };
+        for (k, t) in f {
+            merge_field(fields, k, t);
+        }
+        n += 1;
+        if n >= MAX_SAMPLES {
+            break;
+        }
+    }
+    Ok(n)
+}
+
+/// Records buffered for the output: `[time, record]` entries of every
+/// block of every `*.chunk` file. Returns how many were read.
+fn from_buffer(dir: &Path, fields: &mut Vec<(String, Ty)>, warnings: &mut Vec<String>) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut files: Vec<_> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "chunk"))
+        .collect();
+    files.sort();
+    let mut n = 0;
+    for f in files {
+        let Ok(bytes) = std::fs::read(&f) else {
+            continue;
+        };
+        let scanned = match chunkfile::scan(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                warnings.push(format!("{}: skipped: {e}", f.display()));
+                continue;
+            }
+        };
+        for (range, _) in &scanned.blocks {
+            let mut payload = &bytes[range.clone()];
+            while !payload.is_empty() && n < MAX_SAMPLES {
+                let Ok(entry) = rmpv::decode::read_value(&mut payload) else {
+                    warnings.push(format!("{}: a block does not decode", f.display()));
+                    break;
+                };
+                if let Some(rec) = entry.as_array().and_then(|a| a.get(1)) {
+                    if let Ty::Struct(fs) = of_msgpack(rec) {
+                        for (k, t) in fs {
+                            merge_field(fields, k, t);
+                        }
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    n
+}
+
+// ---------------------------------------------------------------------------
+// the raw output table
+
+fn raw_output(path: &Path, id: &str) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the config file", path.display()))?;
+    let doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let outputs = doc
+        .get("output")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut ids = Vec::new();
+    for (i, o) in outputs.iter().enumerate() {
+        let Some(t) = o.as_table() else { continue };
+        let kind = t.get("type").and_then(|v| v.as_str()).unwrap_or("");
+        let oid = t
+            .get("id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{kind}.{i}"));
+        if oid == id {
+            if kind != "s3" {
+                bail!("output `{id}` is type = \"{kind}\", not \"s3\": athena-ddl describes what an s3 output writes");
+            }
+            return Ok(t.clone());
+        }
+        ids.push(format!("{oid} ({kind})"));
+    }
+    Err(anyhow!(
+        "no output `{id}` in {} (outputs: {})",
+        path.display(),
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
+        }
+    ))
+}
+
+fn str_of<'a>(t: &'a toml::Table, k: &str) -> Option<&'a str> {
+    t.get(k).and_then(|v| v.as_str())
+}
+
+// ---------------------------------------------------------------------------
+
+pub fn ddl(req: &Request) -> Result<Ddl> {
+    let out = raw_output(req.config_path, req.output)?;
+    let spec = req
+        .config
+        .outputs
+        .iter()
+        .find(|o| o.id == req.output)
+        .ok_or_else(|| anyhow!("no output `{}`", req.output))?;
+    let mut warnings = Vec::new();
+    let bucket = str_of(&out, "bucket").context("the output has no bucket")?;
+    let key = str_of(&out, "key").context("the output has no key")?;
+    let format = str_of(&out, "format").unwrap_or("json");
+    if format != "json" {
+        bail!("output `{}` has format = \"{format}\": Athena cannot read msgpack objects; set format = \"json\" (JSON Lines) for a table Athena can query", req.output);
+    }
+    let compression = str_of(&out, "compression").unwrap_or("gzip");
+    let file = key.rsplit('/').next().unwrap_or(key);
+    let ext = match compression {
+        "gzip" => Some(".gz"),
+        "zstd" => Some(".zst"),
+        _ => None,
+    };
+    if let Some(ext) = ext {
+        if !file.ends_with(ext) {
+            warnings.push(format!("compression = \"{compression}\" but the key's file name `{file}` does not end with `{ext}`: Athena picks the codec by extension and would read the compressed bytes as text"));
+        }
+    }
+    let table: Vec<&str> = req.table.split('.').collect();
+    if table.len() > 2 || table.iter().any(|p| p.is_empty()) {
+        bail!("--table `{}`: give TABLE or DATABASE.TABLE", req.table);
+    }
+    let table = table.iter().map(|p| bq(p)).collect::<Vec<_>>().join(".");
+
+    let tags = spec.pattern.literal_tags();
+    let lay = layout(bucket, key, &tags)?;
+
+    // data columns
+    let mut fields: Vec<(String, Ty)> = Vec::new();
+    let (samples, source) = match req.sample_file {
+        Some(p) => {
+            let n = from_sample_file(p, &mut fields)?;
+            (n, format!("{n} record(s) of {}", p.display()))
+        }
+        None => {
+            let dir = buffer_dir(&req.config.agent.data_dir, req.output);
+            let n = from_buffer(&dir, &mut fields, &mut warnings);
+            if n == 0 {
+                warnings.push(format!(
+                    "no sample: no --sample-file and no records buffered in {}; only the injected fields are listed",
+                    dir.display()
+                ));
+            }
+            (n, format!("{n} record(s) buffered in {}", dir.display()))
+        }
+    };
+    let time_format = str_of(&out, "time_format").unwrap_or("rfc3339");
+    let time_ty = match time_format {
+        "rfc3339" => Ty::Time,
+        "unix" | "unix_ms" => Ty::Int,
+        "unix_float" => Ty::Double,
+        _ => Ty::Str,
+    };
+    for (k, t) in [
+        (str_of(&out, "time_key"), time_ty),
+        (str_of(&out, "tag_key"), Ty::Str),
+    ] {
+        if let Some(k) = k {
+            // injected by the output: replaces a field of that name
+            match fields.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(k)) {
+                Some((_, old)) => *old = t,
+                None => fields.push((k.to_string(), t)),
+            }
+        }
+    }
+    let mut dropped = Vec::new();
+    fields.retain(|(n, _)| {
+        let clash = lay
+            .partitions
+            .iter()
+            .any(|p| p.name.eq_ignore_ascii_case(n));
+        if clash {
+            dropped.push(n.clone());
+        }
+        !clash
+    });
+    if fields.is_empty() {
+        bail!("no columns known: give --sample-file (JSON Lines), buffer some records for output `{}`, or set time_key on it", req.output);
+    }
+
+    // Athena column names are lower case letters, digits and `_`; other
+    // keys get such a name and an OpenX `mapping.` property.
+    let mut mappings = Vec::new();
+    let mut taken: Vec<String> = Vec::new();
+    for (name, _) in fields.iter_mut() {
+        let plain: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut col = plain.clone();
+        let mut i = 2;
+        while taken.contains(&col) || lay.partitions.iter().any(|p| p.name == col) {
+            col = format!("{plain}_{i}");
+            i += 1;
+        }
+        taken.push(col.clone());
+        if col != name.to_ascii_lowercase() {
+            mappings.push((format!("mapping.{col}"), name.clone()));
+        }
+        *name = col;
+    }
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "-- fuwa athena-ddl: output `{}` (s3://{bucket}/{key})",
+        req.output
+    );
+    let _ = writeln!(s, "-- columns from {source}");
+    let _ = writeln!(
+        s,
+        "-- partition times are event times in [agent] timezone {}",
+        req.config.agent.timezone
+    );
+    if !dropped.is_empty() {
+        let _ = writeln!(
+            s,
+            "-- fields also in the key, so only partition columns: {}",
+            dropped.join(", ")
+        );
+    }
+    let _ = writeln!(s, "CREATE EXTERNAL TABLE {table} (");
+    let n = fields.len();
+    for (i, (name, t)) in fields.iter().enumerate() {
+        let _ = write!(s, "  {} {}", bq(name), type_sql(t));
+        if let Some(c) = comment_of(t) {
+            let _ = write!(s, " COMMENT {}", sq(c));
+        }
+        s.push_str(if i + 1 < n { ",\n" } else { "\n" });
+    }
+    if samples == 0 {
+        s.push_str("  -- add your columns here\n");
+    }
+    s.push_str(")\n");
+    if !lay.partitions.is_empty() {
+        let cols: Vec<String> = lay
+            .partitions
+            .iter()
+            .map(|p| {
+                let ty = match p.projection {
+                    Projection::Integer { .. } => "int",
+                    _ => "string",
+                };
+                format!("{} {ty}", bq(&p.name))
+            })
+            .collect();
+        let _ = writeln!(s, "PARTITIONED BY ({})", cols.join(", "));
+    }
+    s.push_str("ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'\n");
+    if !mappings.is_empty() {
+        let m: Vec<String> = mappings
+            .iter()
+            .map(|(k, v)| format!("  {} = {}", sq(k), sq(v)))
+            .collect();
+        let _ = writeln!(s, "WITH SERDEPROPERTIES (\n{}\n)", m.join(",\n"));
+    }
+    s.push_str("STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'\n");
+    s.push_str("OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\n");
+    let _ = writeln!(s, "LOCATION {}", sq(&lay.location));
+    if !lay.partitions.is_empty() {
+        let mut props: Vec<(String, String)> = vec![("projection.enabled".into(), "true".into())];
+        for p in &lay.partitions {
+            let k = |x: &str| format!("projection.{}.{x}", p.name);
+            match &p.projection {
+                Projection::Integer { min, max, digits } => {
+                    props.push((k("type"), "integer".into()));
+                    props.push((k("range"), format!("{min},{max}")));
+                    if let Some(d) = digits {
+                        props.push((k("digits"), d.to_string()));
+                    }
+                }
+                Projection::Enum(v) => {
+                    props.push((k("type"), "enum".into()));
+                    props.push((k("values"), v.join(",")));
+                }
+                Projection::Injected => props.push((k("type"), "injected".into())),
+            }
+        }
+        props.push(("storage.location.template".into(), lay.template.clone()));
+        s.push_str("TBLPROPERTIES (\n");
+        let n = props.len();
+        for (i, (k, v)) in props.iter().enumerate() {
+            let _ = write!(s, "  {} = {}", sq(k), sq(v));
+            s.push_str(if i + 1 < n { ",\n" } else { "\n" });
+        }
+        s.push_str(")\n");
+    }
+    s.push_str(";\n");
+    Ok(Ddl { sql: s, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_merge() {
+        assert_eq!(merge(Ty::Int, Ty::Double), Ty::Double);
+        assert_eq!(merge(Ty::Time, Ty::Str), Ty::Str);
+        assert_eq!(merge(Ty::Bool, Ty::Str), Ty::Mixed);
+        assert_eq!(merge(Ty::Null, Ty::Bool), Ty::Bool);
+        let j: serde_json::Value = serde_json::from_str(
+            r#"{"a":[1,2.5],"B":{"x":"2024-05-31T13:30:00Z"},"b":{"y":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            type_sql(&of_json(&j)),
+            "struct<B:struct<x:string,y:boolean>,a:array<double>>"
+        );
+    }
+
+    #[test]
+    fn layout_of_the_readme_key() {
+        let tags = Some(vec!["action_logs".to_string(), "page_views".to_string()]);
+        let l = layout(
+            "b",
+            "logs/content_type=${tag}/year=%Y/month=%m/day=%d/hour=%H/${hostname}-${chunk_id}.json.gz",
+            &tags,
+        )
+        .unwrap();
+        assert_eq!(l.location, "s3://b/logs/");
+        assert_eq!(
+            l.template,
+            "s3://b/logs/content_type=${content_type}/year=${year}/month=${month}/day=${day}/hour=${hour}/"
+        );
+        assert_eq!(
+            l.partitions[0].projection,
+            Projection::Enum(vec!["action_logs".into(), "page_views".into()])
+        );
+        let l = layout("b", "${tag[0]}/%Y/x/${record.a.b}/${uuid}", &None).unwrap();
+        assert_eq!(l.location, "s3://b/");
+        assert_eq!(l.template, "s3://b/${tag_0}/${year}/x/${a_b}/");
+        let l = layout("b", "${uuid}.gz", &None).unwrap();
+        assert!(l.partitions.is_empty());
+        assert!(layout("b", "a=%Y/a=%m/${uuid}", &None).is_err());
+    }
+}
