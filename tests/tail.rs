@@ -160,6 +160,20 @@ fn rotation_by_rename_with_kill_9_loses_nothing_and_garbles_nothing() {
         missing.iter().all(|i| got.is_empty() || *i < id),
         "ids in range"
     );
+    if !missing.is_empty() {
+        if let Ok(dir) = std::env::var("FUWA_TEST_KEEP") {
+            let _ = std::process::Command::new("cp")
+                .arg("-r")
+                .arg(a.dir.path())
+                .arg(&dir)
+                .status();
+            let _ = std::process::Command::new("cp")
+                .arg("-r")
+                .arg(logs.path())
+                .arg(format!("{dir}-logs"))
+                .status();
+        }
+    }
     assert!(
         missing.is_empty(),
         "lost lines: {:?}\n{}",

@@ -182,7 +182,10 @@ fn spawn_agent(dir: &Path, stdout: Arc<Mutex<String>>, stderr: Arc<Mutex<String>
         .arg(dir.join("fuwa.toml"))
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .env("FUWA_LOG", "info")
+        .env(
+            "FUWA_LOG",
+            std::env::var("FUWA_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -55,6 +55,11 @@ pub struct TailConfig {
     #[serde(default)]
     pub skip_header_lines: usize,
     pub read_bytes_limit_per_second: Option<ByteSize>,
+    /// after a file is rotated away or deleted, keep reading it until it
+    /// has not grown for this long (writers often append a few more lines
+    /// before they reopen their log)
+    #[serde(default = "five_s")]
+    pub rotate_wait: HumanDuration,
     /// how often globs are re-expanded when no inotify event arrives
     #[serde(default = "five_s")]
     pub refresh_interval: HumanDuration,

@@ -118,6 +118,17 @@ fn chrono_tz_utc() -> fuwa_render::time::Tz {
     fuwa_render::parse_timezone("UTC").unwrap_or_default()
 }
 
+/// Where a file rotated away keeps its position while it is drained: its
+/// old path plus its inode, so a crash mid-drain can find it again.
+fn draining_key(path_key: &str, ino: u64) -> String {
+    format!("{path_key}#rotated-{ino}")
+}
+
+/// The path a positions key is about (a draining key names its old path).
+fn key_path(key: &str) -> &str {
+    key.split_once("#rotated-").map(|(p, _)| p).unwrap_or(key)
+}
+
 /// A multiline event being gathered.
 struct Pending {
     text: Vec<u8>,
@@ -343,7 +354,7 @@ impl TailInput {
     fn recover_rotated(&self, positions: &PositionFile) -> Vec<FileState> {
         let mut out = Vec::new();
         for (key, pos) in &positions.entries {
-            let path = Path::new(key);
+            let path = Path::new(key_path(key));
             if let Ok((dev, ino, _)) = identify(path) {
                 if dev == pos.id.dev && ino == pos.id.ino {
                     continue; // still where it was
@@ -594,8 +605,19 @@ impl Input for TailInput {
                         replaced.push(f.t.path.clone());
                     }
                     Change::Gone => {
+                        debug!(input = %ctx.id, path = %f.t.key, "file renamed away or deleted: reading it to its end");
                         f.t.draining = true;
                     }
+                }
+                if f.t.draining {
+                    // its position moves to a key of its own at once, so a
+                    // crash while it is drained can still find it
+                    f.t.last_growth = Instant::now();
+                    let pos = Position {
+                        id: f.t.id.clone(),
+                        offset: TailInput::safe_offset(f),
+                    };
+                    positions.set(&draining_key(&f.t.key, f.t.id.ino), pos);
                 }
             }
             for p in replaced {
@@ -627,7 +649,12 @@ impl Input for TailInput {
                 window.1 += n;
                 read_any |= n > 0;
                 let eof = n == 0 || !b.full();
-                let draining_done = files[idx].t.draining && eof && n == 0;
+                // a drained file is let go only once it stopped growing for
+                // rotate_wait: writers append a little more before reopening
+                let draining_done = files[idx].t.draining
+                    && eof
+                    && n == 0
+                    && files[idx].t.last_growth.elapsed() >= me.cfg.rotate_wait.0;
                 me.flush_timed(&mut files[idx], &mut b, draining_done);
                 if b.truncated + b.skipped_long + b.parse_errors > 0 {
                     warn!(input = %ctx.id, path = %files[idx].t.key, truncated_long_lines = b.truncated, skipped_long_lines = b.skipped_long,
@@ -653,23 +680,25 @@ impl Input for TailInput {
                 let f = &mut files[idx];
                 f.t.refresh_fingerprint();
                 let safe = TailInput::safe_offset(f);
-                if !f.t.draining {
-                    positions.set(
-                        &f.t.key,
-                        Position {
-                            id: f.t.id.clone(),
-                            offset: safe,
-                        },
-                    );
+                let pos = Position {
+                    id: f.t.id.clone(),
+                    offset: safe,
+                };
+                if f.t.draining {
+                    positions.set(&draining_key(&f.t.key, f.t.id.ino), pos);
+                } else {
+                    positions.set(&f.t.key, pos);
                 }
                 if draining_done {
                     debug!(input = %ctx.id, path = %f.t.key, "released");
                     let key = f.t.key.clone();
+                    positions.remove(&draining_key(&key, f.t.id.ino));
                     let still_there = files.iter().any(|o| !o.t.draining && o.t.key == key);
                     if !still_there {
                         positions.remove(&key);
                     }
                     files.remove(idx);
+                    let _ = positions.save();
                     continue;
                 }
                 if let Err(e) = positions.save() {

@@ -143,10 +143,10 @@ fn write_blocking(
         .map_err(|e| classify(e, &format!("cannot open {}", path.display())))?;
     let werr = |e: std::io::Error| classify(e, &format!("cannot write {}", path.display()));
     let mut sink = match compress {
-        Compress::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(
+        Compress::Gzip => Sink::Gzip(Box::new(flate2::write::GzEncoder::new(
             file,
             flate2::Compression::default(),
-        )),
+        ))),
         Compress::None => Sink::Plain(file),
     };
     let mut buf = Vec::with_capacity(PIECE + PIECE / 4);
@@ -168,7 +168,7 @@ fn write_blocking(
 
 enum Sink {
     Plain(std::fs::File),
-    Gzip(flate2::write::GzEncoder<std::fs::File>),
+    Gzip(Box<flate2::write::GzEncoder<std::fs::File>>),
 }
 
 impl Sink {
