@@ -525,10 +525,15 @@ impl Input for TailInput {
         let mut positions = PositionFile::load(me.positions_path.clone())
             .map_err(|e| PluginError::Other(format!("cannot read tail positions: {e}")))?;
         let wake = Arc::new(Notify::new());
+        // set by every inotify event, read each round even while files are
+        // being read, so a new file is found within ~100ms whatever else is going on
+        let changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let _watcher = {
             use notify::Watcher;
             let w = wake.clone();
+            let c = changed.clone();
             match notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+                c.store(true, std::sync::atomic::Ordering::Relaxed);
                 w.notify_one()
             }) {
                 Ok(mut watcher) => {
@@ -569,6 +574,7 @@ impl Input for TailInput {
                 break;
             }
             // new files
+            rescan_asked |= changed.swap(false, std::sync::atomic::Ordering::Relaxed);
             let asked = rescan_asked && last_scan.elapsed() >= Duration::from_millis(100);
             if asked || last_scan.elapsed() >= me.cfg.refresh_interval.0 {
                 last_scan = Instant::now();
