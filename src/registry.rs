@@ -31,6 +31,7 @@ pub const OUTPUTS: &[(&str, OutputFactory)] = &[
     ("stdout", fuwa_out_stdout::build),
     ("null", fuwa_out_null::build),
     ("s3", fuwa_out_s3::build),
+    ("firehose", fuwa_out_firehose::build),
 ];
 
 pub fn find<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {

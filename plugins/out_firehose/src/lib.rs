@@ -1,0 +1,600 @@
+//! The Amazon Data Firehose output: PutRecordBatch, one JSON line per event
+//! (or many lines per record with `aggregate = true`), within Firehose's
+//! hard limits (500 records and 4 MiB per call, 1,000 KiB per record).
+//!
+//! Retries. Outputs normally never retry: the engine retries the whole
+//! chunk. PutRecordBatch is the exception: it can succeed for some records
+//! and fail for others (`FailedPutCount > 0`), and resending the whole chunk
+//! would duplicate the records that went through. So `write` resends only
+//! the failed records itself, with backoff, for at most `retry_attempts`
+//! rounds / `retry_timeout`. If records still fail after that, it returns
+//! `Retryable` and remembers, in memory and keyed by chunk id, which records
+//! of the chunk were delivered, so the engine's retry of that chunk skips
+//! them. A crash (or restart) loses that memory: the chunk is then sent
+//! again from its start and records delivered before the crash are
+//! duplicated (at-least-once).
+//!
+//! Events larger than one record can hold are not sent: the rest of the
+//! chunk is delivered, then `write` returns `Fatal` so that the engine moves
+//! the chunk to the dead-letter directory with that reason. The dead-letter
+//! chunk holds the whole chunk, so replaying it resends the events that were
+//! delivered (a known limitation).
+//!
+//! Up to `max_in_flight` calls are in flight per chunk: no ordering between
+//! records is guaranteed.
+
+mod limit;
+mod records;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_firehose::primitives::Blob;
+use aws_sdk_firehose::types::Record;
+use aws_sdk_firehose::Client;
+use bytes::Bytes;
+use fuwa_api::{
+    BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, Output, OutputError,
+};
+use fuwa_aws::{AwsSettings, LazyClient};
+use fuwa_render::{parse_timezone, JsonLines, TimeFormat};
+use rand::Rng;
+use serde::Deserialize;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+pub use limit::{Aimd, TokenBucket};
+pub use records::{billed, MAX_CALL_BYTES, MAX_CALL_RECORDS, MAX_RECORD};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FirehoseConfig {
+    delivery_stream: String,
+    region: Option<String>,
+    endpoint: Option<String>,
+    role_arn: Option<String>,
+    role_session_name: Option<String>,
+    external_id: Option<String>,
+    #[serde(default)]
+    aggregate: bool,
+    #[serde(default = "default_aggregate_max")]
+    aggregate_max_size: ByteSize,
+    #[serde(default = "yes")]
+    append_newline: bool,
+    records_per_second: Option<u64>,
+    bytes_per_second: Option<ByteSize>,
+    requests_per_second: Option<u64>,
+    #[serde(default = "default_in_flight")]
+    max_in_flight: usize,
+    #[serde(default = "default_attempts")]
+    retry_attempts: u32,
+    #[serde(default = "default_retry_timeout")]
+    retry_timeout: HumanDuration,
+    time_key: Option<String>,
+    #[serde(default = "rfc3339")]
+    time_format: String,
+    tag_key: Option<String>,
+    #[serde(default = "default_timeout")]
+    timeout: HumanDuration,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: HumanDuration,
+}
+
+fn yes() -> bool {
+    true
+}
+fn rfc3339() -> String {
+    "rfc3339".into()
+}
+fn default_aggregate_max() -> ByteSize {
+    ByteSize(MAX_RECORD as u64)
+}
+fn default_in_flight() -> usize {
+    4
+}
+fn default_attempts() -> u32 {
+    8
+}
+fn default_retry_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+/// Counters of what this output sent (for the metrics endpoint to come).
+#[derive(Debug, Default)]
+pub struct FirehoseStats {
+    /// PutRecordBatch calls made (answered or not)
+    pub calls: AtomicU64,
+    /// calls that failed as a whole (throttling, 5xx, network)
+    pub failed_calls: AtomicU64,
+    /// records Firehose accepted
+    pub records: AtomicU64,
+    /// records Firehose rejected in a partial failure (each resend counts)
+    pub failed_records: AtomicU64,
+    /// bytes of the accepted records
+    pub payload_bytes: AtomicU64,
+    /// bytes billed for them: each record rounded up to 5 KB
+    pub billed_bytes: AtomicU64,
+    /// events too big for one record (dead-lettered with their chunk)
+    pub oversize_events: AtomicU64,
+}
+
+/// Chunks that were partly delivered and may come back for a retry.
+const MEMORY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+pub struct FirehoseOutput {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: String,
+    stream: String,
+    lines: JsonLines,
+    append_newline: bool,
+    aggregate: Option<usize>,
+    retry_attempts: u32,
+    retry_timeout: Duration,
+    records_bucket: Option<TokenBucket>,
+    bytes_bucket: Option<TokenBucket>,
+    requests_bucket: Option<TokenBucket>,
+    aimd: Aimd,
+    client: LazyClient<Client>,
+    /// chunk id → indexes of its records already accepted by Firehose
+    delivered: Mutex<HashMap<String, (Instant, HashSet<usize>)>>,
+    stats: FirehoseStats,
+}
+
+pub fn build(
+    section: &ConfigSection<'_>,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
+    build_output(section, ctx).map(|o| Arc::new(o) as Arc<dyn Output>)
+}
+
+pub fn build_output(
+    section: &ConfigSection<'_>,
+    ctx: &BuildContext,
+) -> Result<FirehoseOutput, Vec<ConfigError>> {
+    let cfg: FirehoseConfig = section.parse().map_err(|e| vec![e])?;
+    let tz = parse_timezone(&ctx.timezone).map_err(|e| vec![section.error("timezone", e)])?;
+    let mut errors = Vec::new();
+    let mut err = |k: &str, m: String| errors.push(section.error(k, m));
+    let s = &cfg.delivery_stream;
+    if s.is_empty()
+        || s.len() > 64
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        err(
+            "delivery_stream",
+            "a delivery stream name: 1 to 64 of A-Z a-z 0-9 _ . - (not an ARN)".into(),
+        );
+    }
+    if cfg.aggregate_max_size.0 == 0 || cfg.aggregate_max_size.0 > MAX_RECORD as u64 {
+        err(
+            "aggregate_max_size",
+            "more than zero and at most 1000KiB (Firehose's record limit)".into(),
+        );
+    }
+    if cfg.aggregate && !cfg.append_newline {
+        err(
+            "append_newline",
+            "aggregate = true needs append_newline = true: the newline separates the events of a record".into(),
+        );
+    }
+    if !(1..=64).contains(&cfg.max_in_flight) {
+        err("max_in_flight", "1 to 64".into());
+    }
+    if cfg.records_per_second == Some(0) {
+        err("records_per_second", "more than zero (or unset)".into());
+    }
+    if cfg.requests_per_second == Some(0) {
+        err("requests_per_second", "more than zero (or unset)".into());
+    }
+    if cfg.bytes_per_second.is_some_and(|b| b.0 == 0) {
+        err("bytes_per_second", "more than zero (or unset)".into());
+    }
+    if cfg.retry_attempts == 0 {
+        err("retry_attempts", "at least 1".into());
+    }
+    let time_format = match TimeFormat::parse(&cfg.time_format, tz) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            err("time_format", e);
+            None
+        }
+    };
+    let aws = AwsSettings {
+        region: cfg.region.clone(),
+        endpoint: cfg.endpoint.clone(),
+        role_arn: cfg.role_arn.clone(),
+        role_session_name: cfg.role_session_name.clone(),
+        external_id: cfg.external_id.clone(),
+        timeout: cfg.timeout.0,
+        connect_timeout: cfg.connect_timeout.0,
+    };
+    for (k, m) in aws.validate() {
+        err(k, m);
+    }
+    let Some(time_format) = time_format else {
+        return Err(errors);
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let client = LazyClient::new(aws, Client::new);
+    Ok(FirehoseOutput {
+        inner: Arc::new(Inner {
+            id: ctx.id.clone(),
+            stream: cfg.delivery_stream,
+            lines: JsonLines {
+                tag_key: cfg.tag_key,
+                time_key: cfg.time_key,
+                time_format,
+            },
+            append_newline: cfg.append_newline,
+            aggregate: cfg.aggregate.then_some(cfg.aggregate_max_size.0 as usize),
+            retry_attempts: cfg.retry_attempts,
+            retry_timeout: cfg.retry_timeout.0,
+            records_bucket: cfg.records_per_second.map(|r| TokenBucket::new(r as f64)),
+            bytes_bucket: cfg.bytes_per_second.map(|b| TokenBucket::new(b.0 as f64)),
+            requests_bucket: cfg.requests_per_second.map(|r| TokenBucket::new(r as f64)),
+            aimd: Aimd::new(cfg.max_in_flight),
+            client,
+            delivered: Mutex::new(HashMap::new()),
+            stats: FirehoseStats::default(),
+        }),
+    })
+}
+
+impl FirehoseOutput {
+    pub fn stats(&self) -> &FirehoseStats {
+        &self.inner.stats
+    }
+}
+
+/// What became of one PutRecordBatch call.
+enum CallResult {
+    /// per record of the call: accepted, or the error code
+    Answered(Vec<(usize, Option<String>)>),
+    Failed(OutputError),
+}
+
+impl Inner {
+    /// Records and bytes per call: Firehose's limits, and no more than a
+    /// quarter second's worth of a configured rate, so pacing stays smooth.
+    fn call_limits(&self) -> (usize, usize) {
+        let mut recs = MAX_CALL_RECORDS;
+        if let Some(b) = &self.records_bucket {
+            recs = recs.min(((b.rate() / 4.0) as usize).max(1));
+        }
+        let mut bytes = MAX_CALL_BYTES;
+        if let Some(b) = &self.bytes_bucket {
+            bytes = bytes.min(((b.rate() / 4.0) as usize).max(MAX_RECORD));
+        }
+        (recs, bytes)
+    }
+
+    async fn call(self: Arc<Self>, client: Client, recs: Vec<(usize, Bytes)>) -> CallResult {
+        let (_, scale) = self.aimd.current();
+        let bytes: usize = recs.iter().map(|r| r.1.len()).sum();
+        if let Some(b) = &self.requests_bucket {
+            b.acquire(1.0, scale).await;
+        }
+        if let Some(b) = &self.records_bucket {
+            b.acquire(recs.len() as f64, scale).await;
+        }
+        if let Some(b) = &self.bytes_bucket {
+            b.acquire(bytes as f64, scale).await;
+        }
+        let mut records = Vec::with_capacity(recs.len());
+        for (_, data) in &recs {
+            match Record::builder().data(Blob::new(data.to_vec())).build() {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    return CallResult::Failed(OutputError::Fatal(e.to_string()));
+                }
+            }
+        }
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let res = client
+            .put_record_batch()
+            .delivery_stream_name(&self.stream)
+            .set_records(Some(records))
+            .send()
+            .await;
+        let idx: Vec<usize> = recs.iter().map(|r| r.0).collect();
+        match res {
+            Ok(out) => {
+                let answers = out.request_responses();
+                if answers.len() != idx.len() {
+                    return CallResult::Failed(OutputError::Retryable(format!(
+                        "PutRecordBatch {}: {} answers for {} records",
+                        self.stream,
+                        answers.len(),
+                        recs.len()
+                    )));
+                }
+                CallResult::Answered(
+                    idx.into_iter()
+                        .zip(answers)
+                        .map(|(i, a)| (i, a.error_code().map(str::to_string)))
+                        .collect(),
+                )
+            }
+            Err(e) => {
+                let what = format!("PutRecordBatch {}", self.stream);
+                let stream = self.stream.clone();
+                let err = fuwa_aws::classify_sdk_error(&e, &what, |c| firehose_hint(c, &stream));
+                CallResult::Failed(err)
+            }
+        }
+    }
+
+    async fn write(self: &Arc<Self>, chunk: &Chunk) -> Result<(), OutputError> {
+        let client = self.client.get().await?.clone();
+        let rendered = records::render(&self.lines, chunk, self.append_newline, self.aggregate);
+        if rendered.bad > 0 {
+            warn!(output = %self.id, chunk = %chunk.id, bad = rendered.bad, "entries that could not be rendered were skipped");
+        }
+        let records = rendered.records;
+        let mut done: HashSet<usize> = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&chunk.id)
+            .map(|d| d.1.clone())
+            .unwrap_or_default();
+        let skipped = done.len();
+        let (max_recs, max_bytes) = self.call_limits();
+        let started = Instant::now();
+        let (mut calls, mut payload, mut billed_bytes, mut sent) = (0u64, 0u64, 0u64, 0u64);
+        let mut attempt = 0u32;
+        let mut last_error: Option<String> = None;
+        loop {
+            let pending: Vec<usize> = (0..records.len()).filter(|i| !done.contains(i)).collect();
+            if pending.is_empty() {
+                break;
+            }
+            if attempt >= self.retry_attempts
+                || (attempt > 0 && started.elapsed() >= self.retry_timeout)
+            {
+                self.remember(&chunk.id, &done);
+                return Err(OutputError::Retryable(format!(
+                    "PutRecordBatch {}: {} of {} records still failing after {attempt} attempts ({} delivered, kept so a retry skips them): {}",
+                    self.stream,
+                    pending.len(),
+                    records.len(),
+                    done.len(),
+                    last_error.unwrap_or_default()
+                )));
+            }
+            if attempt > 0 {
+                // exponential backoff with jitter: 100ms, 200ms, ... 5s
+                let base = (100u64 << (attempt - 1).min(6)).min(5000);
+                let ms = rand::thread_rng().gen_range(base / 2..=base);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            attempt += 1;
+            let mut batches = records::pack(&records, &pending, max_recs, max_bytes).into_iter();
+            let mut set = JoinSet::new();
+            let mut fatal: Option<OutputError> = None;
+            let mut throttled = false;
+            loop {
+                while set.len() < self.aimd.current().0 {
+                    let Some(b) = batches.next() else { break };
+                    let recs = b.into_iter().map(|i| (i, records[i].clone())).collect();
+                    set.spawn(self.clone().call(client.clone(), recs));
+                }
+                let Some(r) = set.join_next().await else {
+                    break;
+                };
+                calls += 1;
+                match r {
+                    Ok(CallResult::Answered(answers)) => {
+                        self.aimd.increase();
+                        let mut failed = 0u64;
+                        for (i, code) in answers {
+                            match code {
+                                None => {
+                                    done.insert(i);
+                                    let n = records[i].len();
+                                    sent += 1;
+                                    payload += n as u64;
+                                    billed_bytes += billed(n);
+                                }
+                                Some(c) => {
+                                    failed += 1;
+                                    last_error = Some(format!("record rejected: {c}"));
+                                }
+                            }
+                        }
+                        if failed > 0 {
+                            self.stats
+                                .failed_records
+                                .fetch_add(failed, Ordering::Relaxed);
+                            debug!(output = %self.id, chunk = %chunk.id, failed, "partial failure: resending only the failed records");
+                        }
+                    }
+                    Ok(CallResult::Failed(e)) => {
+                        self.stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+                        match e {
+                            OutputError::Fatal(m) => {
+                                fatal.get_or_insert(OutputError::Fatal(m));
+                            }
+                            OutputError::Retryable(m) => {
+                                if !throttled {
+                                    self.aimd.decrease();
+                                    throttled = true;
+                                }
+                                debug!(output = %self.id, chunk = %chunk.id, error = %m, "call failed; backing off");
+                                last_error = Some(m);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        last_error = Some(format!("send task failed: {e}"));
+                    }
+                }
+            }
+            if let Some(f) = fatal {
+                self.forget(&chunk.id);
+                return Err(f);
+            }
+        }
+        self.stats.records.fetch_add(sent, Ordering::Relaxed);
+        self.stats
+            .payload_bytes
+            .fetch_add(payload, Ordering::Relaxed);
+        self.stats
+            .billed_bytes
+            .fetch_add(billed_bytes, Ordering::Relaxed);
+        let avg = payload.checked_div(sent).unwrap_or(0);
+        let per_call = if calls > 0 {
+            sent as f64 / calls as f64
+        } else {
+            0.0
+        };
+        debug!(
+            output = %self.id,
+            chunk = %chunk.id,
+            events = chunk.records,
+            records = sent,
+            skipped_delivered = skipped,
+            calls,
+            attempts = attempt,
+            payload_bytes = payload,
+            billed_bytes = billed_bytes,
+            avg_record_bytes = avg,
+            records_per_call = format!("{per_call:.1}"),
+            "chunk sent to firehose"
+        );
+        if let Some(&n) = rendered.oversize.first() {
+            self.stats
+                .oversize_events
+                .fetch_add(rendered.oversize.len() as u64, Ordering::Relaxed);
+            // the engine dead-letters the chunk now; nothing to remember
+            self.forget(&chunk.id);
+            let more = match rendered.oversize.len() {
+                1 => String::new(),
+                k => format!(" ({k} such events in this chunk)"),
+            };
+            return Err(OutputError::Fatal(format!(
+                "event of {n} bytes exceeds Firehose's 1,000 KiB record limit{more}; the {} other records of the chunk were delivered",
+                records.len()
+            )));
+        }
+        self.forget(&chunk.id);
+        Ok(())
+    }
+
+    fn remember(&self, chunk: &str, done: &HashSet<usize>) {
+        let mut m = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        m.retain(|_, v| now.duration_since(v.0) < MEMORY_TTL);
+        if !done.is_empty() {
+            m.insert(chunk.to_string(), (now, done.clone()));
+        }
+    }
+
+    fn forget(&self, chunk: &str) {
+        self.delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(chunk);
+    }
+}
+
+/// What to fix, for the Firehose errors no retry fixes.
+fn firehose_hint(code: &str, stream: &str) -> Option<String> {
+    Some(match code {
+        "AccessDeniedException" => format!(
+            "the credentials in use need firehose:PutRecordBatch on arn:aws:firehose:REGION:ACCOUNT:deliverystream/{stream}; check the IAM policy and `role_arn`"
+        ),
+        "ResourceNotFoundException" => format!(
+            "delivery stream `{stream}` does not exist in this region/account: create it, or fix `delivery_stream` / `region`"
+        ),
+        "InvalidKMSResourceException" => {
+            "the stream's KMS key cannot be used: check the key and its policy".to_string()
+        }
+        _ => return None,
+    })
+}
+
+#[async_trait]
+impl Output for FirehoseOutput {
+    async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
+        self.inner.write(chunk).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> BuildContext {
+        BuildContext {
+            id: "firehose".into(),
+            hostname: "host".into(),
+            timezone: "Asia/Tokyo".into(),
+            data_dir: std::env::temp_dir(),
+        }
+    }
+
+    fn try_build(src: &str) -> Result<FirehoseOutput, Vec<ConfigError>> {
+        let s = ConfigSection::from_toml("output[0]", src).unwrap();
+        build_output(&s, &ctx())
+    }
+
+    #[test]
+    fn builds_without_touching_the_network() {
+        let o = try_build(
+            "delivery_stream = \"action-logs\"\nregion = \"ap-northeast-1\"\nendpoint = \"http://127.0.0.1:1\"\naggregate = true\naggregate_max_size = \"1000KiB\"\nrecords_per_second = 1000\nbytes_per_second = \"1MiB\"\nrequests_per_second = 1000\nmax_in_flight = 4",
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        assert_eq!(o.stats().calls.load(Ordering::Relaxed), 0);
+        assert_eq!(o.inner.call_limits(), (250, MAX_RECORD));
+    }
+
+    #[test]
+    fn config_mistakes_are_named() {
+        let e = try_build("delivery_stream = \"arn:aws:firehose:x\"\naggregate_max_size = \"2MiB\"\nmax_in_flight = 0\nrecords_per_second = 0\naggregate = true\nappend_newline = false\nendpoint = \"localhost\"")
+            .err()
+            .unwrap();
+        for k in [
+            "delivery_stream",
+            "aggregate_max_size",
+            "max_in_flight",
+            "records_per_second",
+            "append_newline",
+            "endpoint",
+        ] {
+            assert!(e.iter().any(|e| e.key.ends_with(k)), "{k}: {e:?}");
+        }
+        let e = try_build("delivery_stream = \"s\"\ndelivery_steam = \"x\"")
+            .err()
+            .unwrap();
+        assert!(e[0].message.contains("delivery_steam"), "{e:?}");
+    }
+
+    #[test]
+    fn hints_say_what_to_fix() {
+        assert!(firehose_hint("AccessDeniedException", "s")
+            .unwrap()
+            .contains("firehose:PutRecordBatch"));
+        assert!(firehose_hint("ResourceNotFoundException", "s")
+            .unwrap()
+            .contains("`s` does not exist"));
+        assert!(firehose_hint("ServiceUnavailableException", "s").is_none());
+    }
+}

@@ -1,0 +1,748 @@
+//! The Firehose output through the real binary: forward in → file buffer →
+//! firehose out, against a Firehose endpoint written here (JSON 1.1
+//! PutRecordBatch, enforcing Firehose's limits and injecting throttling and
+//! partial failures), and against moto's Firehose delivering into moto's S3.
+//!
+//! The moto test needs a Python with `moto[server]` and `boto3`
+//! (tests/python/requirements.txt) in `FUWA_PYTHON`; `bash .ci/run` sets it
+//! up.
+
+mod common;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rmpv::Value as V;
+use serde_json::{json, Value as J};
+
+const STREAM: &str = "action-logs";
+const REGION: &str = "ap-northeast-1";
+const MAX_RECORD: usize = 1000 * 1024;
+const MAX_CALL_BYTES: usize = 4 * 1024 * 1024;
+
+/// Credentials for the agent (it inherits the test's environment), and the
+/// output's debug log (per-chunk statistics).
+fn env() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::remove_var("AWS_SESSION_TOKEN");
+        std::env::remove_var("AWS_PROFILE");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/fuwa-test/config");
+        std::env::set_var(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/fuwa-test/credentials",
+        );
+        std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
+        std::env::set_var("no_proxy", "127.0.0.1,localhost");
+        if std::env::var_os("FUWA_TEST_LOG").is_none() {
+            std::env::set_var("FUWA_TEST_LOG", "info,fuwa_out_firehose=debug");
+        }
+    });
+}
+
+fn config(endpoint: &str, extra_output: &str) -> String {
+    format!(
+        r#"[agent]
+hostname = "web-1"
+timezone = "Asia/Tokyo"
+shutdown_timeout = "3s"
+
+[[input]]
+type = "forward"
+bind = "127.0.0.1:{{port}}"
+
+[[output]]
+id = "firehose"
+match = "action_logs"
+type = "firehose"
+delivery_stream = "{STREAM}"
+region = "{REGION}"
+endpoint = "{endpoint}"
+{extra_output}
+[output.buffer]
+type = "file"
+flush_interval = "500ms"
+retry_wait = "100ms"
+retry_max_interval = "500ms"
+"#
+    )
+}
+
+fn event_time(secs: u32, nanos: u32) -> V {
+    let mut b = Vec::with_capacity(8);
+    b.extend_from_slice(&secs.to_be_bytes());
+    b.extend_from_slice(&nanos.to_be_bytes());
+    V::Ext(0, b)
+}
+
+/// Sends `[tag, entries, {chunk}]` (PackedForward) and waits for the ack.
+fn send_packed(s: &mut TcpStream, tag: &str, records: &[V]) {
+    static N: AtomicU64 = AtomicU64::new(1);
+    let mut body = Vec::new();
+    for (i, rec) in records.iter().enumerate() {
+        body.extend(mp(&V::Array(vec![
+            event_time(1_717_162_200 + i as u32, 5),
+            rec.clone(),
+        ])));
+    }
+    let chunk = format!("c{}", N.fetch_add(1, Ordering::Relaxed));
+    let msg = V::Array(vec![
+        V::from(tag),
+        V::Binary(body),
+        V::Map(vec![(V::from("chunk"), V::from(chunk.as_str()))]),
+    ]);
+    s.write_all(&mp(&msg)).expect("send");
+    let ack = read_mp(s);
+    assert_eq!(ack, V::Map(vec![(V::from("ack"), V::from(chunk.as_str()))]));
+}
+
+fn event(id: u64, pad: usize) -> V {
+    let mut m = vec![
+        (V::from("id"), V::from(id)),
+        (V::from("path"), V::from("/notes/n1?ref=top")),
+    ];
+    if pad > 0 {
+        m.push((V::from("pad"), V::from("x".repeat(pad))));
+    }
+    V::Map(m)
+}
+
+fn dead_letters(a: &Agent) -> Vec<J> {
+    let Ok(rd) = std::fs::read_dir(a.path("data/dead-letter/firehose")) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .collect()
+}
+
+fn b64decode(s: &str) -> Vec<u8> {
+    fn val(c: u8) -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    }
+    let b: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::with_capacity(b.len() * 3 / 4);
+    for q in b.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in q.iter().enumerate() {
+            n |= val(c) << (18 - 6 * i);
+        }
+        out.push((n >> 16) as u8);
+        if q.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if q.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// a Firehose endpoint: PutRecordBatch over JSON 1.1
+
+/// What the endpoint does with the next calls, in order; then it accepts all.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// HTTP 400 `ThrottlingException`
+    Throttle,
+    /// HTTP 503 `ServiceUnavailableException`
+    Unavailable,
+    /// answers, failing the records at positions `i % n == 1`
+    FailEvery(usize),
+}
+
+#[derive(Debug)]
+struct Call {
+    at: Instant,
+    status: u16,
+    records: usize,
+    accepted: usize,
+}
+
+#[derive(Default)]
+struct State {
+    script: VecDeque<Step>,
+    /// record bytes → times accepted
+    accepted: HashMap<Vec<u8>, usize>,
+    /// record bytes that were answered with an error code
+    failed: HashSet<Vec<u8>>,
+    /// records sent in a call that failed, or rejected with an error code,
+    /// and not accepted since
+    unaccepted: HashSet<Vec<u8>>,
+    /// calls made only of records sent before and not accepted
+    resend_only_calls: usize,
+    violations: Vec<String>,
+    calls: Vec<Call>,
+}
+
+struct FakeFirehose {
+    port: u16,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeFirehose {
+    fn start(script: Vec<Step>) -> FakeFirehose {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let state = Arc::new(Mutex::new(State {
+            script: script.into(),
+            ..State::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !sp.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        c.set_nonblocking(false).unwrap();
+                        let st = st.clone();
+                        std::thread::spawn(move || {
+                            let _ = serve(c, &st);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FakeFirehose { port, state, stop }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every event id in the accepted records, once per acceptance.
+    fn ids(&self) -> Vec<u64> {
+        let st = self.state.lock().unwrap();
+        let mut ids = Vec::new();
+        for (data, n) in &st.accepted {
+            let text = std::str::from_utf8(data).expect("utf-8 record");
+            assert!(text.ends_with('\n'), "record lacks its newline: {text:.80}");
+            for line in text.lines() {
+                let j: J = serde_json::from_str(line).expect("a JSON line");
+                for _ in 0..*n {
+                    ids.push(j["id"].as_u64().unwrap());
+                }
+            }
+        }
+        ids.sort();
+        ids
+    }
+
+    fn wait_ids(&self, n: usize, a: &Agent) -> Vec<u64> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ids = self.ids();
+            let distinct: HashSet<u64> = ids.iter().copied().collect();
+            if distinct.len() >= n {
+                // give a late duplicate the chance to show up
+                std::thread::sleep(Duration::from_millis(1500));
+                return self.ids();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} of {n} events accepted after 60s; agent log:\n{}",
+                    distinct.len(),
+                    a.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn violations(&self) -> Vec<String> {
+        self.state.lock().unwrap().violations.clone()
+    }
+}
+
+impl Drop for FakeFirehose {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<(Vec<String>, Vec<u8>)>> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.is_empty() {
+            break;
+        }
+        head.push(line);
+    }
+    let header = |name: &str| {
+        head.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    assert!(header("transfer-encoding").is_none(), "{head:?}");
+    let len = header("content-length")
+        .map(|v| v.parse::<usize>().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(Some((head, body)))
+}
+
+fn respond(w: &mut TcpStream, status: u16, body: &J) -> std::io::Result<()> {
+    let body = body.to_string();
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        _ => "Service Unavailable",
+    };
+    write!(
+        w,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: test\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    w.flush()
+}
+
+/// Serves one connection (keep-alive): checks each PutRecordBatch against
+/// Firehose's limits and answers it per the script.
+fn serve(c: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut w = c.try_clone()?;
+    let mut r = BufReader::new(c);
+    while let Some((head, body)) = read_request(&mut r)? {
+        let target = head.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.eq_ignore_ascii_case("x-amz-target")
+                .then(|| v.trim().to_string())
+        });
+        let req: J = serde_json::from_slice(&body).unwrap_or(J::Null);
+        let records: Vec<Vec<u8>> = req["Records"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| b64decode(r["Data"].as_str().unwrap_or("")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut st = state.lock().unwrap();
+        if target.as_deref() != Some("Firehose_20150804.PutRecordBatch") {
+            st.violations.push(format!("unexpected target {target:?}"));
+        }
+        if req["DeliveryStreamName"] != json!(STREAM) {
+            st.violations
+                .push(format!("wrong stream name {}", req["DeliveryStreamName"]));
+        }
+        let total: usize = records.iter().map(Vec::len).sum();
+        if records.is_empty() || records.len() > 500 {
+            st.violations
+                .push(format!("a call with {} records", records.len()));
+        }
+        if total > MAX_CALL_BYTES {
+            st.violations.push(format!("a call of {total} bytes"));
+        }
+        if let Some(r) = records.iter().find(|r| r.len() > MAX_RECORD) {
+            st.violations.push(format!("a record of {} bytes", r.len()));
+        }
+        for r in &records {
+            if st.accepted.contains_key(r) {
+                let text = String::from_utf8_lossy(&r[..r.len().min(60)]).to_string();
+                st.violations
+                    .push(format!("an accepted record was sent again: {text}"));
+            }
+        }
+        if !records.is_empty() && records.iter().all(|r| st.unaccepted.contains(r)) {
+            st.resend_only_calls += 1;
+        }
+        let step = st.script.pop_front();
+        let at = Instant::now();
+        let n = records.len();
+        match step {
+            Some(Step::Throttle) => {
+                st.unaccepted.extend(records);
+                st.calls.push(Call {
+                    at,
+                    status: 400,
+                    records: n,
+                    accepted: 0,
+                });
+                drop(st);
+                respond(
+                    &mut w,
+                    400,
+                    &json!({"__type": "ThrottlingException", "message": "Rate exceeded"}),
+                )?;
+            }
+            Some(Step::Unavailable) => {
+                st.unaccepted.extend(records);
+                st.calls.push(Call {
+                    at,
+                    status: 503,
+                    records: n,
+                    accepted: 0,
+                });
+                drop(st);
+                respond(
+                    &mut w,
+                    503,
+                    &json!({"__type": "ServiceUnavailableException", "message": "Slow down."}),
+                )?;
+            }
+            step => {
+                let fail_every = match step {
+                    Some(Step::FailEvery(k)) => k,
+                    _ => 0,
+                };
+                let mut answers = Vec::new();
+                let mut failed = 0;
+                for (i, r) in records.into_iter().enumerate() {
+                    if fail_every > 0 && i % fail_every == 1 {
+                        failed += 1;
+                        st.failed.insert(r.clone());
+                        st.unaccepted.insert(r);
+                        answers.push(json!({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."}));
+                    } else {
+                        st.unaccepted.remove(&r);
+                        *st.accepted.entry(r).or_default() += 1;
+                        answers.push(json!({"RecordId": format!("r{i}")}));
+                    }
+                }
+                st.calls.push(Call {
+                    at,
+                    status: 200,
+                    records: n,
+                    accepted: n - failed,
+                });
+                drop(st);
+                respond(
+                    &mut w,
+                    200,
+                    &json!({"FailedPutCount": failed, "Encrypted": false, "RequestResponses": answers}),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn throttling_and_partial_failures_deliver_every_event_once_within_the_limits() {
+    env();
+    let fh = FakeFirehose::start(vec![
+        Step::Throttle,
+        Step::Unavailable,
+        Step::FailEvery(3),
+        Step::FailEvery(3),
+        Step::FailEvery(5),
+        Step::FailEvery(2),
+        Step::Throttle,
+        Step::FailEvery(2),
+    ]);
+    let a = Agent::start(&config(&fh.endpoint(), "max_in_flight = 4"));
+    let mut s = a.connect();
+    let small: Vec<V> = (0..3000).map(|i| event(i, 0)).collect();
+    for part in small.chunks(500) {
+        send_packed(&mut s, "action_logs", part);
+    }
+    // 8 events of ~700 KiB: more than 4 MiB together, each under 1,000 KiB
+    let big: Vec<V> = (3000..3008).map(|i| event(i, 700 * 1024)).collect();
+    send_packed(&mut s, "action_logs", &big);
+
+    let ids = fh.wait_ids(3008, &a);
+    assert_eq!(
+        ids,
+        (0..3008).collect::<Vec<u64>>(),
+        "each event exactly once"
+    );
+    assert_eq!(fh.violations(), Vec::<String>::new());
+    let st = fh.state.lock().unwrap();
+    assert!(st.script.is_empty(), "every fault was injected");
+    assert!(st.calls.iter().any(|c| c.status == 400));
+    assert!(st.calls.iter().any(|c| c.status == 503));
+    assert!(!st.failed.is_empty());
+    for f in &st.failed {
+        assert_eq!(st.accepted.get(f), Some(&1), "a failed record was resent");
+    }
+    assert!(st.unaccepted.is_empty());
+    assert!(
+        st.resend_only_calls > 0,
+        "failed records are resent alone: {:?}",
+        st.calls
+    );
+    assert!(
+        st.calls.iter().any(|c| c.records == 500),
+        "small events go 500 to a call"
+    );
+    drop(st);
+    assert!(dead_letters(&a).is_empty(), "{:?}", dead_letters(&a));
+}
+
+#[test]
+fn records_failing_past_the_inner_retries_go_back_to_the_engine_without_duplicates() {
+    env();
+    // two rounds per write: the first write returns Retryable with records
+    // still failing; the engine's retry must skip the delivered ones
+    let fh = FakeFirehose::start(vec![Step::FailEvery(2); 5]);
+    let a = Agent::start(&config(&fh.endpoint(), "retry_attempts = 2"));
+    let mut s = a.connect();
+    let evs: Vec<V> = (0..100).map(|i| event(i, 0)).collect();
+    send_packed(&mut s, "action_logs", &evs);
+    let ids = fh.wait_ids(100, &a);
+    assert_eq!(
+        ids,
+        (0..100).collect::<Vec<u64>>(),
+        "each event exactly once"
+    );
+    assert_eq!(fh.violations(), Vec::<String>::new());
+    let log = a.stderr();
+    for what in ["will retry", "kept so a retry skips them"] {
+        assert!(log.contains(what), "log lacks `{what}`:\n{log}");
+    }
+    assert!(
+        log.contains("skipped_delivered=") && !log.contains("skipped_delivered=0 "),
+        "{log}"
+    );
+    assert!(dead_letters(&a).is_empty());
+}
+
+#[test]
+fn aggregation_packs_a_thousand_small_events_into_a_few_records() {
+    env();
+    let fh = FakeFirehose::start(vec![]);
+    let a = Agent::start(&config(
+        &fh.endpoint(),
+        "aggregate = true\naggregate_max_size = \"1000KiB\"\ntime_key = \"time\"",
+    ));
+    let mut s = a.connect();
+    let evs: Vec<V> = (0..1000).map(|i| event(i, 0)).collect();
+    send_packed(&mut s, "action_logs", &evs);
+    let ids = fh.wait_ids(1000, &a);
+    assert_eq!(ids, (0..1000).collect::<Vec<u64>>());
+    assert_eq!(fh.violations(), Vec::<String>::new());
+    let st = fh.state.lock().unwrap();
+    let records: usize = st.accepted.len();
+    assert!(records <= 3, "{records} records for 1,000 small events");
+    let calls = st.calls.len();
+    let bytes: usize = st.accepted.keys().map(Vec::len).sum();
+    eprintln!(
+        "aggregation: {records} records in {calls} calls, {} bytes per record on average",
+        bytes / records
+    );
+    for data in st.accepted.keys() {
+        let text = std::str::from_utf8(data).unwrap();
+        for line in text.lines() {
+            let j: J = serde_json::from_str(line).unwrap();
+            assert!(
+                j["time"].as_str().unwrap().starts_with("2024-05-31T"),
+                "{j}"
+            );
+        }
+    }
+    drop(st);
+    assert!(
+        a.wait_stderr("chunk sent to firehose", Duration::from_secs(5)),
+        "{}",
+        a.stderr()
+    );
+    let log = a.stderr();
+    for what in ["avg_record_bytes=", "records_per_call=", "billed_bytes="] {
+        assert!(log.contains(what), "log lacks `{what}`:\n{log}");
+    }
+}
+
+#[test]
+fn an_oversize_event_is_dead_lettered_and_the_rest_of_its_chunk_delivered_once() {
+    env();
+    let fh = FakeFirehose::start(vec![]);
+    let a = Agent::start(&config(&fh.endpoint(), ""));
+    let mut s = a.connect();
+    let mut evs: Vec<V> = (0..50).map(|i| event(i, 0)).collect();
+    evs.insert(20, event(999, 1100 * 1024));
+    send_packed(&mut s, "action_logs", &evs);
+    assert!(
+        a.wait_stderr("dead-letter", Duration::from_secs(20)),
+        "{}",
+        a.stderr()
+    );
+    let ids = fh.wait_ids(50, &a);
+    assert_eq!(ids, (0..50).collect::<Vec<u64>>());
+    assert_eq!(fh.violations(), Vec::<String>::new());
+    let notes = dead_letters(&a);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["reason"], "fatal error");
+    assert_eq!(notes[0]["attempts"], 1);
+    assert_eq!(notes[0]["records"], 51);
+    let err = notes[0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("exceeds Firehose's 1,000 KiB record limit") && err.contains("event of 11"),
+        "{err}"
+    );
+    let log = a.stderr();
+    assert!(!log.contains("will retry"), "not retried: {log}");
+}
+
+#[test]
+fn records_per_second_holds_its_rate() {
+    env();
+    let fh = FakeFirehose::start(vec![]);
+    let a = Agent::start(&config(&fh.endpoint(), "records_per_second = 200"));
+    let mut s = a.connect();
+    let evs: Vec<V> = (0..700).map(|i| event(i, 0)).collect();
+    send_packed(&mut s, "action_logs", &evs);
+    let ids = fh.wait_ids(700, &a);
+    assert_eq!(ids, (0..700).collect::<Vec<u64>>());
+    let st = fh.state.lock().unwrap();
+    let first = &st.calls[0];
+    let last = st.calls.last().unwrap();
+    let secs = last.at.duration_since(first.at).as_secs_f64();
+    let after_first: usize = st.calls[1..].iter().map(|c| c.accepted).sum();
+    let rate = after_first as f64 / secs;
+    eprintln!(
+        "{} calls, {after_first} records in {secs:.2}s after the first call: {rate:.0}/s",
+        st.calls.len()
+    );
+    assert!(secs >= 2.0, "{secs}s");
+    assert!((140.0..=260.0).contains(&rate), "{rate}/s for 200/s");
+}
+
+// ---------------------------------------------------------------------------
+// moto: Firehose delivering into S3
+
+fn python() -> PathBuf {
+    std::env::var_os("FUWA_PYTHON")
+        .map(PathBuf::from)
+        .expect("FUWA_PYTHON is not set: it must name a Python with moto[server] and boto3 (see tests/s3.rs)")
+}
+
+fn py(args: &[&str]) -> String {
+    let o = Command::new(python())
+        .arg(repo_root().join("tests/python/firehose_util.py"))
+        .args(args)
+        .output()
+        .expect("run firehose_util.py");
+    assert!(
+        o.status.success(),
+        "firehose_util.py {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = free_port();
+        let mut child = Command::new(python())
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(s)) = child.try_wait() {
+                panic!("moto exited early: {s}");
+            }
+            assert!(Instant::now() < deadline, "moto did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto { child, port }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn motos_firehose_writes_the_events_to_s3_as_json_lines_once_each() {
+    env();
+    let moto = Moto::start();
+    let bucket = "firehose-out";
+    py(&["create", &moto.endpoint(), bucket, STREAM, REGION]);
+    let a = Agent::start(&config(&moto.endpoint(), "time_key = \"time\""));
+    let mut s = a.connect();
+    let evs: Vec<V> = (0..300).map(|i| event(i, 0)).collect();
+    for part in evs.chunks(100) {
+        send_packed(&mut s, "action_logs", part);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let dump = |moto: &Moto| -> (Vec<J>, Vec<u64>) {
+        let v: J = serde_json::from_str(&py(&["dump", &moto.endpoint(), bucket, REGION])).unwrap();
+        let objects = v["objects"].as_array().unwrap().clone();
+        let mut ids = Vec::new();
+        for o in &objects {
+            let body = o["body"].as_str().unwrap();
+            assert!(body.ends_with('\n'), "{body:.200}");
+            for line in body.lines() {
+                let j: J = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                assert!(j["time"].is_string(), "{j}");
+                ids.push(j["id"].as_u64().unwrap());
+            }
+        }
+        ids.sort();
+        (objects, ids)
+    };
+    loop {
+        let (_, ids) = dump(&moto);
+        if ids.len() >= 300 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 300 events in S3 after 60s:\n{}",
+            ids.len(),
+            a.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let (objects, ids) = dump(&moto);
+    assert_eq!(ids, (0..300).collect::<Vec<u64>>());
+    assert!(objects
+        .iter()
+        .all(|o| o["key"].as_str().unwrap().starts_with("raw/")));
+    assert!(dead_letters(&a).is_empty());
+}
