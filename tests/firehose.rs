@@ -10,14 +10,13 @@
 mod common;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+use common::aws::{aws_env, py_script, read_request};
 use common::*;
 use rmpv::Value as V;
 use serde_json::{json, Value as J};
@@ -32,18 +31,7 @@ const MAX_CALL_BYTES: usize = 4 * 1024 * 1024;
 fn env() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::remove_var("AWS_SESSION_TOKEN");
-        std::env::remove_var("AWS_PROFILE");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/fuwa-test/config");
-        std::env::set_var(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/fuwa-test/credentials",
-        );
-        std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
-        std::env::set_var("no_proxy", "127.0.0.1,localhost");
+        aws_env();
         if std::env::var_os("FUWA_TEST_LOG").is_none() {
             std::env::set_var("FUWA_TEST_LOG", "info,fuwa_out_firehose=debug");
         }
@@ -281,34 +269,6 @@ impl Drop for FakeFirehose {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<(Vec<String>, Vec<u8>)>> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end_matches(['\r', '\n']).to_string();
-        if line.is_empty() {
-            break;
-        }
-        head.push(line);
-    }
-    let header = |name: &str| {
-        head.iter().find_map(|h| {
-            let (k, v) = h.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    };
-    assert!(header("transfer-encoding").is_none(), "{head:?}");
-    let len = header("content-length")
-        .map(|v| v.parse::<usize>().unwrap())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok(Some((head, body)))
 }
 
 fn respond(w: &mut TcpStream, status: u16, body: &J) -> std::io::Result<()> {
@@ -631,69 +591,11 @@ fn records_per_second_holds_its_rate() {
 // ---------------------------------------------------------------------------
 // moto: Firehose delivering into S3
 
-fn python() -> PathBuf {
-    std::env::var_os("FUWA_PYTHON")
-        .map(PathBuf::from)
-        .expect("FUWA_PYTHON is not set: it must name a Python with moto[server] and boto3 (see tests/s3.rs)")
-}
-
 fn py(args: &[&str]) -> String {
-    let o = Command::new(python())
-        .arg(repo_root().join("tests/python/firehose_util.py"))
-        .args(args)
-        .output()
-        .expect("run firehose_util.py");
-    assert!(
-        o.status.success(),
-        "firehose_util.py {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
+    py_script("firehose_util.py", args)
 }
 
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = free_port();
-        let mut child = Command::new(python())
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(s)) = child.try_wait() {
-                panic!("moto exited early: {s}");
-            }
-            assert!(Instant::now() < deadline, "moto did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Moto { child, port }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::aws::MotoServer as Moto;
 
 #[test]
 fn motos_firehose_writes_the_events_to_s3_as_json_lines_once_each() {

@@ -10,14 +10,14 @@
 mod common;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::aws::{aws_env, py_script, read_request, MotoServer};
 use common::*;
 use rmpv::Value as V;
 use serde_json::{json, Value as J};
@@ -28,87 +28,19 @@ const REGION: &str = "ap-northeast-1";
 // ---------------------------------------------------------------------------
 // tools
 
-fn python() -> PathBuf {
-    let py = std::env::var_os("FUWA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-            "FUWA_PYTHON is not set: it must name a Python with moto[server], boto3 and duckdb \
-             (run `bash .ci/run` once, or `python3 -m venv /var/tmp/fuwa-ci/venv && \
-             /var/tmp/fuwa-ci/venv/bin/pip install -r tests/python/requirements.txt && \
-             export FUWA_PYTHON=/var/tmp/fuwa-ci/venv/bin/python`)"
-        )
-        });
-    py
-}
-
-fn script() -> PathBuf {
-    repo_root().join("tests").join("python").join("s3_util.py")
-}
-
-/// Credentials for the agent (it inherits the test's environment): static
-/// test keys, no metadata service, no profile files.
-fn aws_env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::remove_var("AWS_SESSION_TOKEN");
-        std::env::remove_var("AWS_PROFILE");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/fuwa-test/config");
-        std::env::set_var(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/fuwa-test/credentials",
-        );
-        std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
-        std::env::set_var("no_proxy", "127.0.0.1,localhost");
-    });
-}
-
-fn wait_port(port: u16, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!("{what} exited early: {s}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not listen on {port}");
-}
-
 /// moto's S3 server on a free port; killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
+struct Moto(MotoServer);
+
+impl std::ops::Deref for Moto {
+    type Target = MotoServer;
+    fn deref(&self) -> &MotoServer {
+        &self.0
+    }
 }
 
 impl Moto {
     fn start() -> Moto {
-        aws_env();
-        let port = free_port();
-        let mut child = Command::new(python())
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto (is moto[server] installed in FUWA_PYTHON?)");
-        wait_port(port, &mut child, "moto");
-        Moto { child, port }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        Moto(MotoServer::start())
     }
 
     fn create_bucket(&self) {
@@ -148,25 +80,8 @@ impl Moto {
     }
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn py(args: &[&str]) -> String {
-    let o = Command::new(python())
-        .arg(script())
-        .args(args)
-        .output()
-        .expect("run s3_util.py");
-    assert!(
-        o.status.success(),
-        "s3_util.py {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
+    py_script("s3_util.py", args)
 }
 
 struct Dump {
@@ -440,39 +355,6 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-/// Reads one request: head lines and a Content-Length body.
-fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<(Vec<String>, Vec<u8>)>> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end_matches(['\r', '\n']).to_string();
-        if line.is_empty() {
-            break;
-        }
-        head.push(line);
-    }
-    let len = head
-        .iter()
-        .find_map(|h| {
-            let (k, v) = h.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().unwrap())
-        })
-        .unwrap_or(0);
-    assert!(
-        !head
-            .iter()
-            .any(|h| h.to_ascii_lowercase().starts_with("transfer-encoding")),
-        "the proxy only handles Content-Length bodies: {head:?}"
-    );
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok(Some((head, body)))
 }
 
 fn error_response(status: u16, code: &str) -> Vec<u8> {

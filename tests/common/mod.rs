@@ -2,6 +2,8 @@
 //! find free ports, talk to it over TCP, read what it wrote.
 #![allow(dead_code)]
 
+pub mod aws;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,141 @@
+//! Shared by the AWS output tests (tests/s3.rs, tests/firehose.rs): the
+//! Python with moto, the test credentials, moto's server, and reading one
+//! HTTP request for the in-test endpoints and proxies.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use super::{free_port, repo_root};
+
+/// The Python that has moto[server], boto3, duckdb (tests/python/requirements.txt).
+pub fn python() -> PathBuf {
+    std::env::var_os("FUWA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+            "FUWA_PYTHON is not set: it must name a Python with moto[server], boto3 and duckdb \
+             (run `bash .ci/run` once, or `python3 -m venv /var/tmp/fuwa-ci/venv && \
+             /var/tmp/fuwa-ci/venv/bin/pip install -r tests/python/requirements.txt && \
+             export FUWA_PYTHON=/var/tmp/fuwa-ci/venv/bin/python`)"
+        )
+        })
+}
+
+/// Runs `tests/python/<script>` with `args` and returns its stdout.
+pub fn py_script(script: &str, args: &[&str]) -> String {
+    let o = Command::new(python())
+        .arg(repo_root().join("tests").join("python").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(
+        o.status.success(),
+        "{script} {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("utf-8 output")
+}
+
+/// Credentials for the agent (it inherits the test's environment): static
+/// test keys, no metadata service, no profile files, no proxy for loopback.
+pub fn aws_env() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::remove_var("AWS_SESSION_TOKEN");
+        std::env::remove_var("AWS_PROFILE");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/fuwa-test/config");
+        std::env::set_var(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/fuwa-test/credentials",
+        );
+        std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
+        std::env::set_var("no_proxy", "127.0.0.1,localhost");
+    });
+}
+
+/// moto's server on a free port; killed on drop.
+pub struct MotoServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl MotoServer {
+    pub fn start() -> MotoServer {
+        aws_env();
+        let port = free_port();
+        let mut child = Command::new(python())
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto (is moto[server] installed in FUWA_PYTHON?)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(s)) = child.try_wait() {
+                panic!("moto exited early: {s}");
+            }
+            assert!(Instant::now() < deadline, "moto did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        MotoServer { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads one request: head lines and a Content-Length body (`None` at EOF).
+pub fn read_request(
+    r: &mut BufReader<TcpStream>,
+) -> std::io::Result<Option<(Vec<String>, Vec<u8>)>> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.is_empty() {
+            break;
+        }
+        head.push(line);
+    }
+    let header = |name: &str| {
+        head.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    assert!(
+        header("transfer-encoding").is_none(),
+        "only Content-Length bodies are handled: {head:?}"
+    );
+    let len = header("content-length")
+        .map(|v| v.parse::<usize>().expect("content-length"))
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(Some((head, body)))
+}
