@@ -1,0 +1,1 @@
+//! HTTP input: the self-hosted tracking API.

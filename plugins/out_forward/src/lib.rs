@@ -1,0 +1,1 @@
+//! Forward output: ships chunks to Fluentd, Fluent Bit or another fuwa.
