@@ -1,14 +1,15 @@
 //! Filter chain cost per event: user_agent + referrer + types + record on a
 //! realistic mix (a few thousand distinct User-Agents, Zipf-distributed),
-//! measured the way the engine runs filters (src/router.rs): decode the msgpack
-//! record (fuwa_api::record::decode), run the chain, encode it again.
+//! measured the way the engine runs filters (src/router.rs): the record's
+//! msgpack bytes go into a reused `Record`, the chain edits them, and the
+//! result is appended to the output batch.
 //!
 //!   cargo run --release -p fuwa-bench --bin fuwa-filterbench [-- --events 2000000]
 
 use std::time::Instant;
 
 use clap::Parser as _;
-use fuwa_api::{BuildContext, ConfigSection, EventTime, Filter, FilterResult};
+use fuwa_api::{BuildContext, ConfigSection, EventTime, Filter, FilterResult, Record};
 use rand::{Rng, SeedableRng};
 
 #[derive(clap::Parser)]
@@ -19,7 +20,13 @@ struct Args {
     /// distinct User-Agents
     #[arg(long, default_value_t = 3000)]
     distinct_uas: usize,
-    /// Zipf exponent of the User-Agent popularity
+    /// distinct referrers
+    #[arg(long, default_value_t = 5000)]
+    distinct_referrers: usize,
+    /// measure only the chain with warm caches (for profilers)
+    #[arg(long)]
+    cached_only: bool,
+    /// Zipf exponent of the User-Agent and referrer popularity
     #[arg(long, default_value_t = 1.0)]
     zipf: f64,
 }
@@ -39,11 +46,14 @@ fn ctx() -> BuildContext {
 
 fn chain(cache_size: usize) -> Vec<(&'static str, Box<dyn Filter>)> {
     let ua = format!("key = \"user_agent\"\ntarget = \"ua\"\ncache_size = {cache_size}");
+    let referrer = format!(
+        "key = \"referrer\"\ntarget = \"ref\"\nown_hosts = [\"note.com\", \"*.note.com\"]\ncache_size = {cache_size}"
+    );
     vec![
         ("user_agent", fuwa_filter_user_agent::build(&section(&ua), &ctx()).unwrap_or_else(|e| panic!("{e:?}"))),
         (
             "referrer",
-            fuwa_filter_referrer::build(&section("key = \"referrer\"\ntarget = \"ref\"\nown_hosts = [\"note.com\", \"*.note.com\"]"), &ctx())
+            fuwa_filter_referrer::build(&section(&referrer), &ctx())
                 .unwrap_or_else(|e| panic!("{e:?}")),
         ),
         (
@@ -70,18 +80,45 @@ const UA_TEMPLATES: &[&str] = &[
     "DoCoMo/2.0 P{v}{b}(c100;TB;W24H16)",
 ];
 
-const REFERRERS: &[&str] = &[
-    "https://www.google.co.jp/search?q=%E3%83%86%E3%82%B9%E3%83%88&hl=ja",
-    "https://search.yahoo.co.jp/search?p=%E6%9D%B1%E4%BA%AC+%E5%A4%A9%E6%B0%97",
-    "https://t.co/AbCdEf123",
-    "https://note.com/someone/n/n0123456789ab?utm_source=twitter&utm_medium=social",
+/// `{i}` varies per distinct referrer: search terms (Japanese ones
+/// percent-encoded), short links, internal pages, other sites.
+const REFERRER_TEMPLATES: &[&str] = &[
+    "https://www.google.co.jp/search?q=%E3%83%86%E3%82%B9%E3%83%88{i}&hl=ja",
+    "https://search.yahoo.co.jp/search?p=%E6%9D%B1%E4%BA%AC+%E5%A4%A9%E6%B0%97+{i}",
+    "https://t.co/AbCd{i}",
+    "https://note.com/someone{i}/n/n0123456789ab?utm_source=twitter&utm_medium=social",
     "",
-    "https://www.bing.com/search?q=rust+log+agent",
+    "https://www.bing.com/search?q=rust+log+agent+{i}",
     "https://www.facebook.com/",
-    "https://example.org/blog/post/42",
+    "https://example{i}.org/blog/post/42",
     "https://mail.google.com/mail/u/0/",
-    "https://duckduckgo.com/?q=fluentd+alternative",
+    "https://duckduckgo.com/?q=fluentd+alternative+{i}",
 ];
+
+/// Ranks drawn with P(rank k) ∝ 1 / k^s.
+struct Zipf(Vec<f64>);
+
+impl Zipf {
+    fn new(n: usize, s: f64) -> Self {
+        let weights: Vec<f64> = (1..=n).map(|k| 1.0 / (k as f64).powf(s)).collect();
+        let total: f64 = weights.iter().sum();
+        let mut acc = 0.0;
+        Zipf(
+            weights
+                .iter()
+                .map(|w| {
+                    acc += w / total;
+                    acc
+                })
+                .collect(),
+        )
+    }
+
+    fn sample(&self, rng: &mut impl Rng) -> usize {
+        let r: f64 = rng.gen();
+        self.0.partition_point(|c| *c < r).min(self.0.len() - 1)
+    }
+}
 
 fn main() {
     let args = Args::parse();
@@ -94,25 +131,22 @@ fn main() {
                 .replace("{p}", &((i * 17) % 200).to_string())
         })
         .collect();
-    // Zipf: P(rank k) ∝ 1 / k^s
-    let weights: Vec<f64> = (1..=uas.len())
-        .map(|k| 1.0 / (k as f64).powf(args.zipf))
+    let referrers: Vec<String> = (0..args.distinct_referrers)
+        .map(|i| {
+            REFERRER_TEMPLATES[i % REFERRER_TEMPLATES.len()]
+                .replace("{i}", &(i / REFERRER_TEMPLATES.len()).to_string())
+        })
         .collect();
-    let total: f64 = weights.iter().sum();
-    let mut cdf = Vec::with_capacity(weights.len());
-    let mut acc = 0.0;
-    for w in &weights {
-        acc += w / total;
-        cdf.push(acc);
-    }
+    let ua_rank = Zipf::new(uas.len(), args.zipf);
+    let referrer_rank = Zipf::new(referrers.len(), args.zipf);
     let n_records = 100_000.min(args.events);
     let records: Vec<Vec<u8>> = (0..n_records)
         .map(|i| {
-            let r: f64 = rng.gen();
-            let k = cdf.partition_point(|c| *c < r).min(uas.len() - 1);
+            let k = ua_rank.sample(&mut rng);
+            let referrer = referrers[referrer_rank.sample(&mut rng)].as_str();
             let v = rmpv::Value::Map(vec![
                 ("user_agent".into(), uas[k].as_str().into()),
-                ("referrer".into(), REFERRERS[i % REFERRERS.len()].into()),
+                ("referrer".into(), referrer.into()),
                 ("user_id".into(), (10_000 + i % 5000).to_string().into()),
                 ("price".into(), format!("{}.{}", i % 300, i % 100).into()),
                 (
@@ -131,9 +165,10 @@ fn main() {
     let distinct_seen: std::collections::HashSet<&[u8]> = records.iter().map(|r| &r[..]).collect();
     let avg_bytes = records.iter().map(Vec::len).sum::<usize>() as f64 / records.len() as f64;
     println!(
-        "records: {} generated ({} distinct User-Agents, Zipf s={}), ~{avg_bytes:.0} bytes each as msgpack; {} events per pass",
+        "records: {} generated ({} distinct User-Agents, {} distinct referrers, Zipf s={}), ~{avg_bytes:.0} bytes each as msgpack; {} events per pass",
         records.len(),
         uas.len(),
+        referrers.len(),
         args.zipf,
         args.events
     );
@@ -145,12 +180,18 @@ fn main() {
         let t = Instant::now();
         run(&none, &records, args.events, None);
         let ns = t.elapsed().as_nanos() as f64 / args.events as f64;
-        println!("\ndecode + encode alone (no filter): {ns:.0} ns/event");
+        println!("\nrecord in + out alone (no filter): {ns:.0} ns/event");
     }
     for (label, cache) in [
-        ("with the UA cache (10,000 entries)", 10_000usize),
-        ("without the UA cache", 0),
+        (
+            "with the caches (User-Agent and referrer, 10,000 entries each)",
+            10_000usize,
+        ),
+        ("without the caches", 0),
     ] {
+        if args.cached_only && cache == 0 {
+            continue;
+        }
         let filters = chain(cache);
         // warm the cache (and the allocator)
         run(&filters, &records, records.len(), None);
@@ -159,7 +200,7 @@ fn main() {
         let kept = run(&filters, &records, args.events, None);
         let ns = t.elapsed().as_nanos() as f64 / args.events as f64;
         run(&filters, &records, args.events.min(200_000), Some(&mut per));
-        println!("\n{label}: {ns:.0} ns/event for decode + user_agent + referrer + types + record + encode ({kept} kept)");
+        println!("\n{label}: {ns:.0} ns/event for record in + user_agent + referrer + types + record + out ({kept} kept)");
         let sampled = args.events.min(200_000) as f64;
         for (i, (name, _)) in filters.iter().enumerate() {
             println!("  {name:<11} {:>6.0} ns/event", per[i] as f64 / sampled);
@@ -175,9 +216,10 @@ fn run(
 ) -> usize {
     let mut kept = 0;
     let mut out = Vec::with_capacity(1024);
+    let mut rec = Record::new();
     for i in 0..events {
         let raw = &records[i % records.len()];
-        let mut rec = fuwa_api::record::decode(raw).expect("decode");
+        rec.reset(raw);
         let mut time = EventTime::new(1_700_000_000, 0);
         let mut keep = true;
         for (j, (_, f)) in filters.iter().enumerate() {
@@ -193,7 +235,7 @@ fn run(
         }
         if keep {
             out.clear();
-            fuwa_api::record::encode(&mut out, &rec);
+            rec.write_to(&mut out);
             kept += 1;
         }
     }

@@ -7,11 +7,14 @@
 
 pub mod config;
 pub mod event;
+pub mod lru;
 pub mod msgpack;
 pub mod pattern;
 pub mod plugin;
 pub mod ratelimit;
+pub mod rawmap;
 pub mod record;
+pub mod testing;
 
 pub use config::{ByteSize, ConfigError, ConfigSection, HumanDuration};
 pub use event::{Batch, Chunk, Entry, EventTime};
@@ -20,3 +23,4 @@ pub use plugin::{
     BuildContext, EmitError, Emitter, Filter, FilterResult, Input, InputContext, Output,
     OutputError, Partitioner, PluginError, Shutdown,
 };
+pub use record::Record;

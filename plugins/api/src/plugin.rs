@@ -9,6 +9,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::event::{Batch, Chunk, EventTime};
+use crate::record::Record;
 
 /// Why an input's batch was not accepted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -87,8 +88,12 @@ pub enum FilterResult {
 }
 
 /// A filter is synchronous: record in, keep/drop/changed record out.
+///
+/// The record comes as a [`Record`]: its msgpack bytes, edited in place by
+/// the fields a filter reads and sets (the fast path), or a value tree for a
+/// filter that needs the whole record ([`Record::value_mut`]).
 pub trait Filter: Send + Sync {
-    fn filter(&self, tag: &str, time: &mut EventTime, record: &mut rmpv::Value) -> FilterResult;
+    fn filter(&self, tag: &str, time: &mut EventTime, record: &mut Record) -> FilterResult;
 }
 
 /// How an output failed to write a chunk. The engine retries `Retryable`
@@ -135,4 +140,16 @@ pub struct BuildContext {
     /// IANA time zone name for strftime in paths and keys
     pub timezone: String,
     pub data_dir: PathBuf,
+}
+
+impl<F: Filter + ?Sized> Filter for Box<F> {
+    fn filter(&self, tag: &str, time: &mut EventTime, record: &mut Record) -> FilterResult {
+        (**self).filter(tag, time, record)
+    }
+}
+
+impl<F: Filter + ?Sized> Filter for &F {
+    fn filter(&self, tag: &str, time: &mut EventTime, record: &mut Record) -> FilterResult {
+        (**self).filter(tag, time, record)
+    }
 }

@@ -301,3 +301,387 @@ mod codec_tests {
         assert_eq!(out, b);
     }
 }
+
+/// A string-like field, borrowed from the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Text<'a> {
+    /// a msgpack str (its bytes may not be valid UTF-8)
+    Str(&'a [u8]),
+    /// a msgpack bin
+    Bin(&'a [u8]),
+}
+
+/// One record as a filter sees it: the msgpack map's bytes, edited in place
+/// by the fields it touches, or a decoded value tree when a filter needs the
+/// whole record (a filter asks for it with [`Record::value_mut`]; the tree is
+/// encoded again when the bytes are next needed).
+///
+/// Both forms follow the same rules (see [`crate::rawmap`]), so a filter
+/// gives the same record whichever form it is handed.
+#[derive(Debug, Default, Clone)]
+pub struct Record {
+    bytes: Vec<u8>,
+    tree: Option<Value>,
+    /// where the top-level pairs of `bytes` are
+    index: crate::rawmap::Index,
+    scratch: Vec<u8>,
+}
+
+impl Record {
+    pub fn new() -> Self {
+        Record::default()
+    }
+
+    /// A record from its msgpack bytes.
+    pub fn from_slice(b: &[u8]) -> Self {
+        let mut r = Record::new();
+        r.reset(b);
+        r
+    }
+
+    /// A record from a value tree.
+    pub fn from_value(v: Value) -> Self {
+        Record {
+            tree: Some(v),
+            ..Record::default()
+        }
+    }
+
+    /// Reuses this record for other bytes (keeps its allocations).
+    pub fn reset(&mut self, b: &[u8]) {
+        self.bytes.clear();
+        self.bytes.extend_from_slice(b);
+        self.tree = None;
+        self.index.build(&self.bytes);
+    }
+
+    /// Replaces the whole record with other msgpack bytes.
+    pub fn set_bytes(&mut self, b: &[u8]) {
+        self.reset(b)
+    }
+
+    /// Whether the record is held as a decoded tree right now.
+    pub fn is_tree(&self) -> bool {
+        self.tree.is_some()
+    }
+
+    /// Whether the record is a map (anything else passes filters untouched).
+    pub fn is_map(&self) -> bool {
+        match &self.tree {
+            Some(t) => t.is_map(),
+            None => {
+                self.index.ok()
+                    || matches!(
+                        crate::msgpack::read_head(&self.bytes, 0),
+                        Ok((crate::msgpack::Head::Map(_), _))
+                    )
+            }
+        }
+    }
+
+    /// The whole record as a value tree, decoded on first use; `None` when
+    /// the bytes are not one valid msgpack value.
+    pub fn value_mut(&mut self) -> Option<&mut Value> {
+        if self.tree.is_none() {
+            self.tree = Some(decode(&self.bytes).ok()?);
+            self.index.invalidate();
+        }
+        self.tree.as_mut()
+    }
+
+    /// The record as msgpack bytes (encoding the tree if it was decoded).
+    pub fn bytes(&mut self) -> &[u8] {
+        if let Some(t) = self.tree.take() {
+            self.bytes.clear();
+            encode(&mut self.bytes, &t);
+            self.index.build(&self.bytes);
+        }
+        &self.bytes
+    }
+
+    /// Appends the record's msgpack bytes to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match &self.tree {
+            Some(t) => encode(out, t),
+            None => out.extend_from_slice(&self.bytes),
+        }
+    }
+
+    /// The record as a value tree (for tests and tools).
+    pub fn into_value(self) -> Option<Value> {
+        match self.tree {
+            Some(t) => Some(t),
+            None => decode(&self.bytes).ok(),
+        }
+    }
+
+    /// The key to look up in the index: a one-part path on indexed bytes.
+    fn top<'p>(&self, path: &'p [String]) -> Option<&'p [u8]> {
+        match path {
+            [name] if self.index.ok() => Some(name.as_bytes()),
+            _ => None,
+        }
+    }
+
+    /// The byte range of the value at `path` (bytes form).
+    fn range(&self, path: &[String]) -> Option<std::ops::Range<usize>> {
+        match self.top(path) {
+            Some(name) => self.index.get(&self.bytes, name),
+            None => crate::rawmap::find(&self.bytes, path).ok()?,
+        }
+    }
+
+    /// The string or binary at `path`, borrowed.
+    pub fn text(&self, path: &[String]) -> Option<Text<'_>> {
+        match &self.tree {
+            Some(t) => match get(t, path)? {
+                Value::String(s) => Some(Text::Str(s.as_bytes())),
+                Value::Binary(b) => Some(Text::Bin(b)),
+                _ => None,
+            },
+            None => {
+                let r = self.range(path)?;
+                let (head, p) = crate::msgpack::read_head(&self.bytes, r.start).ok()?;
+                let body = self.bytes.get(p..r.end)?;
+                match head {
+                    crate::msgpack::Head::Str(_) => Some(Text::Str(body)),
+                    crate::msgpack::Head::Bin(_) => Some(Text::Bin(body)),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Whether the record has a field at `path`.
+    pub fn has(&self, path: &[String]) -> bool {
+        match &self.tree {
+            Some(t) => get(t, path).is_some(),
+            None => self.range(path).is_some(),
+        }
+    }
+
+    /// A copy of the value at `path`.
+    pub fn get(&self, path: &[String]) -> Option<Value> {
+        match &self.tree {
+            Some(t) => get(t, path).cloned(),
+            None => decode(&self.bytes[self.range(path)?]).ok(),
+        }
+    }
+
+    /// Sets the value at `path` (see [`set`] for the rules).
+    pub fn set(&mut self, path: &[String], v: Value) {
+        if let Some(t) = &mut self.tree {
+            return set(t, path, v);
+        }
+        let mut enc = std::mem::take(&mut self.scratch);
+        enc.clear();
+        encode(&mut enc, &v);
+        if !self.set_bytes_at(path, &enc) {
+            self.set_in_tree(path, v);
+        }
+        self.scratch = enc;
+    }
+
+    /// Sets the value at `path` to one already encoded msgpack value.
+    pub fn set_encoded(&mut self, path: &[String], v: &[u8]) {
+        if let Some(t) = &mut self.tree {
+            if let Ok(v) = decode(v) {
+                set(t, path, v)
+            }
+            return;
+        }
+        if !self.set_bytes_at(path, v) {
+            if let Ok(v) = decode(v) {
+                self.set_in_tree(path, v);
+            }
+        }
+    }
+
+    /// Sets a string at `path`.
+    pub fn set_str(&mut self, path: &[String], s: &str) {
+        if let Some(t) = &mut self.tree {
+            return set(t, path, Value::from(s));
+        }
+        let mut enc = std::mem::take(&mut self.scratch);
+        enc.clear();
+        crate::msgpack::write_str(&mut enc, s.as_bytes());
+        if !self.set_bytes_at(path, &enc) {
+            self.set_in_tree(path, Value::from(s));
+        }
+        self.scratch = enc;
+    }
+
+    /// Sets an encoded value in the bytes form; false when the bytes did
+    /// not take it (not a map, or malformed).
+    fn set_bytes_at(&mut self, path: &[String], enc: &[u8]) -> bool {
+        match self.top(path) {
+            Some(name) => {
+                self.index.set(&mut self.bytes, name, enc);
+                true
+            }
+            None => {
+                let ok = crate::rawmap::set(&mut self.bytes, path, enc).is_ok();
+                self.index.build(&self.bytes);
+                ok
+            }
+        }
+    }
+
+    /// The bytes did not take an in-place edit (not a map, or malformed):
+    /// fall back to the tree, which follows the same rules where it decodes.
+    fn set_in_tree(&mut self, path: &[String], v: Value) {
+        if let Some(t) = self.value_mut() {
+            set(t, path, v);
+        }
+    }
+
+    /// Removes every value at `path` (a key may appear more than once);
+    /// how many there were.
+    pub fn delete_all(&mut self, path: &[String]) -> usize {
+        if let Some(t) = &mut self.tree {
+            let mut n = 0;
+            while remove(t, path).is_some() {
+                n += 1;
+            }
+            return n;
+        }
+        match self.top(path) {
+            Some(name) => self.index.delete_all(&mut self.bytes, name),
+            None => {
+                let n = crate::rawmap::delete_all(&mut self.bytes, path).unwrap_or(0);
+                self.index.build(&self.bytes);
+                n
+            }
+        }
+    }
+
+    /// Calls `f` with the value at `path`; a value it returns replaces the
+    /// old one (found once, replaced where it lies). Returns what `f` said
+    /// beside, or `None` when there is no such field.
+    pub fn update<R>(
+        &mut self,
+        path: &[String],
+        f: impl FnOnce(&Value) -> (Option<Value>, R),
+    ) -> Option<R> {
+        if let Some(t) = &mut self.tree {
+            let v = get_mut(t, path)?;
+            let (new, r) = f(v);
+            if let Some(new) = new {
+                *v = new;
+            }
+            return Some(r);
+        }
+        let range = self.range(path)?;
+        let old = decode(&self.bytes[range.clone()]).ok()?;
+        let (new, r) = f(&old);
+        if let Some(new) = new {
+            let mut enc = std::mem::take(&mut self.scratch);
+            enc.clear();
+            encode(&mut enc, &new);
+            if self.top(path).is_some() {
+                self.index.replace_value(&mut self.bytes, range, &enc);
+            } else {
+                crate::rawmap::replace(&mut self.bytes, range, &enc);
+                self.index.build(&self.bytes);
+            }
+            self.scratch = enc;
+        }
+        Some(r)
+    }
+
+    /// Removes the value at `path`; whether there was one.
+    pub fn delete(&mut self, path: &[String]) -> bool {
+        self.take_bytes(path).is_some()
+    }
+
+    /// Removes the value at `path` and returns it.
+    pub fn remove(&mut self, path: &[String]) -> Option<Value> {
+        if let Some(t) = &mut self.tree {
+            return remove(t, path);
+        }
+        decode(&self.take_bytes(path)?).ok()
+    }
+
+    fn take_bytes(&mut self, path: &[String]) -> Option<Vec<u8>> {
+        if let Some(t) = &mut self.tree {
+            let v = remove(t, path)?;
+            let mut b = Vec::new();
+            encode(&mut b, &v);
+            return Some(b);
+        }
+        match self.top(path) {
+            Some(name) => self.index.remove(&mut self.bytes, name),
+            None => {
+                let b = crate::rawmap::remove(&mut self.bytes, path).ok()?;
+                self.index.build(&self.bytes);
+                b
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    fn both(v: &Value) -> [Record; 2] {
+        let mut b = Vec::new();
+        encode(&mut b, v);
+        [Record::from_slice(&b), Record::from_value(v.clone())]
+    }
+
+    #[test]
+    fn bytes_and_tree_answer_alike() {
+        let v = Value::Map(vec![
+            (Value::from("s"), Value::from("text")),
+            (Value::from("b"), Value::Binary(b"bin".to_vec())),
+            (Value::from("n"), Value::from(3)),
+        ]);
+        for mut r in both(&v) {
+            assert_eq!(r.text(&path("s")), Some(Text::Str(b"text")));
+            assert_eq!(r.text(&path("b")), Some(Text::Bin(b"bin")));
+            assert_eq!(r.text(&path("n")), None);
+            assert!(r.has(&path("n")) && !r.has(&path("x")));
+            assert_eq!(r.get(&path("n")), Some(Value::from(3)));
+            r.set(&path("x.y"), Value::from(true));
+            r.set_str(&path("s"), "new");
+            r.set_encoded(&path("e"), &[0xc0]);
+            assert_eq!(r.remove(&path("b")), Some(Value::Binary(b"bin".to_vec())));
+            assert!(r.is_map());
+            let out = r.into_value().unwrap();
+            assert_eq!(
+                out,
+                Value::Map(vec![
+                    (Value::from("s"), Value::from("new")),
+                    (Value::from("n"), Value::from(3)),
+                    (
+                        Value::from("x"),
+                        Value::Map(vec![(Value::from("y"), Value::from(true))])
+                    ),
+                    (Value::from("e"), Value::Nil),
+                ])
+            );
+        }
+    }
+
+    #[test]
+    fn tree_round_trips_through_bytes() {
+        let v = Value::Map(vec![(Value::from("a"), Value::from(1))]);
+        let mut r = Record::from_slice(&{
+            let mut b = Vec::new();
+            encode(&mut b, &v);
+            b
+        });
+        if let Some(Value::Map(m)) = r.value_mut() {
+            m.push((Value::from("b"), Value::from(2)));
+        }
+        assert!(r.is_tree());
+        let b = r.bytes().to_vec();
+        assert!(!r.is_tree());
+        assert_eq!(decode(&b).unwrap().as_map().map(Vec::len), Some(2));
+        r.set(&path("c"), Value::from(3));
+        let mut out = Vec::new();
+        r.write_to(&mut out);
+        assert_eq!(decode(&out).unwrap().as_map().map(Vec::len), Some(3));
+    }
+}

@@ -6,8 +6,8 @@
 
 use std::borrow::Cow;
 
-use fuwa_api::record;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
+use fuwa_api::record::{self, Text};
+use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
 use regex::Regex;
 use rmpv::Value;
 use serde::Deserialize;
@@ -61,6 +61,18 @@ impl Rule {
         record::get(rec, &self.path)
             .and_then(text)
             .is_some_and(|t| self.re.is_match(&t))
+    }
+
+    fn matches_record(&self, rec: &Record) -> bool {
+        match rec.text(&self.path) {
+            // strings (the usual case) are matched where they lie
+            Some(Text::Str(b) | Text::Bin(b)) => self.re.is_match(&String::from_utf8_lossy(b)),
+            None => rec
+                .get(&self.path)
+                .as_ref()
+                .and_then(text)
+                .is_some_and(|t| self.re.is_match(&t)),
+        }
     }
 }
 
@@ -169,26 +181,30 @@ impl GrepFilter {
 
     /// Whether the record passes (what `filter` answers, without the trait).
     pub fn keeps(&self, rec: &Value) -> bool {
+        self.keeps_with(|r| r.matches(rec))
+    }
+
+    fn keeps_with(&self, matches: impl Fn(&Rule) -> bool) -> bool {
         let wanted = self.regexp.is_empty()
             || match self.regexp_condition {
-                Condition::And => self.regexp.iter().all(|r| r.matches(rec)),
-                Condition::Or => self.regexp.iter().any(|r| r.matches(rec)),
+                Condition::And => self.regexp.iter().all(&matches),
+                Condition::Or => self.regexp.iter().any(&matches),
             };
         if !wanted {
             return false;
         }
         let excluded = !self.exclude.is_empty()
             && match self.exclude_condition {
-                Condition::And => self.exclude.iter().all(|r| r.matches(rec)),
-                Condition::Or => self.exclude.iter().any(|r| r.matches(rec)),
+                Condition::And => self.exclude.iter().all(&matches),
+                Condition::Or => self.exclude.iter().any(&matches),
             };
         !excluded
     }
 }
 
 impl Filter for GrepFilter {
-    fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Value) -> FilterResult {
-        if self.keeps(rec) {
+    fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Record) -> FilterResult {
+        if self.keeps_with(|r| r.matches_record(rec)) {
             FilterResult::Keep
         } else {
             FilterResult::Drop

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use fuwa_api::ratelimit::RateLimit;
 use fuwa_api::record;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
+use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
 use fuwa_parsers::{Parser, ParserConfig};
 use rmpv::Value;
 use serde::Deserialize;
@@ -254,7 +254,17 @@ fn kind(v: &Value) -> &'static str {
 }
 
 impl Filter for ParserFilter {
-    fn filter(&self, _tag: &str, time: &mut EventTime, rec: &mut Value) -> FilterResult {
+    fn filter(&self, _tag: &str, time: &mut EventTime, rec: &mut Record) -> FilterResult {
+        // merging parsed fields into the record is done on its value tree
+        match rec.value_mut() {
+            Some(v) => self.filter_tree(time, v),
+            None => FilterResult::Keep,
+        }
+    }
+}
+
+impl ParserFilter {
+    fn filter_tree(&self, time: &mut EventTime, rec: &mut Value) -> FilterResult {
         if !rec.is_map() {
             return FilterResult::Keep;
         }

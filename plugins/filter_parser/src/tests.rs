@@ -47,7 +47,7 @@ fn run(f: &ParserFilter, rec: Value) -> (Value, EventTime) {
     let mut r = rec;
     let mut t = T0;
     assert!(matches!(
-        f.filter("tag", &mut t, &mut r),
+        fuwa_api::testing::filter_value(&f, "tag", &mut t, &mut r),
         FilterResult::Keep
     ));
     (r, t)
@@ -433,7 +433,7 @@ fn build_registers_as_a_filter() {
     )
     .unwrap();
     let mut r = docker(r#"{"a":1}"#);
-    f.filter("t", &mut EventTime::default(), &mut r);
+    fuwa_api::testing::filter_value(&f, "t", &mut EventTime::default(), &mut r);
     assert_eq!(r, map(vec![("a", 1.into())]));
 }
 
@@ -593,7 +593,7 @@ time_format = "auto"
 "#);
         let mut r = rec.clone();
         let mut t = T0;
-        prop_assert!(matches!(f.filter("t", &mut t, &mut r), FilterResult::Keep));
+        prop_assert!(matches!(fuwa_api::testing::filter_value(&f, "t", &mut t, &mut r), FilterResult::Keep));
         let Value::Map(before) = &rec else { unreachable!() };
         let Value::Map(after) = &r else { panic!("not a map: {r:?}") };
         let key = |k: &Value| match k {
@@ -651,7 +651,7 @@ time_format = "auto"
         ));
         let mut r = map(vec![("log", text.as_str().into()), ("other", 1.into())]);
         let mut t = T0;
-        prop_assert!(matches!(f.filter("t", &mut t, &mut r), FilterResult::Keep));
+        prop_assert!(matches!(fuwa_api::testing::filter_value(&f, "t", &mut t, &mut r), FilterResult::Keep));
         prop_assert!(r.is_map());
         if reserve_time || f.failures() > 0 {
             prop_assert_eq!(t, T0);

@@ -13,7 +13,7 @@ use std::ops::Range;
 use fuwa_api::config::flatten_dotted;
 use fuwa_api::record;
 use fuwa_api::record::check_path;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
+use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
 use rmpv::Value;
 use serde::Deserialize;
 use toml::Spanned;
@@ -57,6 +57,8 @@ enum SetValue {
 struct Set {
     path: Vec<String>,
     value: SetValue,
+    /// the value already encoded, when it is the same for every record
+    constant: Option<Vec<u8>>,
 }
 
 pub struct RecordFilter {
@@ -179,7 +181,11 @@ impl RecordFilter {
                 )),
             };
             match value {
-                Ok(value) => set.push(Set { path, value }),
+                Ok(value) => set.push(Set {
+                    path,
+                    value,
+                    constant: None,
+                }),
                 Err(m) => errors.push(at(key, span, m)),
             }
         }
@@ -285,19 +291,24 @@ impl RecordFilter {
                 "nothing to do: give at least one of set, remove, keep or rename",
             )]);
         }
-        Ok(RecordFilter {
+        let mut f = RecordFilter {
             hostname: ctx.hostname.clone(),
             keep,
             remove,
             rename,
             set,
-        })
+        };
+        let constants: Vec<Option<Vec<u8>>> = f.set.iter().map(|s| f.constant(&s.value)).collect();
+        for (s, c) in f.set.iter_mut().zip(constants) {
+            s.constant = c;
+        }
+        Ok(f)
     }
 
-    fn render(&self, v: &SetValue, tag: &str, time: EventTime, rec: &Value) -> Value {
+    fn render(&self, v: &SetValue, tag: &str, time: EventTime, rec: &Record) -> Value {
         match v {
             SetValue::Literal(v) => v.clone(),
-            SetValue::Whole(p) => record::get(rec, p).cloned().unwrap_or(Value::Nil),
+            SetValue::Whole(p) => rec.get(p).unwrap_or(Value::Nil),
             SetValue::Template(parts) => {
                 let mut out = String::new();
                 for p in parts {
@@ -308,8 +319,8 @@ impl RecordFilter {
                         Part::Hostname => out.push_str(&self.hostname),
                         Part::Time => out.push_str(&rfc3339(time)),
                         Part::Record(path) => {
-                            if let Some(v) = record::get(rec, path) {
-                                push_text(&mut out, v)
+                            if let Some(v) = rec.get(path) {
+                                push_text(&mut out, &v)
                             }
                         }
                     }
@@ -317,6 +328,29 @@ impl RecordFilter {
                 Value::from(out)
             }
         }
+    }
+
+    /// The encoded value of a `set` that is the same for every record (a
+    /// literal, or a template of literal text and `${hostname}`).
+    fn constant(&self, v: &SetValue) -> Option<Vec<u8>> {
+        let value = match v {
+            SetValue::Literal(v) => v.clone(),
+            SetValue::Whole(_) => return None,
+            SetValue::Template(parts) => {
+                let mut out = String::new();
+                for p in parts {
+                    match p {
+                        Part::Lit(s) => out.push_str(s),
+                        Part::Hostname => out.push_str(&self.hostname),
+                        _ => return None,
+                    }
+                }
+                Value::from(out)
+            }
+        };
+        let mut b = Vec::new();
+        record::encode(&mut b, &value);
+        Some(b)
     }
 }
 
@@ -364,45 +398,59 @@ fn push_text(out: &mut String, v: &Value) {
 }
 
 impl Filter for RecordFilter {
-    fn filter(&self, tag: &str, time: &mut EventTime, rec: &mut Value) -> FilterResult {
+    fn filter(&self, tag: &str, time: &mut EventTime, rec: &mut Record) -> FilterResult {
         if !rec.is_map() {
             return FilterResult::Keep;
         }
         // 1. templates see the record as it arrived
-        let values: Vec<Value> = self
-            .set
-            .iter()
-            .map(|s| self.render(&s.value, tag, *time, rec))
-            .collect();
+        let values: Vec<Option<Value>> = if self.set.iter().all(|s| s.constant.is_some()) {
+            Vec::new()
+        } else {
+            self.set
+                .iter()
+                .map(|s| match s.constant {
+                    Some(_) => None,
+                    None => Some(self.render(&s.value, tag, *time, rec)),
+                })
+                .collect()
+        };
         // 2. keep
         if let Some(keep) = &self.keep {
-            let mut old = std::mem::replace(rec, Value::Map(Vec::new()));
-            for p in keep {
-                if let Some(v) = record::remove(&mut old, p) {
-                    record::set(rec, p, v);
+            if let Some(rec) = rec.value_mut() {
+                let mut old = std::mem::replace(rec, Value::Map(Vec::new()));
+                for p in keep {
+                    if let Some(v) = record::remove(&mut old, p) {
+                        record::set(rec, p, v);
+                    }
                 }
             }
         }
         // 3. remove (every copy of a key that appears twice)
         for p in &self.remove {
-            while record::remove(rec, p).is_some() {}
+            rec.delete_all(p);
         }
         // 4. rename: every source is taken out first, then written
         if !self.rename.is_empty() {
             let taken: Vec<Option<Value>> = self
                 .rename
                 .iter()
-                .map(|(from, _)| record::remove(rec, from))
+                .map(|(from, _)| rec.remove(from))
                 .collect();
             for ((_, to), v) in self.rename.iter().zip(taken) {
                 if let Some(v) = v {
-                    record::set(rec, to, v);
+                    rec.set(to, v);
                 }
             }
         }
         // 5. set, parents before children
-        for (s, v) in self.set.iter().zip(values) {
-            record::set(rec, &s.path, v);
+        let mut rendered = values.into_iter();
+        for s in &self.set {
+            let v = rendered.next().flatten();
+            match (&s.constant, v) {
+                (Some(b), _) => rec.set_encoded(&s.path, b),
+                (None, Some(v)) => rec.set(&s.path, v),
+                (None, None) => {}
+            }
         }
         FilterResult::Keep
     }

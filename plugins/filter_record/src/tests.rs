@@ -44,7 +44,10 @@ const T: EventTime = EventTime {
 
 fn run(f: &RecordFilter, tag: &str, mut r: Value) -> Value {
     let mut t = T;
-    assert!(matches!(f.filter(tag, &mut t, &mut r), FilterResult::Keep));
+    assert!(matches!(
+        fuwa_api::testing::filter_value(&f, tag, &mut t, &mut r),
+        FilterResult::Keep
+    ));
     assert_eq!(t, T, "the event time is never changed");
     r
 }
@@ -310,7 +313,7 @@ keep = []"#,
 fn build_registers_as_a_filter() {
     let f = build(&section(r#"set = { a = "${tag}" }"#), &ctx()).unwrap();
     let mut r = map(vec![]);
-    f.filter("t.x", &mut EventTime::default(), &mut r);
+    fuwa_api::testing::filter_value(&f, "t.x", &mut EventTime::default(), &mut r);
     assert_eq!(r, map(vec![("a", "t.x".into())]));
 }
 
@@ -445,7 +448,7 @@ set = { "x.s" = "${tag}/${tag[1]}/${record.a}/${record.b.x}/${hostname}", "x.w" 
 "#);
         let mut r = rec.clone();
         let mut t = T;
-        prop_assert!(matches!(f.filter(&tag, &mut t, &mut r), FilterResult::Keep));
+        prop_assert!(matches!(fuwa_api::testing::filter_value(&f, &tag, &mut t, &mut r), FilterResult::Keep));
         prop_assert_eq!(t, T);
         prop_assert!(r.is_map());
         prop_assert_eq!(record::get(&r, &record::path("x.n")), Some(&Value::from(1)));

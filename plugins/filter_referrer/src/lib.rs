@@ -22,12 +22,13 @@
 mod table;
 pub mod url;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
-use fuwa_api::record;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
+use fuwa_api::lru::Lru;
+use fuwa_api::record::{self, Text};
+use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
 use rmpv::Value;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -50,6 +51,11 @@ struct ReferrerConfig {
     social: BTreeMap<String, String>,
     #[serde(default)]
     email: BTreeMap<String, String>,
+    #[serde(default = "default_cache_size")]
+    cache_size: usize,
+}
+fn default_cache_size() -> usize {
+    10_000
 }
 fn default_key() -> String {
     "referrer".into()
@@ -149,7 +155,15 @@ pub struct ReferrerFilter {
     target: Vec<String>,
     own: OwnHosts,
     table: Table,
+    /// encoded outputs by referrer text (referrers repeat: search engines'
+    /// and networks' landing URLs, internal pages)
+    cache: Option<Mutex<Lru<Arc<[u8]>>>>,
+    /// the encoded `{medium: "direct"}`
+    direct: Box<[u8]>,
 }
+
+/// Referrers longer than this many bytes are never cached.
+pub const MAX_CACHED_LEN: usize = 2048;
 
 fn check_path(
     section: &ConfigSection<'_>,
@@ -248,12 +262,9 @@ pub fn build(
         }
     }
     match (key, target, own) {
-        (Ok(key), Ok(target), Ok(own)) if errors.is_empty() => Ok(Box::new(ReferrerFilter {
-            key,
-            target,
-            own,
-            table,
-        })),
+        (Ok(key), Ok(target), Ok(own)) if errors.is_empty() => Ok(Box::new(
+            ReferrerFilter::from_parts(key, target, own, table, cfg.cache_size),
+        )),
         _ => Err(errors),
     }
 }
@@ -262,12 +273,42 @@ impl ReferrerFilter {
     /// A filter from parts (tests and embedding); `key` and `target` are
     /// dot paths, `table` usually [`Table::builtin`].
     pub fn new(key: &str, target: &str, own: OwnHosts, table: Table) -> Self {
+        Self::from_parts(record::path(key), record::path(target), own, table, 0)
+    }
+
+    fn from_parts(
+        key: Vec<String>,
+        target: Vec<String>,
+        own: OwnHosts,
+        table: Table,
+        cache_size: usize,
+    ) -> Self {
         ReferrerFilter {
-            key: record::path(key),
-            target: record::path(target),
+            key,
+            target,
             own,
             table,
+            cache: (cache_size > 0).then(|| Mutex::new(Lru::new(cache_size))),
+            direct: encoded(&medium_only("direct")).into(),
         }
+    }
+
+    /// The encoded output for a referrer text that is a msgpack str, from
+    /// the cache when it is there.
+    fn lookup(&self, raw: &str) -> Arc<[u8]> {
+        let cache = self.cache.as_ref().filter(|_| raw.len() <= MAX_CACHED_LEN);
+        if let Some(c) = cache {
+            if let Some(hit) = c.lock().unwrap_or_else(|e| e.into_inner()).get(raw) {
+                return hit;
+            }
+        }
+        let out: Arc<[u8]> = encoded(&self.classify(raw)).into();
+        if let Some(c) = cache {
+            c.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(raw, out.clone());
+        }
+        out
     }
 
     /// The output for a referrer text.
@@ -332,28 +373,46 @@ fn unknown(raw: Value) -> Value {
     ])
 }
 
+fn encoded(v: &Value) -> Vec<u8> {
+    let mut b = Vec::with_capacity(128);
+    record::encode(&mut b, v);
+    b
+}
+
 impl Filter for ReferrerFilter {
-    fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Value) -> FilterResult {
-        if !matches!(rec, Value::Map(_)) {
+    fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Record) -> FilterResult {
+        if !rec.is_map() {
             return FilterResult::Keep;
         }
-        let out = match record::get(rec, &self.key) {
-            None | Some(Value::Nil) => medium_only("direct"),
-            Some(v) => {
-                let text: Option<Cow<'_, str>> = match v {
-                    Value::String(s) => Some(match s.as_str() {
-                        Some(t) => Cow::Borrowed(t),
-                        None => String::from_utf8_lossy(s.as_bytes()),
-                    }),
-                    Value::Binary(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
-                    _ => None,
-                };
-                // not text, or not a URL: the value is kept as it was
-                text.and_then(|t| self.classify_text(&t))
-                    .unwrap_or_else(|| unknown(v.clone()))
+        match rec.text(&self.key) {
+            Some(Text::Str(b)) => match std::str::from_utf8(b) {
+                Ok(text) => {
+                    let out = self.lookup(text);
+                    rec.set_encoded(&self.target, &out);
+                }
+                Err(_) => {
+                    // read lossily; when it is not a URL the bytes are kept as they were
+                    let text = String::from_utf8_lossy(b).into_owned();
+                    let out = match self.classify_text(&text) {
+                        Some(v) => v,
+                        None => unknown(rec.get(&self.key).unwrap_or(Value::Nil)),
+                    };
+                    rec.set(&self.target, out);
+                }
+            },
+            Some(Text::Bin(b)) => {
+                let out = std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|t| self.classify_text(t))
+                    .unwrap_or_else(|| unknown(Value::Binary(b.to_vec())));
+                rec.set(&self.target, out);
             }
-        };
-        record::set(rec, &self.target, out);
+            None => match rec.get(&self.key) {
+                None | Some(Value::Nil) => rec.set_encoded(&self.target, &self.direct),
+                // not text: the value is kept as it was
+                Some(v) => rec.set(&self.target, unknown(v)),
+            },
+        }
         FilterResult::Keep
     }
 }

@@ -28,7 +28,7 @@ fn build(src: &str) -> Box<dyn Filter> {
 fn apply(f: &dyn Filter, mut rec: Value) -> Value {
     let mut t = EventTime::new(1, 2);
     assert!(matches!(
-        f.filter("tag", &mut t, &mut rec),
+        fuwa_api::testing::filter_value(&f, "tag", &mut t, &mut rec),
         FilterResult::Keep
     ));
     rec
@@ -903,7 +903,7 @@ fn check_kept(f: &dyn Filter, rec: Value) -> Result<(), TestCaseError> {
     let mut after = rec;
     let mut t = EventTime::new(0, 0);
     prop_assert!(matches!(
-        f.filter("t", &mut t, &mut after),
+        fuwa_api::testing::filter_value(&f, "t", &mut t, &mut after),
         FilterResult::Keep
     ));
     match (&before, &after) {

@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use fuwa_api::config::flatten_dotted;
 use fuwa_api::ratelimit::RateLimit;
-use fuwa_api::record;
-use fuwa_api::record::check_path;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
+use fuwa_api::record::{check_path, Text};
+use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
 use fuwa_parsers::TimeParser;
 use rmpv::Value;
 use serde::Deserialize;
@@ -194,23 +193,38 @@ impl TypesFilter {
 }
 
 impl Filter for TypesFilter {
-    fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Value) -> FilterResult {
+    fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Record) -> FilterResult {
         if !rec.is_map() {
             return FilterResult::Keep;
         }
         for f in &self.fields {
-            let Some(v) = record::get_mut(rec, &f.path) else {
-                continue;
-            };
-            match convert(v, &f.conv) {
-                Ok(Some(new)) => *v = new,
-                Ok(None) => {}
+            if let Some(Text::Str(b)) = rec.text(&f.path) {
+                let fast = std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| convert_str(s, &f.conv).map(|r| (r, s)));
+                if let Some((res, text)) = fast {
+                    match res {
+                        Ok(Some(new)) => rec.set(&f.path, new),
+                        Ok(None) => {}
+                        Err(()) => {
+                            self.failed(f, &Value::from(text));
+                            if self.on_error == OnError::Remove {
+                                rec.delete(&f.path);
+                            }
+                        }
+                    }
+                    continue;
+                }
+            }
+            let converted = rec.update(&f.path, |v| match convert(v, &f.conv) {
+                Ok(new) => (new, true),
                 Err(()) => {
                     self.failed(f, v);
-                    if self.on_error == OnError::Remove {
-                        record::remove(rec, &f.path);
-                    }
+                    (None, false)
                 }
+            });
+            if converted == Some(false) && self.on_error == OnError::Remove {
+                rec.delete(&f.path);
             }
         }
         FilterResult::Keep
@@ -295,6 +309,62 @@ fn json(v: &Value) -> Option<String> {
     String::from_utf8(body.to_vec()).ok()
 }
 
+/// Text to an integer: `""`/`"-"` to nil, whole numbers (also written as
+/// floats, `"3.0"`) to an integer.
+fn integer_text(s: &str) -> Result<Option<Value>, ()> {
+    if is_blank(s) {
+        return Ok(Some(Value::Nil));
+    }
+    let t = s.trim();
+    if let Ok(i) = t.parse::<i64>() {
+        Ok(Some(Value::from(i)))
+    } else if let Ok(u) = t.parse::<u64>() {
+        Ok(Some(Value::from(u)))
+    } else {
+        t.parse::<f64>().ok().and_then(whole).map(Some).ok_or(())
+    }
+}
+
+/// Text to a finite float.
+fn float_text_value(s: &str) -> Result<Option<Value>, ()> {
+    if is_blank(s) {
+        return Ok(Some(Value::Nil));
+    }
+    match s.trim().parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(Some(Value::F64(f))),
+        _ => Err(()),
+    }
+}
+
+/// Text to a boolean (true/yes/1/on, false/no/0/off, any case).
+fn bool_text(s: &str) -> Result<Option<Value>, ()> {
+    if is_blank(s) {
+        return Ok(Some(Value::Nil));
+    }
+    let t = s.trim();
+    let is = |w: &[&str]| w.iter().any(|x| t.eq_ignore_ascii_case(x));
+    if is(&["true", "yes", "1", "on"]) {
+        Ok(Some(Value::Boolean(true)))
+    } else if is(&["false", "no", "0", "off"]) {
+        Ok(Some(Value::Boolean(false)))
+    } else {
+        Err(())
+    }
+}
+
+/// The conversions of a msgpack str without decoding it into a value (the
+/// usual case: numbers and flags that arrived as strings); `None` for the
+/// conversions that go through [`convert`].
+fn convert_str(s: &str, conv: &Conv) -> Option<Result<Option<Value>, ()>> {
+    Some(match conv {
+        Conv::Integer => integer_text(s),
+        Conv::Float => float_text_value(s),
+        Conv::Bool => bool_text(s),
+        Conv::String => Ok(None),
+        Conv::Time(_) | Conv::Array(_) => return None,
+    })
+}
+
 /// Converts one value. `Ok(None)`: already of the type (or nil), left as
 /// is; `Err(())`: does not convert.
 fn convert(v: &Value, conv: &Conv) -> Result<Option<Value>, ()> {
@@ -306,35 +376,13 @@ fn convert(v: &Value, conv: &Conv) -> Result<Option<Value>, ()> {
             Value::Integer(_) => Ok(None),
             Value::F32(f) => whole(*f as f64).map(Some).ok_or(()),
             Value::F64(f) => whole(*f).map(Some).ok_or(()),
-            _ => {
-                let s = as_text(v).ok_or(())?;
-                if is_blank(s) {
-                    return Ok(Some(Value::Nil));
-                }
-                let t = s.trim();
-                if let Ok(i) = t.parse::<i64>() {
-                    Ok(Some(Value::from(i)))
-                } else if let Ok(u) = t.parse::<u64>() {
-                    Ok(Some(Value::from(u)))
-                } else {
-                    t.parse::<f64>().ok().and_then(whole).map(Some).ok_or(())
-                }
-            }
+            _ => integer_text(as_text(v).ok_or(())?),
         },
         Conv::Float => match v {
             Value::F64(_) => Ok(None),
             Value::F32(f) => Ok(Some(Value::F64(*f as f64))),
             Value::Integer(i) => Ok(Some(Value::F64(i.as_f64().ok_or(())?))),
-            _ => {
-                let s = as_text(v).ok_or(())?;
-                if is_blank(s) {
-                    return Ok(Some(Value::Nil));
-                }
-                match s.trim().parse::<f64>() {
-                    Ok(f) if f.is_finite() => Ok(Some(Value::F64(f))),
-                    _ => Err(()),
-                }
-            }
+            _ => float_text_value(as_text(v).ok_or(())?),
         },
         Conv::Bool => match v {
             Value::Boolean(_) => Ok(None),
@@ -343,17 +391,7 @@ fn convert(v: &Value, conv: &Conv) -> Result<Option<Value>, ()> {
                 Some(1) => Ok(Some(Value::Boolean(true))),
                 _ => Err(()),
             },
-            _ => {
-                let s = as_text(v).ok_or(())?;
-                if is_blank(s) {
-                    return Ok(Some(Value::Nil));
-                }
-                match s.trim().to_ascii_lowercase().as_str() {
-                    "true" | "yes" | "1" | "on" => Ok(Some(Value::Boolean(true))),
-                    "false" | "no" | "0" | "off" => Ok(Some(Value::Boolean(false))),
-                    _ => Err(()),
-                }
-            }
+            _ => bool_text(as_text(v).ok_or(())?),
         },
         Conv::String => match v {
             Value::String(_) => Ok(None),

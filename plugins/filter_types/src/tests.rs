@@ -1,4 +1,5 @@
 use super::*;
+use fuwa_api::record;
 use proptest::prelude::*;
 
 fn section(src: &str) -> ConfigSection<'_> {
@@ -41,7 +42,10 @@ fn conv(ty: &str, v: Value) -> (Option<Value>, u64) {
     let f = filter(&format!("fields = {{ x = {ty:?} }}"));
     let mut r = map(vec![("x", v), ("other", Value::from("o"))]);
     let mut t = EventTime::new(1, 2);
-    assert!(matches!(f.filter("t", &mut t, &mut r), FilterResult::Keep));
+    assert!(matches!(
+        fuwa_api::testing::filter_value(&f, "t", &mut t, &mut r),
+        FilterResult::Keep
+    ));
     assert_eq!(t, EventTime::new(1, 2));
     assert_eq!(record::get_str(&r, &record::path("other")), Some("o"));
     (record::get(&r, &record::path("x")).cloned(), f.failures())
@@ -179,7 +183,7 @@ fn times_are_rfc3339_utc_parsed_in_the_agent_zone() {
         ("auto", "2024-05-01T12:00:00+02:00".into()),
         ("bad", "yesterday".into()),
     ]);
-    f.filter("t", &mut EventTime::default(), &mut r);
+    fuwa_api::testing::filter_value(&f, "t", &mut EventTime::default(), &mut r);
     let s = |k: &str| record::get_str(&r, &record::path(k)).map(str::to_string);
     assert_eq!(s("at").unwrap(), "2024-01-01T18:04:05.000000000Z");
     assert_eq!(s("z").unwrap(), "2000-10-10T20:55:36.000000000Z");
@@ -226,7 +230,7 @@ fn nested_paths_in_both_spellings() {
             "req",
             map(vec![("size", "12".into()), ("ok", "yes".into())]),
         )]);
-        f.filter("t", &mut EventTime::default(), &mut r);
+        fuwa_api::testing::filter_value(&f, "t", &mut EventTime::default(), &mut r);
         assert_eq!(
             r,
             map(vec![(
@@ -246,13 +250,13 @@ fn missing_fields_and_scalars_in_the_way_are_left_alone() {
     let f = filter(r#"fields = { "a.b" = "integer", c = "integer" }"#);
     let orig = map(vec![("a", "not a map".into()), ("d", Value::from(1))]);
     let mut r = orig.clone();
-    f.filter("t", &mut EventTime::default(), &mut r);
+    fuwa_api::testing::filter_value(&f, "t", &mut EventTime::default(), &mut r);
     assert_eq!(r, orig);
     assert_eq!(f.failures(), 0);
     // a record that is not a map is not touched
     let mut r = Value::from("x");
     assert!(matches!(
-        f.filter("t", &mut EventTime::default(), &mut r),
+        fuwa_api::testing::filter_value(&f, "t", &mut EventTime::default(), &mut r),
         FilterResult::Keep
     ));
     assert_eq!(r, Value::from("x"));
@@ -274,7 +278,7 @@ fields = { n = "integer", "a.b" = "bool", ok = "float" }
         ),
         ("ok", "2.5".into()),
     ]);
-    f.filter("t", &mut EventTime::default(), &mut r);
+    fuwa_api::testing::filter_value(&f, "t", &mut EventTime::default(), &mut r);
     assert_eq!(
         r,
         map(vec![
@@ -284,7 +288,7 @@ fields = { n = "integer", "a.b" = "bool", ok = "float" }
     );
     assert_eq!(f.failures(), 2);
     let mut r = map(vec![("n", "x".into())]);
-    f.filter("t", &mut EventTime::default(), &mut r);
+    fuwa_api::testing::filter_value(&f, "t", &mut EventTime::default(), &mut r);
     assert_eq!(f.failures(), 3);
     assert_eq!(r, map(vec![]));
 }
@@ -373,7 +377,7 @@ on_error = "drop""#);
 fn build_registers_as_a_filter() {
     let f = build(&section(r#"fields = { a = "integer" }"#), &ctx("UTC")).unwrap();
     let mut r = map(vec![("a", "1".into())]);
-    f.filter("t", &mut EventTime::default(), &mut r);
+    fuwa_api::testing::filter_value(&f, "t", &mut EventTime::default(), &mut r);
     assert_eq!(r, map(vec![("a", Value::from(1))]));
 }
 
@@ -445,7 +449,7 @@ fields = {{ a = "integer", b = "float", c = "bool", "x.a" = "string", "x.b" = "t
         ));
         let mut r = rec.clone();
         let mut t = EventTime::new(7, 8);
-        prop_assert!(matches!(f.filter("tag", &mut t, &mut r), FilterResult::Keep));
+        prop_assert!(matches!(fuwa_api::testing::filter_value(&f, "tag", &mut t, &mut r), FilterResult::Keep));
         prop_assert_eq!(t, EventTime::new(7, 8));
         let Value::Map(before) = &rec else { unreachable!() };
         let Value::Map(after) = &r else { panic!("record is no longer a map: {r:?}") };
@@ -466,7 +470,7 @@ fields = {{ a = "integer", b = "float", c = "bool", "x.a" = "string", "x.b" = "t
             // converting again changes nothing for integers, floats, bools and arrays
             let again = filter(r#"fields = { a = "integer", b = "float", c = "bool", "x.c" = "array:," }"#);
             let mut r2 = r.clone();
-            again.filter("tag", &mut t, &mut r2);
+            fuwa_api::testing::filter_value(&again, "tag", &mut t, &mut r2);
             prop_assert_eq!(r2, r);
         }
     }

@@ -19,18 +19,16 @@
 //! never cached, so the cache's memory stays bounded by
 //! `cache_size × (1 KiB + the result)`.
 
-mod lru;
-
-use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
-use fuwa_api::record;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
-use rmpv::Value;
+use fuwa_api::record::{self, Text};
+use fuwa_api::{
+    msgpack, BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record,
+};
 use serde::Deserialize;
 
-pub use lru::Lru;
+pub use fuwa_api::lru::Lru;
 
 /// User-Agents longer than this many bytes are never cached.
 pub const MAX_CACHED_LEN: usize = 1024;
@@ -62,32 +60,46 @@ fn default_cache_size() -> usize {
     10_000
 }
 
-/// What woothee said about one User-Agent, in [`FIELDS`] order.
+/// What woothee said about one User-Agent, in [`FIELDS`] order, and the
+/// same as one encoded msgpack map `{name: …, category: …, …}`, ready to be
+/// copied into records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UaInfo {
     pub fields: [Box<str>; 6],
+    pub encoded: Box<[u8]>,
 }
 
 impl UaInfo {
-    fn unknown() -> Self {
-        UaInfo {
-            fields: std::array::from_fn(|_| Box::from(UNKNOWN)),
+    fn new(fields: [Box<str>; 6]) -> Self {
+        let mut b = Vec::with_capacity(96);
+        msgpack::write_map_len(&mut b, FIELDS.len() as u32);
+        for (k, v) in FIELDS.iter().zip(fields.iter()) {
+            msgpack::write_str(&mut b, k.as_bytes());
+            msgpack::write_str(&mut b, v.as_bytes());
         }
+        UaInfo {
+            fields,
+            encoded: b.into_boxed_slice(),
+        }
+    }
+
+    fn unknown() -> Self {
+        UaInfo::new(std::array::from_fn(|_| Box::from(UNKNOWN)))
     }
 
     /// Parses with woothee. `None` from woothee (nothing recognised) and a
     /// panic inside it both come out as all `"UNKNOWN"`.
     pub fn parse(parser: &woothee::parser::Parser, ua: &str) -> Self {
         let parsed = catch_unwind(AssertUnwindSafe(|| {
-            parser.parse(ua).map(|r| UaInfo {
-                fields: [
+            parser.parse(ua).map(|r| {
+                UaInfo::new([
                     Box::from(r.name),
                     Box::from(r.category),
                     Box::from(r.os),
                     Box::from(r.os_version.as_ref()),
                     Box::from(r.version),
                     Box::from(r.vendor),
-                ],
+                ])
             })
         }));
         match parsed {
@@ -182,35 +194,29 @@ impl UserAgentFilter {
 }
 
 impl Filter for UserAgentFilter {
-    fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Value) -> FilterResult {
+    fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Record) -> FilterResult {
         // only maps are records; anything else passes untouched
-        if !matches!(rec, Value::Map(_)) {
+        if !rec.is_map() {
             return FilterResult::Keep;
         }
-        let ua: Cow<'_, str> = match record::get(rec, &self.key) {
-            Some(Value::String(s)) => match s.as_str() {
-                Some(s) => Cow::Borrowed(s),
-                None => String::from_utf8_lossy(s.as_bytes()),
+        let info = match rec.text(&self.key) {
+            Some(Text::Str(b)) => match std::str::from_utf8(b) {
+                Ok(s) => self.lookup(s),
+                Err(_) => self.lookup(&String::from_utf8_lossy(b)),
             },
-            Some(Value::Binary(b)) => match std::str::from_utf8(b) {
-                Ok(s) => Cow::Borrowed(s),
+            Some(Text::Bin(b)) => match std::str::from_utf8(b) {
+                Ok(s) => self.lookup(s),
                 Err(_) => return FilterResult::Keep,
             },
-            _ => return FilterResult::Keep,
+            None => return FilterResult::Keep,
         };
-        let info = self.lookup(&ua);
-        drop(ua);
-        let values = info.fields.iter().map(|s| Value::from(&**s));
         match &self.flat_targets {
             Some(paths) => {
-                for (p, v) in paths.iter().zip(values) {
-                    record::set(rec, p, v);
+                for (p, v) in paths.iter().zip(info.fields.iter()) {
+                    rec.set_str(p, v);
                 }
             }
-            None => {
-                let map = FIELDS.iter().map(|f| Value::from(*f)).zip(values).collect();
-                record::set(rec, &self.target, Value::Map(map));
-            }
+            None => rec.set_encoded(&self.target, &info.encoded),
         }
         FilterResult::Keep
     }

@@ -97,7 +97,7 @@ fn run(f: &dyn Filter, ua: &str) -> Value {
     let mut rec = Value::Map(vec![(Value::from("user_agent"), Value::from(ua))]);
     let mut t = EventTime::new(0, 0);
     assert!(matches!(
-        f.filter("t", &mut t, &mut rec),
+        fuwa_api::testing::filter_value(&f, "t", &mut t, &mut rec),
         FilterResult::Keep
     ));
     rec

@@ -1,6 +1,8 @@
 //! A small least-recently-used map keyed by strings: a hash map into a slab
 //! of nodes linked in recency order. Lookups, hits and inserts are O(1) and
-//! allocate nothing beyond the key of a new entry.
+//! allocate nothing beyond the key of a new entry. Keys are hashed with
+//! foldhash, seeded at random per process (keys come from clients: a fixed
+//! hash would let them pick colliding strings).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ struct Node<V> {
 }
 
 pub struct Lru<V> {
-    map: HashMap<Arc<str>, usize>,
+    map: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
     nodes: Vec<Node<V>>,
     /// most recently used
     head: usize,
@@ -29,7 +31,7 @@ impl<V: Clone> Lru<V> {
     /// taken as entries arrive, not up front.
     pub fn new(capacity: usize) -> Self {
         Lru {
-            map: HashMap::new(),
+            map: HashMap::default(),
             nodes: Vec::new(),
             head: NIL,
             tail: NIL,
