@@ -1,11 +1,13 @@
 //! fuwa: a small, fast log agent.
 
+mod api;
 mod athena;
 mod buffer;
 mod config;
 mod deadletter;
 mod engine;
 mod import;
+mod metrics;
 mod registry;
 mod router;
 
@@ -14,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{load_file, load_str, Config, ConfigErrors, LogFormat, DEFAULT_CONFIG};
+use crate::config::{load_file, load_str, Config, ConfigErrors, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -244,11 +246,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config, data_dir } => {
-            let loaded = match &config {
-                Some(path) => load_file(path, data_dir.as_deref()),
-                None => load_str(DEFAULT_CONFIG, "(embedded default)", data_dir.as_deref()),
+            let source = match config {
+                Some(path) => engine::Source::File(path),
+                None => engine::Source::Embedded,
             };
-            let cfg = match loaded {
+            let loaded = source.read().and_then(|src| {
+                load_str(&src, &source.name(), data_dir.as_deref()).map(|c| (src, c))
+            });
+            let (src, cfg) = match loaded {
                 Ok(c) => c,
                 Err(e) => {
                     print_errors(&e);
@@ -266,7 +271,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(engine::run(cfg)) {
+            let opts = engine::RunOptions { source, data_dir };
+            match rt.block_on(engine::run(cfg, src, opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("fuwa: {e:#}");
