@@ -196,6 +196,11 @@ async fn start(
                 info!(output = %id, chunks = chunks.len(), records, "took over the chunks of the previous pipeline");
                 buf.adopt(chunks);
             }
+            // a changed path or key template applies to what was buffered too
+            let (moved, records) = buf.repartition().await;
+            if moved > 0 {
+                info!(output = %id, chunks = moved, records, "buffered chunks re-keyed for the new config");
+            }
         }
         let mut workers = JoinSet::new();
         for _ in 0..threads {

@@ -444,6 +444,10 @@ impl OutputBuffer {
     /// Accepts a batch. Returns once it is in the buffer: for the file
     /// storage, written and fsynced.
     pub async fn append(&self, batch: &Batch) -> Result<(), EmitError> {
+        self.append_counted(batch, true).await
+    }
+
+    async fn append_counted(&self, batch: &Batch, count: bool) -> Result<(), EmitError> {
         let size = batch.entries.len();
         self.reserve(size).await?;
         let runs = self.split(batch);
@@ -470,9 +474,11 @@ impl OutputBuffer {
                     return Err(EmitError::ShuttingDown);
                 }
             }
-            self.counters
-                .records_in
-                .fetch_add(batch.count as u64, Ordering::Relaxed);
+            if count {
+                self.counters
+                    .records_in
+                    .fetch_add(batch.count as u64, Ordering::Relaxed);
+            }
             return Ok(());
         }
         let mut sealed = 0;
@@ -516,9 +522,11 @@ impl OutputBuffer {
                 }
             }
         }
-        self.counters
-            .records_in
-            .fetch_add(batch.count as u64, Ordering::Relaxed);
+        if count {
+            self.counters
+                .records_in
+                .fetch_add(batch.count as u64, Ordering::Relaxed);
+        }
         for _ in 0..sealed {
             self.shared.work.notify_one();
         }
@@ -694,6 +702,57 @@ impl OutputBuffer {
         for _ in 0..n {
             self.shared.work.notify_one();
         }
+    }
+
+    /// After a reload, before the workers start: a queued chunk whose events
+    /// the output now keys differently (its path or key template changed)
+    /// is buffered again through the current partitioner and the old chunk
+    /// removed; the others stay as they are. Returns (chunks re-keyed,
+    /// records in them).
+    pub async fn repartition(&self) -> (usize, u64) {
+        let queued: Vec<Queued> = {
+            let mut st = self.lock();
+            let q: Vec<Queued> = st.queue.drain(..).collect();
+            let bytes: usize = q.iter().map(|c| c.bytes).sum();
+            st.total = st.total.saturating_sub(bytes);
+            q
+        };
+        let mut keep = Vec::new();
+        let (mut moved, mut records) = (0, 0);
+        for q in queued {
+            // an unreadable chunk is left for the worker to set aside
+            let Ok(chunk) = self.materialize(&q).await else {
+                keep.push(q);
+                continue;
+            };
+            let entries = if chunk.segments.len() == 1 {
+                chunk.segments[0].clone()
+            } else {
+                Bytes::from(chunk.segments.concat())
+            };
+            let batch = Batch::new(q.tag.clone(), entries, q.records);
+            if self.split(&batch).iter().all(|(k, _, _)| *k == q.key) {
+                keep.push(q);
+                continue;
+            }
+            match self.append_counted(&batch, false).await {
+                Ok(()) => {
+                    moved += 1;
+                    records += q.records as u64;
+                    if let QueuedData::File(p) = &q.data {
+                        if let Err(e) = std::fs::remove_file(p) {
+                            warn!(output = %self.id, path = %p.display(), error = %e, "re-keyed chunk could not be removed: its events may be written twice");
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(output = %self.id, chunk = %q.id, error = %e, "cannot re-key a chunk after the reload; it keeps its old destination");
+                    keep.push(q);
+                }
+            }
+        }
+        self.adopt(keep);
+        (moved, records)
     }
 
     /// Sizes and ages right now, for the metrics and status endpoints.
