@@ -755,6 +755,35 @@ type = "nope"
     }
 
     #[test]
+    fn agent_api_defaults_and_mistakes() {
+        let tail = "[[input]]\ntype = \"forward\"\n[[output]]\ntype = \"null\"\n";
+        let c = load_str(
+            &format!("[agent.api]\nbind = \"127.0.0.1:24220\"\n{tail}"),
+            "f.toml",
+            None,
+        )
+        .unwrap();
+        let api = c.agent.api.unwrap();
+        assert_eq!(api.bind.to_string(), "127.0.0.1:24220");
+        assert_eq!(api.health_period.0, Duration::from_secs(60));
+        assert_eq!(api.health_max_dead_letters, 0);
+        assert_eq!(api.health_max_failed_writes, 5);
+        assert!(load_str(tail, "f.toml", None).unwrap().agent.api.is_none());
+        let e = errs(&format!(
+            "[agent.api]\nbind = \"127.0.0.1:24220\"\nhealth_period = \"often\"\n{tail}"
+        ));
+        assert!(
+            e[0].starts_with("f.toml:3: agent.api.health_period:"),
+            "{e:#?}"
+        );
+        let e = errs(&format!("[agent.api]\n{tail}"));
+        assert!(
+            e[0].contains("agent.api") && e[0].contains("bind"),
+            "{e:#?}"
+        );
+    }
+
+    #[test]
     fn wrong_types_and_duplicates() {
         let src = r#"[[input]]
 type = "forward"

@@ -226,11 +226,7 @@ fn sample(out: &mut String, name: &str, labels: Labels<'_>, le: Option<&str>, va
     if !labels.is_empty() || le.is_some() {
         out.push('{');
         let mut first = true;
-        for (k, v) in labels
-            .iter()
-            .copied()
-            .chain(le.map(|l| ("le", l)).into_iter())
-        {
+        for (k, v) in labels.iter().copied().chain(le.map(|l| ("le", l))) {
             if !first {
                 out.push(',');
             }

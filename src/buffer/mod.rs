@@ -981,3 +981,81 @@ pub struct DeadLetterNote {
     pub first_attempt_ms: u64,
     pub last_attempt_ms: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use fuwa_api::event::write_entry;
+    use fuwa_api::EventTime;
+
+    /// always fails with a retryable error
+    struct Down;
+    #[async_trait]
+    impl Output for Down {
+        async fn write(&self, _chunk: &Chunk) -> Result<(), OutputError> {
+            Err(OutputError::Retryable("down".into()))
+        }
+    }
+
+    fn batch(n: u32) -> Batch {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut b = Vec::new();
+            rmpv::encode::write_value(&mut b, &rmpv::Value::from(i)).unwrap();
+            write_entry(&mut out, EventTime::new(1, 0), &b);
+        }
+        Batch::new(Arc::from("t"), Bytes::from(out), n)
+    }
+
+    #[tokio::test]
+    async fn halt_cuts_a_retry_wait_short_and_hands_the_chunks_back() {
+        let cfg = BufferConfig {
+            retry_wait: fuwa_api::HumanDuration(Duration::from_secs(3600)),
+            retry_forever: true,
+            ..BufferConfig::memory()
+        };
+        let b = OutputBuffer::new("o", Arc::new(Down), cfg, Path::new("/nonexistent")).unwrap();
+        b.append(&batch(3)).await.unwrap();
+        b.seal_due(true);
+        b.append(&batch(2)).await.unwrap();
+        let w = tokio::spawn(b.clone().worker());
+        // the worker takes the first chunk, fails, waits an hour
+        let t0 = Instant::now();
+        while b.counters.retries.load(Ordering::Relaxed) == 0 {
+            assert!(t0.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let s = b.snapshot();
+        assert_eq!((s.in_flight_chunks, s.chunks), (1, 2));
+        assert!(s.oldest.is_some());
+        b.halt();
+        tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .expect("the worker stopped")
+            .unwrap();
+        let left = b.take_queue();
+        assert_eq!(
+            left.iter().map(|q| q.records).collect::<Vec<_>>(),
+            vec![3, 2]
+        );
+        assert_eq!(b.snapshot().bytes, 0);
+        assert_eq!(b.counters.failing_streak.load(Ordering::Relaxed), 1);
+        assert!(b.counters.last_error.lock().unwrap().is_some());
+
+        // another buffer adopts them ahead of its own
+        let c = OutputBuffer::new("o", Arc::new(Down), BufferConfig::memory(), Path::new("/x"))
+            .unwrap();
+        c.append(&batch(1)).await.unwrap();
+        c.seal_due(true);
+        let bytes: usize = left.iter().map(|q| q.bytes).sum();
+        c.adopt(left);
+        let s = c.snapshot();
+        assert_eq!(s.queued_chunks, 3);
+        assert_eq!(s.records, 6);
+        assert!(s.bytes > bytes);
+        // no partitioner: nothing to re-key
+        assert_eq!(c.repartition().await, (0, 0));
+        assert_eq!(c.snapshot().queued_chunks, 3);
+    }
+}
