@@ -260,6 +260,11 @@ fn systemd_hears_ready_reloading_and_stopping() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", a.port)).is_ok());
     assert_eq!(get(api, "/health").0, 200);
 
+    // an API connection opened before the reload is served after it: the
+    // listener (bind unchanged) was kept
+    let mut keep = std::net::TcpStream::connect(("127.0.0.1", api)).unwrap();
+    keep.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     hup(&a);
     assert!(recv_until(&sock, "RELOADING=1", &mut seen), "{seen:?}");
     let reloading = seen.last().unwrap().clone();
@@ -272,6 +277,15 @@ fn systemd_hears_ready_reloading_and_stopping() {
     assert!(usec > 0);
     assert!(recv_until(&sock, "READY=1", &mut seen), "{seen:?}");
     wait_reload(&a, 1);
+    {
+        use std::io::{Read, Write};
+        keep.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut r = String::new();
+        keep.read_to_string(&mut r).unwrap();
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.contains("\"reloads\": 1"), "{r}");
+    }
     send_acked(a.port, "app.web", 0, 3, 3);
 
     // a refused reload is also RELOADING=1 then READY=1
