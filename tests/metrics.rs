@@ -379,3 +379,72 @@ fn logs_are_one_line_per_event_in_json_and_in_text() {
         }
     }
 }
+
+#[test]
+fn firehose_billed_bytes_are_on_the_metrics_endpoint() {
+    common::aws::aws_env();
+    let moto = common::aws::MotoServer::start();
+    let region = "ap-northeast-1";
+    common::aws::py_script(
+        "firehose_util.py",
+        &["create", &moto.endpoint(), "fh-out", "action-logs", region],
+    );
+    let cfg = format!(
+        r#"[agent.api]
+bind = "127.0.0.1:{{api}}"
+
+[[input]]
+type = "forward"
+bind = "127.0.0.1:{{port}}"
+
+[[output]]
+id = "fh"
+match = "**"
+type = "firehose"
+delivery_stream = "action-logs"
+region = "{region}"
+endpoint = "{}"
+[output.buffer]
+type = "file"
+flush_interval = "200ms"
+retry_wait = "100ms"
+"#,
+        moto.endpoint()
+    );
+    let (a, api) = start_agent(&cfg, &[]);
+    let n = 50;
+    send_acked(a.port, "app.web", 0, n, 25);
+    let fh: &[(&str, &str)] = &[("id", "fh"), ("type", "firehose")];
+    assert!(
+        wait_until(Duration::from_secs(30), || scrape(api)
+            .value("fuwa_firehose_records_total", fh)
+            == Some(n as f64)),
+        "{}",
+        a.stderr()
+    );
+    let s = scrape(api);
+    // one small record per event (no aggregation): each billed as 5 KB
+    assert_eq!(
+        s.must("fuwa_firehose_billed_bytes_total", fh),
+        (n * 5 * 1024) as f64
+    );
+    let payload = s.must("fuwa_firehose_payload_bytes_total", fh);
+    assert!(
+        payload > (n * 40) as f64 && payload < (n * 200) as f64,
+        "{payload}"
+    );
+    assert!(s.must("fuwa_firehose_calls_total", fh) >= 1.0);
+    assert_eq!(s.must("fuwa_firehose_failed_records_total", fh), 0.0);
+    assert_eq!(s.must("fuwa_output_proc_records_total", fh), n as f64);
+    assert_eq!(
+        s.families
+            .get("fuwa_firehose_billed_bytes")
+            .and_then(|t| t.as_str()),
+        Some("counter")
+    );
+    let (_, st) = get_json(api, "/api/status");
+    assert_eq!(
+        st["outputs"][0]["plugin"]["fuwa_firehose_billed_bytes_total"],
+        (n * 5 * 1024) as f64
+    );
+}
