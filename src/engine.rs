@@ -66,9 +66,14 @@ impl Source {
     }
 }
 
+/// Changes the log filter (`log_level`) of the running process.
+pub type LogReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 pub struct RunOptions {
     pub source: Source,
     pub data_dir: Option<PathBuf>,
+    /// None when FUWA_LOG sets the level (the config's is then ignored)
+    pub log_reload: Option<LogReload>,
 }
 
 /// Tells systemd (Type=notify / notify-reload); a no-op without NOTIFY_SOCKET.
@@ -469,10 +474,9 @@ impl Supervisor {
         let Some(mut old) = self.current.take() else {
             return Ok(());
         };
-        if cfg.agent.log_level != old.agent.log_level
-            || cfg.agent.log_format != old.agent.log_format
-        {
-            warn!("log_level and log_format take effect at the next start, not on reload");
+        let new_level = cfg.agent.log_level.clone();
+        if cfg.agent.log_format != old.agent.log_format {
+            warn!("log_format takes effect at the next start, not on reload");
         }
         // a new API address is bound before anything stops
         let new_bind = cfg.agent.api.as_ref().map(|a| a.bind);
@@ -530,6 +534,15 @@ impl Supervisor {
                     }
                     self.api = new_listener.map(|l| api::serve(l, self.status.clone()));
                     self.api_bind = new_bind;
+                }
+                if new_level != old.agent.log_level {
+                    match &self.opts.log_reload {
+                        Some(set) => match set(&new_level) {
+                            Ok(()) => info!(log_level = %new_level, "log level changed"),
+                            Err(e) => warn!(error = %e, "cannot change the log level"),
+                        },
+                        None => warn!("FUWA_LOG is set: log_level from the config is not applied"),
+                    }
                 }
                 self.status.reloaded(true, vec![]);
                 info!(config = %name, "config reloaded");

@@ -299,3 +299,25 @@ fn systemd_hears_ready_reloading_and_stopping() {
     assert!(a.child.wait().unwrap().success());
     assert_eq!(ids(&a.path("out")).len(), 3);
 }
+
+#[test]
+fn a_reload_applies_a_new_log_level() {
+    let quiet = config("out", "memory", "").replace(
+        "shutdown_timeout = \"2s\"",
+        "shutdown_timeout = \"2s\"\nlog_level = \"warn\"",
+    );
+    // without FUWA_LOG, the config's log_level rules
+    let (mut a, api) = start_agent(&quiet, &[("FUWA_LOG", "")]);
+    send_acked(a.port, "app.web", 0, 1, 1);
+    assert!(!a.stderr().contains("INFO"), "{}", a.stderr());
+    rewrite(&a, api, &config("out", "memory", ""));
+    hup(&a);
+    assert!(
+        a.wait_stderr("log level changed", Duration::from_secs(10)),
+        "{}",
+        a.stderr()
+    );
+    assert!(a.wait_stderr("config reloaded", Duration::from_secs(5)));
+    assert!(a.stop().success());
+    assert!(a.stderr().contains("fuwa stopped"));
+}

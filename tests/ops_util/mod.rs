@@ -172,7 +172,8 @@ pub fn ids(dir: &std::path::Path) -> std::collections::BTreeMap<u64, usize> {
     m
 }
 
-/// Like `Agent::start`, with extra environment variables; `{api}` in the
+/// Like `Agent::start`, with extra environment variables (an empty value
+/// removes the variable); `{api}` in the
 /// config becomes a free port too (returned).
 pub fn start_agent(config: &str, env: &[(&str, &str)]) -> (Agent, u16) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -197,7 +198,11 @@ pub fn start_agent(config: &str, env: &[(&str, &str)]) -> (Agent, u16) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
-        cmd.env(k, v);
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
     }
     let mut child = cmd.spawn().expect("start fuwa");
     pump(child.stderr.take().unwrap(), stderr.clone());
