@@ -321,3 +321,51 @@ fn a_reload_applies_a_new_log_level() {
     assert!(a.stop().success());
     assert!(a.stderr().contains("fuwa stopped"));
 }
+
+#[test]
+fn a_tail_input_resumes_at_its_position_after_a_reload() {
+    let log = tempfile::tempdir().unwrap();
+    let file = log.path().join("app.log");
+    let append = |from: u64, to: u64| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .unwrap();
+        for i in from..to {
+            writeln!(f, "{{\"id\":{i}}}").unwrap();
+        }
+    };
+    append(0, 20);
+    let tail = format!(
+        "\n[[input]]\ntype = \"tail\"\npath = \"{}\"\ntag = \"app.tail\"\nread_from_head = true\nrefresh_interval = \"200ms\"\nformat = \"json\"\n",
+        file.display()
+    );
+    let (mut a, api) = start_agent(&config("out", "file", &tail), &[]);
+    assert!(wait_until(Duration::from_secs(10), || ids(&a.path("out"))
+        .len()
+        == 20));
+    // reload into a new output path; lines written meanwhile are read once
+    rewrite(&a, api, &config("after", "file", &tail));
+    append(20, 30);
+    hup(&a);
+    wait_reload(&a, 1);
+    append(30, 40);
+    assert!(
+        wait_until(Duration::from_secs(10), || ids(&a.path("out")).len()
+            + ids(&a.path("after")).len()
+            == 40),
+        "{}",
+        a.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut all = ids(&a.path("out"));
+    for (k, v) in ids(&a.path("after")) {
+        *all.entry(k).or_insert(0) += v;
+    }
+    assert_eq!(all.len(), 40);
+    assert!(all.values().all(|c| *c == 1), "{all:?}");
+    assert!(ids(&a.path("after")).contains_key(&39));
+    assert!(a.stop().success());
+}
