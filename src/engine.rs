@@ -441,8 +441,20 @@ pub async fn run(cfg: Config, src: String, opts: RunOptions) -> Result<()> {
 }
 
 impl Supervisor {
-    fn load(&self, src: &str) -> Result<Config, ConfigErrors> {
-        load_str(src, &self.opts.source.name(), self.opts.data_dir.as_deref())
+    /// Checks a config and builds its plugins, off the reactor threads (it
+    /// reads files such as parser tables and certificates).
+    async fn load(&self, src: String) -> Result<Config, ConfigErrors> {
+        let name = self.opts.source.name();
+        let data_dir = self.opts.data_dir.clone();
+        let name2 = name.clone();
+        tokio::task::spawn_blocking(move || load_str(&src, &name2, data_dir.as_deref()))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigErrors {
+                    file: name.clone(),
+                    lines: vec![format!("{name}: the config check failed: {e}")],
+                })
+            })
     }
 
     /// Handles one SIGHUP. Errors only when neither the new nor the old
@@ -456,10 +468,10 @@ impl Supervisor {
 
     async fn try_reload(&mut self) -> Result<()> {
         let name = self.opts.source.name();
-        let loaded = self.opts.source.read().and_then(|src| {
-            let cfg = self.load(&src)?;
-            Ok((src, cfg))
-        });
+        let loaded = match self.opts.source.read() {
+            Ok(src) => self.load(src.clone()).await.map(|cfg| (src, cfg)),
+            Err(e) => Err(e),
+        };
         let (src, cfg) = match loaded {
             Ok(x) => x,
             Err(e) => {
@@ -552,7 +564,8 @@ impl Supervisor {
                 error!(error = %format!("{e:#}"), "the new config could not start; starting the previous one again");
                 self.status.reloaded(false, vec![format!("{e:#}")]);
                 let cfg = self
-                    .load(&old.src)
+                    .load(old.src.clone())
+                    .await
                     .map_err(|e| anyhow!("the previous config no longer loads either:\n{e}"))?;
                 let (generation, live) = start(cfg, old.src.clone(), &self.registry, handover)
                     .await
