@@ -51,6 +51,8 @@ pub struct LiveOutput {
 /// The running pipeline, as the endpoints see it.
 pub struct Live {
     pub inputs: Vec<LiveInput>,
+    /// (id, match) of every filter, in config order
+    pub filters: Vec<(String, String)>,
     pub outputs: Vec<LiveOutput>,
     pub api: Option<ApiConfig>,
 }
@@ -419,6 +421,11 @@ pub fn status_json(status: &Status) -> Value {
         "reload_failures": status.reload_failures.load(Ordering::Relaxed),
         "last_reload": last_reload,
         "inputs": inputs,
+        "filters": live
+            .filters
+            .iter()
+            .map(|(id, m)| json!({"id": id, "match": m}))
+            .collect::<Vec<_>>(),
         "outputs": outputs,
     })
 }

@@ -222,6 +222,11 @@ async fn start(
     for (id, h) in handover {
         report_orphans(&id, &h.chunks);
     }
+    let live_filters: Vec<(String, String)> = cfg
+        .filters
+        .iter()
+        .map(|f| (f.id.clone(), f.pattern.as_str().to_string()))
+        .collect();
     let filters = cfg
         .filters
         .into_iter()
@@ -261,6 +266,7 @@ async fn start(
     info!(inputs = input_tasks.len(), outputs = runs.len(), hostname = %cfg.hostname, "pipeline started");
     let live = Live {
         inputs: live_inputs,
+        filters: live_filters,
         outputs: live_outputs,
         api: cfg.agent.api.clone(),
     };

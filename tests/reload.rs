@@ -123,6 +123,8 @@ fn buffered_then_reloaded(kind: &str) {
     assert_eq!(s.must("fuwa_buffer_chunks", &[("id", "files")]), 0.0);
     let (_, st) = get_json(api2, "/api/status");
     assert_eq!(st["last_reload"]["ok"], true, "{st}");
+    assert_eq!(st["filters"][0]["id"], "record.0", "{st}");
+    assert_eq!(st["filters"][0]["match"], "**");
     assert!(a.stop().success());
 }
 
