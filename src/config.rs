@@ -46,6 +46,34 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
     #[serde(default = "default_shutdown")]
     pub shutdown_timeout: HumanDuration,
+    /// `[agent.api]`: the metrics / health / status endpoint (off when absent)
+    pub api: Option<ApiConfig>,
+}
+
+/// `[agent.api]`: `GET /metrics`, `GET /health`, `GET /api/status`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// e.g. `127.0.0.1:24220`
+    pub bind: std::net::SocketAddr,
+    /// how far back `/health` looks for dead-lettered chunks
+    #[serde(default = "health_period")]
+    pub health_period: HumanDuration,
+    /// more chunks dead-lettered (or dropped) than this within
+    /// health_period makes an output unhealthy
+    #[serde(default)]
+    pub health_max_dead_letters: u64,
+    /// more consecutive failed writes than this (no success in between)
+    /// makes an output unhealthy
+    #[serde(default = "health_max_failed_writes")]
+    pub health_max_failed_writes: u64,
+}
+
+fn health_period() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn health_max_failed_writes() -> u64 {
+    5
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
@@ -65,6 +93,7 @@ impl Default for AgentConfig {
             log_level: info(),
             log_format: LogFormat::Text,
             shutdown_timeout: default_shutdown(),
+            api: None,
         }
     }
 }
@@ -197,6 +226,8 @@ fn retry_timeout() -> HumanDuration {
 
 pub struct InputSpec {
     pub id: String,
+    /// the plugin type (`forward`, `tail`, ...)
+    pub kind: String,
     pub plugin: Box<dyn Input>,
 }
 
@@ -208,6 +239,8 @@ pub struct FilterSpec {
 
 pub struct OutputSpec {
     pub id: String,
+    /// the plugin type (`file`, `s3`, ...)
+    pub kind: String,
     pub pattern: TagPattern,
     pub plugin: Arc<dyn Output>,
     pub buffer: BufferConfig,
@@ -387,7 +420,11 @@ pub fn load_str(
             continue;
         };
         match factory(&common.section, &base_ctx(&id)) {
-            Ok(plugin) => inputs.push(InputSpec { id, plugin }),
+            Ok(plugin) => inputs.push(InputSpec {
+                id,
+                kind: common.kind.clone(),
+                plugin,
+            }),
             Err(es) => errors.extend(es),
         }
     }
@@ -489,6 +526,7 @@ pub fn load_str(
         ) {
             (Ok(plugin), Some(pattern), Some(buffer)) => outputs.push(OutputSpec {
                 id,
+                kind: common.kind.clone(),
                 pattern,
                 plugin,
                 buffer,
@@ -712,6 +750,35 @@ type = "nope"
         );
         assert!(
             e[4].starts_with("f.toml:17: output[1].type: unknown output type `nope`"),
+            "{e:#?}"
+        );
+    }
+
+    #[test]
+    fn agent_api_defaults_and_mistakes() {
+        let tail = "[[input]]\ntype = \"forward\"\n[[output]]\ntype = \"null\"\n";
+        let c = load_str(
+            &format!("[agent.api]\nbind = \"127.0.0.1:24220\"\n{tail}"),
+            "f.toml",
+            None,
+        )
+        .unwrap();
+        let api = c.agent.api.unwrap();
+        assert_eq!(api.bind.to_string(), "127.0.0.1:24220");
+        assert_eq!(api.health_period.0, Duration::from_secs(60));
+        assert_eq!(api.health_max_dead_letters, 0);
+        assert_eq!(api.health_max_failed_writes, 5);
+        assert!(load_str(tail, "f.toml", None).unwrap().agent.api.is_none());
+        let e = errs(&format!(
+            "[agent.api]\nbind = \"127.0.0.1:24220\"\nhealth_period = \"often\"\n{tail}"
+        ));
+        assert!(
+            e[0].starts_with("f.toml:3: agent.api.health_period:"),
+            "{e:#?}"
+        );
+        let e = errs(&format!("[agent.api]\n{tail}"));
+        assert!(
+            e[0].contains("agent.api") && e[0].contains("bind"),
             "{e:#?}"
         );
     }

@@ -1,21 +1,126 @@
-//! The supervisor: starts outputs, then inputs; on SIGTERM/SIGINT stops the
-//! inputs, seals open chunks, flushes within shutdown_timeout and reports
-//! what could not be written. A second signal exits at once.
+//! The supervisor: starts outputs and inputs (a "generation" of the
+//! pipeline), serves `[agent.api]`, tells systemd how it is doing, reloads
+//! on SIGHUP and stops on SIGTERM/SIGINT.
+//!
+//! Stop: the inputs stop, open chunks are sealed and flushed within
+//! shutdown_timeout, and what could not be written is reported. A second
+//! signal exits at once.
+//!
+//! Reload (SIGHUP): the config is read again and checked while the old
+//! pipeline runs; a bad one is refused (each problem logged as
+//! `FILE:LINE: key: message`) and nothing changes. A good one: the old inputs
+//! stop (their ports are released), every output that keeps its id is
+//! halted after its current write attempt and its chunks are handed to the
+//! new pipeline (file buffers: found on disk again; memory buffers: passed
+//! over in memory), outputs that are gone drain in the background within
+//! shutdown_timeout, then the new generation starts. If it cannot start
+//! (a port taken), the previous config is started again with the chunks.
 
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use fuwa_api::{InputContext, Shutdown};
+use anyhow::{anyhow, Context, Result};
+use fuwa_api::{InputContext, Output, Shutdown};
+use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::buffer::OutputBuffer;
-use crate::config::{BufferType, Config};
+use crate::api::{self, ApiServer, Live, LiveInput, LiveOutput, Status};
+use crate::buffer::{OutputBuffer, Queued, QueuedData};
+use crate::config::{load_str, AgentConfig, BufferType, Config, ConfigErrors, DEFAULT_CONFIG};
+use crate::metrics::{CountingEmitter, Registry};
 use crate::router::{Pipeline, RoutedFilter, RoutedOutput};
 
-pub async fn run(cfg: Config) -> Result<()> {
+/// Where the config comes from (read again on every reload).
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Embedded,
+}
+
+impl Source {
+    pub fn name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Embedded => "(embedded default)".into(),
+        }
+    }
+
+    /// The config text, or the error `fuwa check` would print.
+    pub fn read(&self) -> Result<String, ConfigErrors> {
+        match self {
+            Source::Embedded => Ok(DEFAULT_CONFIG.to_string()),
+            Source::File(p) => std::fs::read_to_string(p).map_err(|e| {
+                let name = self.name();
+                ConfigErrors {
+                    file: name.clone(),
+                    lines: vec![format!("{name}: cannot read the config file: {e}")],
+                }
+            }),
+        }
+    }
+}
+
+/// Changes the log filter (`log_level`) of the running process.
+pub type LogReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+pub struct RunOptions {
+    pub source: Source,
+    pub data_dir: Option<PathBuf>,
+    /// None when FUWA_LOG sets the level (the config's is then ignored)
+    pub log_reload: Option<LogReload>,
+}
+
+/// Tells systemd (Type=notify / notify-reload); a no-op without NOTIFY_SOCKET.
+fn notify(states: &[NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(e) = sd_notify::notify(false, states) {
+        warn!(error = %e, "cannot notify systemd (NOTIFY_SOCKET)");
+    }
+}
+
+fn notify_reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[NotifyState::Reloading, now]),
+        Err(_) => notify(&[NotifyState::Reloading]),
+    }
+}
+
+struct OutputRun {
+    id: String,
+    buffer: Arc<OutputBuffer>,
+    plugin: Arc<dyn Output>,
+    workers: JoinSet<()>,
+}
+
+/// One running pipeline: built from one config, replaced by a reload.
+struct Generation {
+    agent: AgentConfig,
+    /// the config text it was built from (to go back to it)
+    src: String,
+    pipeline: Arc<Pipeline>,
+    shutdown_tx: watch::Sender<bool>,
+    input_tasks: JoinSet<()>,
+    outputs: Vec<OutputRun>,
+}
+
+/// Chunks taken from a halted output, for the output with the same id in
+/// the next generation.
+struct Handed {
+    chunks: Vec<Queued>,
+    data_dir: PathBuf,
+}
+
+type Handover = HashMap<String, Handed>;
+
+fn create_data_dir(cfg: &Config) -> Result<()> {
     let needs_dir = cfg
         .outputs
         .iter()
@@ -28,26 +133,100 @@ pub async fn run(cfg: Config) -> Result<()> {
         }
         warn!(data_dir = %cfg.agent.data_dir.display(), error = %e, "cannot create the default data_dir; nothing needs it with memory buffers");
     }
+    Ok(())
+}
 
-    let mut buffers = Vec::new();
+/// Starts a generation: binds the inputs, creates the buffers (a file
+/// buffer queues what it finds on disk), adopts the chunks handed over,
+/// then runs workers and inputs. On failure nothing is left running and
+/// the handover comes back untouched.
+async fn start(
+    cfg: Config,
+    src: String,
+    registry: &Registry,
+    mut handover: Handover,
+) -> Result<(Generation, Live), (anyhow::Error, Handover)> {
+    if let Err(e) = create_data_dir(&cfg) {
+        return Err((e, handover));
+    }
+    // bind everything first, so a taken port fails before anything runs
+    let mut inputs = Vec::new();
+    for mut i in cfg.inputs {
+        if let Err(e) = i.plugin.start().await {
+            return Err((anyhow!("input {}: {e}", i.id), handover));
+        }
+        inputs.push(i);
+    }
+    let mut outputs = Vec::new();
     let mut routed_outputs = Vec::new();
-    let mut plugins = Vec::new();
+    let mut live_outputs = Vec::new();
     for o in cfg.outputs {
-        info!(output = %o.id, r#match = %o.pattern.as_str(), buffer = ?o.buffer.kind, "output ready");
-        let buf = OutputBuffer::new(
+        let buf = match OutputBuffer::with_counters(
             &o.id,
             o.plugin.clone(),
             o.buffer.clone(),
             &cfg.agent.data_dir,
-        )
-        .with_context(|| format!("output {}", o.id))?;
+            registry.output(&o.id),
+        ) {
+            Ok(b) => b,
+            Err(e) => return Err((anyhow!("output {}: {e}", o.id), handover)),
+        };
+        info!(output = %o.id, r#match = %o.pattern.as_str(), buffer = ?o.buffer.kind, "output ready");
+        live_outputs.push(LiveOutput {
+            id: o.id.clone(),
+            kind: o.kind.clone(),
+            pattern: o.pattern.as_str().to_string(),
+            buffer: buf.clone(),
+            plugin: o.plugin.clone(),
+        });
         routed_outputs.push(RoutedOutput {
             pattern: o.pattern,
             buffer: buf.clone(),
         });
-        buffers.push((buf, o.buffer.flush_thread_count));
-        plugins.push((o.id, o.plugin));
+        outputs.push((o.id, o.plugin, buf, o.buffer.flush_thread_count));
     }
+    // from here on nothing fails: adopt what the last generation left
+    let mut runs = Vec::new();
+    for (id, plugin, buf, threads) in outputs {
+        if let Some(h) = handover.remove(&id) {
+            let on_disk_here = buf.is_file() && h.data_dir == cfg.agent.data_dir;
+            // a file buffer in the same directory found the chunk files itself
+            let chunks: Vec<Queued> = h
+                .chunks
+                .into_iter()
+                .filter(|q| !(on_disk_here && matches!(q.data, QueuedData::File(_))))
+                .collect();
+            if !chunks.is_empty() {
+                let records: u64 = chunks.iter().map(|q| q.records as u64).sum();
+                info!(output = %id, chunks = chunks.len(), records, "took over the chunks of the previous pipeline");
+                buf.adopt(chunks);
+            }
+            // a changed path or key template applies to what was buffered too
+            let (moved, records) = buf.repartition().await;
+            if moved > 0 {
+                info!(output = %id, chunks = moved, records, "buffered chunks re-keyed for the new config");
+            }
+        }
+        let mut workers = JoinSet::new();
+        for _ in 0..threads {
+            workers.spawn(buf.clone().worker());
+        }
+        tokio::spawn(buf.clone().flusher());
+        runs.push(OutputRun {
+            id,
+            buffer: buf,
+            plugin,
+            workers,
+        });
+    }
+    for (id, h) in handover {
+        report_orphans(&id, &h.chunks);
+    }
+    let live_filters: Vec<(String, String)> = cfg
+        .filters
+        .iter()
+        .map(|f| (f.id.clone(), f.pattern.as_str().to_string()))
+        .collect();
     let filters = cfg
         .filters
         .into_iter()
@@ -59,29 +238,22 @@ pub async fn run(cfg: Config) -> Result<()> {
         .collect();
     let pipeline = Arc::new(Pipeline::new(filters, routed_outputs));
 
-    let mut workers = JoinSet::new();
-    for (buf, threads) in &buffers {
-        for _ in 0..*threads {
-            workers.spawn(buf.clone().worker());
-        }
-        tokio::spawn(buf.clone().flusher());
-    }
-
-    // bind everything before reporting ready, so a taken port fails start-up
-    let mut inputs = Vec::new();
-    for mut i in cfg.inputs {
-        i.plugin
-            .start()
-            .await
-            .map_err(|e| anyhow::anyhow!("input {}: {e}", i.id))?;
-        inputs.push(i);
-    }
     let (shutdown_tx, shutdown) = Shutdown::new();
     let mut input_tasks = JoinSet::new();
+    let mut live_inputs = Vec::new();
     for i in inputs {
+        let counters = registry.input(&i.id);
+        live_inputs.push(LiveInput {
+            id: i.id.clone(),
+            kind: i.kind.clone(),
+            counters: counters.clone(),
+        });
         let ctx = InputContext {
             id: Arc::from(i.id.as_str()),
-            emitter: pipeline.clone(),
+            emitter: Arc::new(CountingEmitter {
+                counters,
+                inner: pipeline.clone(),
+            }),
             shutdown: shutdown.clone(),
         };
         let id = i.id.clone();
@@ -91,14 +263,165 @@ pub async fn run(cfg: Config) -> Result<()> {
             }
         });
     }
-    info!(inputs = input_tasks.len(), outputs = buffers.len(), hostname = %cfg.hostname, "fuwa started");
+    info!(inputs = input_tasks.len(), outputs = runs.len(), hostname = %cfg.hostname, "pipeline started");
+    let live = Live {
+        inputs: live_inputs,
+        filters: live_filters,
+        outputs: live_outputs,
+        api: cfg.agent.api.clone(),
+    };
+    Ok((
+        Generation {
+            agent: cfg.agent,
+            src,
+            pipeline,
+            shutdown_tx,
+            input_tasks,
+            outputs: runs,
+        },
+        live,
+    ))
+}
 
+fn report_orphans(id: &str, chunks: &[Queued]) {
+    let memory: u64 = chunks
+        .iter()
+        .filter(|q| matches!(q.data, QueuedData::Memory(_)))
+        .map(|q| q.records as u64)
+        .sum();
+    if memory > 0 {
+        error!(output = %id, records = memory, "memory-buffered records had no output to go to after the reload: lost");
+    }
+}
+
+impl Generation {
+    /// Stops the inputs (they stop accepting and release their ports).
+    async fn stop_inputs(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+        let joined = tokio::time::timeout(Duration::from_secs(5), async {
+            while self.input_tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if joined.is_err() {
+            // an input waiting on a full buffer: refuse it, then wait again
+            warn!("inputs did not stop within 5s; refusing their pending batches");
+            self.pipeline.close();
+            for o in &self.outputs {
+                o.buffer.close();
+            }
+            if tokio::time::timeout(Duration::from_secs(5), async {
+                while self.input_tasks.join_next().await.is_some() {}
+            })
+            .await
+            .is_err()
+            {
+                warn!("inputs still running after 10s: aborting them");
+                self.input_tasks.abort_all();
+                while self.input_tasks.join_next().await.is_some() {}
+            }
+        }
+        self.pipeline.close();
+    }
+}
+
+/// Waits for an output's workers, up to `timeout`; false on timeout.
+async fn join_workers(workers: &mut JoinSet<()>, timeout: Duration) -> bool {
+    tokio::time::timeout(timeout, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok()
+}
+
+async fn close_plugin(id: &str, p: &Arc<dyn Output>) {
+    if tokio::time::timeout(Duration::from_secs(5), p.close())
+        .await
+        .is_err()
+    {
+        warn!(output = %id, "output did not close in time");
+    }
+}
+
+/// Closes an output for good: its buffer is flushed within `timeout`,
+/// what is left is reported.
+async fn drain_output(mut o: OutputRun, timeout: Duration) {
+    o.buffer.close();
+    if !join_workers(&mut o.workers, timeout).await {
+        let (chunks, records) = o.buffer.pending();
+        if chunks > 0 {
+            if o.buffer.is_file() {
+                info!(output = %o.id, chunks, records, "shutdown_timeout reached: the rest stays on disk for the next start");
+            } else {
+                error!(output = %o.id, chunks, records, timeout = ?timeout, "shutdown_timeout reached: these records were not written (memory buffer)");
+            }
+        }
+    }
+    close_plugin(&o.id, &o.plugin).await;
+}
+
+/// Halts an output kept by a reload and takes its chunks.
+async fn halt_output(mut o: OutputRun, timeout: Duration) -> Vec<Queued> {
+    o.buffer.halt();
+    if !o.buffer.wait_sealed(timeout).await {
+        warn!(output = %o.id, "open chunks were not sealed in time; the next pipeline finds them on disk");
+    }
+    if !join_workers(&mut o.workers, timeout).await {
+        let (chunks, records) = o.buffer.pending();
+        warn!(output = %o.id, chunks, records, timeout = ?timeout, "a write did not finish within shutdown_timeout: it was abandoned and its chunk will be written again (file buffer) or is lost (memory buffer)");
+        o.workers.abort_all();
+        while o.workers.join_next().await.is_some() {}
+    }
+    let chunks = o.buffer.take_queue();
+    close_plugin(&o.id, &o.plugin).await;
+    chunks
+}
+
+struct Supervisor {
+    opts: RunOptions,
+    registry: Registry,
+    status: Arc<Status>,
+    api: Option<ApiServer>,
+    api_bind: Option<SocketAddr>,
+    current: Option<Generation>,
+}
+
+pub async fn run(cfg: Config, src: String, opts: RunOptions) -> Result<()> {
+    let registry = Registry::default();
+    let api_cfg = cfg.agent.api.clone();
+    // the API port is bound before anything runs, like the inputs' ports
+    let listener = match &api_cfg {
+        Some(a) => Some(api::bind(a.bind).await?),
+        None => None,
+    };
+    let (generation, live) = start(cfg, src, &registry, Handover::new())
+        .await
+        .map_err(|(e, _)| e)?;
+    let status = Arc::new(Status::new(opts.source.name(), live));
+    let api = listener.map(|l| api::serve(l, status.clone()));
+    let mut sup = Supervisor {
+        opts,
+        registry,
+        status,
+        api_bind: api_cfg.map(|a| a.bind),
+        api,
+        current: Some(generation),
+    };
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: stopping"),
-        _ = int.recv() => info!("SIGINT: stopping"),
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    info!(config = %sup.opts.source.name(), pid = std::process::id(), "fuwa started");
+    notify(&[NotifyState::Ready, NotifyState::Status("running")]);
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { info!("SIGINT: stopping"); break; }
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the config");
+                sup.reload().await?;
+            }
+        }
     }
+    notify(&[NotifyState::Stopping]);
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {},
@@ -107,38 +430,156 @@ pub async fn run(cfg: Config) -> Result<()> {
         warn!("second signal: exiting now");
         std::process::exit(130);
     });
-
-    let _ = shutdown_tx.send(true);
-    while input_tasks.join_next().await.is_some() {}
-    pipeline.close();
-    for (b, _) in &buffers {
-        b.close();
-    }
-    let timeout = cfg.agent.shutdown_timeout.0;
-    let drained = tokio::time::timeout(timeout, async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        for (b, _) in &buffers {
-            let (chunks, records) = b.pending();
-            if chunks > 0 {
-                if b.is_file() {
-                    info!(output = %b.id, chunks, records, "shutdown_timeout reached: the rest stays on disk for the next start");
-                } else {
-                    error!(output = %b.id, chunks, records, timeout = ?timeout, "shutdown_timeout reached: these records were not written (memory buffer)");
-                }
-            }
+    if let Some(mut g) = sup.current.take() {
+        g.stop_inputs().await;
+        let timeout = g.agent.shutdown_timeout.0;
+        let mut drains = JoinSet::new();
+        for o in g.outputs {
+            drains.spawn(drain_output(o, timeout));
         }
+        while drains.join_next().await.is_some() {}
     }
-    for (id, p) in plugins {
-        if tokio::time::timeout(Duration::from_secs(5), p.close())
-            .await
-            .is_err()
-        {
-            warn!(output = %id, "output did not close in time");
-        }
+    if let Some(a) = sup.api.take() {
+        a.stop();
     }
     info!("fuwa stopped");
     Ok(())
+}
+
+impl Supervisor {
+    /// Checks a config and builds its plugins, off the reactor threads (it
+    /// reads files such as parser tables and certificates).
+    async fn load(&self, src: String) -> Result<Config, ConfigErrors> {
+        let name = self.opts.source.name();
+        let data_dir = self.opts.data_dir.clone();
+        let name2 = name.clone();
+        tokio::task::spawn_blocking(move || load_str(&src, &name2, data_dir.as_deref()))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigErrors {
+                    file: name.clone(),
+                    lines: vec![format!("{name}: the config check failed: {e}")],
+                })
+            })
+    }
+
+    /// Handles one SIGHUP. Errors only when neither the new nor the old
+    /// config could be started again (nothing is running then).
+    async fn reload(&mut self) -> Result<()> {
+        notify_reloading();
+        let r = self.try_reload().await;
+        notify(&[NotifyState::Ready, NotifyState::Status("running")]);
+        r
+    }
+
+    async fn try_reload(&mut self) -> Result<()> {
+        let name = self.opts.source.name();
+        let loaded = match self.opts.source.read() {
+            Ok(src) => self.load(src.clone()).await.map(|cfg| (src, cfg)),
+            Err(e) => Err(e),
+        };
+        let (src, cfg) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                for line in &e.lines {
+                    error!("{line}");
+                }
+                error!(config = %name, problems = e.lines.len(), "reload refused: the config has errors; the running pipeline is unchanged");
+                self.status.reloaded(false, e.lines.clone());
+                return Ok(());
+            }
+        };
+        let Some(mut old) = self.current.take() else {
+            return Ok(());
+        };
+        let new_level = cfg.agent.log_level.clone();
+        if cfg.agent.log_format != old.agent.log_format {
+            warn!("log_format takes effect at the next start, not on reload");
+        }
+        // a new API address is bound before anything stops
+        let new_bind = cfg.agent.api.as_ref().map(|a| a.bind);
+        let mut new_listener = None;
+        if new_bind != self.api_bind {
+            if let Some(addr) = new_bind {
+                match api::bind(addr).await {
+                    Ok(l) => new_listener = Some(l),
+                    Err(e) => {
+                        error!(error = %e, "reload refused: the running pipeline is unchanged");
+                        self.status.reloaded(false, vec![e.to_string()]);
+                        self.current = Some(old);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+
+        old.stop_inputs().await;
+        let keep: HashSet<&str> = cfg.outputs.iter().map(|o| o.id.as_str()).collect();
+        let timeout = old.agent.shutdown_timeout.0;
+        let data_dir = old.agent.data_dir.clone();
+        let mut handover = Handover::new();
+        let mut halts = JoinSet::new();
+        for o in std::mem::take(&mut old.outputs) {
+            if keep.contains(o.id.as_str()) {
+                halts.spawn(async move {
+                    let id = o.id.clone();
+                    (id, halt_output(o, timeout).await)
+                });
+            } else {
+                info!(output = %o.id, "output removed by the reload: flushing it in the background");
+                tokio::spawn(drain_output(o, timeout));
+            }
+        }
+        while let Some(r) = halts.join_next().await {
+            if let Ok((id, chunks)) = r {
+                handover.insert(
+                    id,
+                    Handed {
+                        chunks,
+                        data_dir: data_dir.clone(),
+                    },
+                );
+            }
+        }
+
+        match start(cfg, src, &self.registry, handover).await {
+            Ok((generation, live)) => {
+                self.current = Some(generation);
+                self.status.set_live(live);
+                if new_bind != self.api_bind {
+                    if let Some(a) = self.api.take() {
+                        a.stop();
+                    }
+                    self.api = new_listener.map(|l| api::serve(l, self.status.clone()));
+                    self.api_bind = new_bind;
+                }
+                if new_level != old.agent.log_level {
+                    match &self.opts.log_reload {
+                        Some(set) => match set(&new_level) {
+                            Ok(()) => info!(log_level = %new_level, "log level changed"),
+                            Err(e) => warn!(error = %e, "cannot change the log level"),
+                        },
+                        None => warn!("FUWA_LOG is set: log_level from the config is not applied"),
+                    }
+                }
+                self.status.reloaded(true, vec![]);
+                info!(config = %name, "config reloaded");
+                Ok(())
+            }
+            Err((e, handover)) => {
+                error!(error = %format!("{e:#}"), "the new config could not start; starting the previous one again");
+                self.status.reloaded(false, vec![format!("{e:#}")]);
+                let cfg = self
+                    .load(old.src.clone())
+                    .await
+                    .map_err(|e| anyhow!("the previous config no longer loads either:\n{e}"))?;
+                let (generation, live) = start(cfg, old.src.clone(), &self.registry, handover)
+                    .await
+                    .map_err(|(e, _)| e.context("the previous config could not start again"))?;
+                self.current = Some(generation);
+                self.status.set_live(live);
+                Ok(())
+            }
+        }
+    }
 }

@@ -1,11 +1,13 @@
 //! fuwa: a small, fast log agent.
 
+mod api;
 mod athena;
 mod buffer;
 mod config;
 mod deadletter;
 mod engine;
 mod import;
+mod metrics;
 mod registry;
 mod router;
 
@@ -14,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{load_file, load_str, Config, ConfigErrors, LogFormat, DEFAULT_CONFIG};
+use crate::config::{load_file, load_str, Config, ConfigErrors, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -115,18 +117,43 @@ fn print_errors(e: &ConfigErrors) {
     eprintln!("{}: {} problem(s) found", e.file, e.lines.len());
 }
 
-fn init_logging(cfg: &Config) {
-    let filter = std::env::var("FUWA_LOG")
+/// Sets up logging; returns how to change the level on a reload (None when
+/// FUWA_LOG decides it).
+fn init_logging(cfg: &Config) -> Option<engine::LogReload> {
+    use tracing_subscriber::EnvFilter;
+    let from_env = std::env::var("FUWA_LOG")
         .ok()
-        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&cfg.agent.log_level));
+        .and_then(|v| EnvFilter::try_new(v).ok());
+    let env_rules = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&cfg.agent.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match cfg.agent.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
+    fn reloader<L, S>(h: tracing_subscriber::reload::Handle<L, S>) -> engine::LogReload
+    where
+        L: From<EnvFilter> + 'static + Send + Sync,
+        S: 'static,
+    {
+        Box::new(move |level: &str| {
+            let f = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+            h.reload(L::from(f)).map_err(|e| e.to_string())
+        })
     }
+    let handle = match cfg.agent.log_format {
+        LogFormat::Json => {
+            let b = builder.json().with_filter_reloading();
+            let h = reloader(b.reload_handle());
+            b.init();
+            h
+        }
+        LogFormat::Text => {
+            let b = builder.with_ansi(false).with_filter_reloading();
+            let h = reloader(b.reload_handle());
+            b.init();
+            h
+        }
+    };
+    (!env_rules).then_some(handle)
 }
 
 fn main() -> ExitCode {
@@ -244,18 +271,21 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config, data_dir } => {
-            let loaded = match &config {
-                Some(path) => load_file(path, data_dir.as_deref()),
-                None => load_str(DEFAULT_CONFIG, "(embedded default)", data_dir.as_deref()),
+            let source = match config {
+                Some(path) => engine::Source::File(path),
+                None => engine::Source::Embedded,
             };
-            let cfg = match loaded {
+            let loaded = source.read().and_then(|src| {
+                load_str(&src, &source.name(), data_dir.as_deref()).map(|c| (src, c))
+            });
+            let (src, cfg) = match loaded {
                 Ok(c) => c,
                 Err(e) => {
                     print_errors(&e);
                     return ExitCode::from(2);
                 }
             };
-            init_logging(&cfg);
+            let log_reload = init_logging(&cfg);
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -266,7 +296,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(engine::run(cfg)) {
+            let opts = engine::RunOptions {
+                source,
+                data_dir,
+                log_reload,
+            };
+            match rt.block_on(engine::run(cfg, src, opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("fuwa: {e:#}");

@@ -21,13 +21,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use fuwa_api::event::read_entry;
+use fuwa_api::ratelimit::RateLimit;
 use fuwa_api::{Batch, Chunk, EmitError, Output, OutputError, Partitioner};
 use tokio::sync::{oneshot, Notify};
 use tracing::{error, info, warn};
 
 use crate::config::{BufferConfig, BufferType, OverflowAction};
+use crate::metrics::Histogram;
 use chunkfile::ChunkMeta;
 use filestore::{Cmd, Limits, Writer};
+
+/// The longest gap between two "will retry" warnings of one output.
+const RETRY_WARN_EVERY_MS: u64 = 10_000;
+/// One "buffer full" warning per output per this interval.
+const FULL_WARN_EVERY_MS: u64 = 10_000;
 
 pub(crate) fn new_chunk_id() -> String {
     let r: u128 = rand::random();
@@ -76,7 +83,11 @@ struct State {
     /// bytes in open, queued and in-flight chunks
     total: usize,
     in_flight: usize,
+    /// creation times of the in-flight chunks
+    flying: Vec<SystemTime>,
     closing: bool,
+    /// workers stop after their current write attempt (reload)
+    halting: bool,
 }
 
 /// What the buffer and its file writer thread share.
@@ -87,6 +98,8 @@ pub struct Shared {
     space: Notify,
     /// woken when a chunk is queued or the buffer is closing
     work: Notify,
+    /// woken when the workers must stop (reload)
+    halt: Notify,
 }
 
 impl Shared {
@@ -114,14 +127,94 @@ impl Shared {
     }
 }
 
+/// What an output's buffer counts, for the metrics and status endpoints.
+/// Kept by the engine per output id, so the counters survive a reload.
 #[derive(Default)]
 pub struct Counters {
+    /// records accepted into the buffer
     pub records_in: AtomicU64,
+    /// records the output wrote
     pub records_out: AtomicU64,
+    /// bytes (msgpack entries) of the chunks the output wrote
+    pub bytes_out: AtomicU64,
     pub records_dropped: AtomicU64,
     pub records_dead: AtomicU64,
+    /// chunks moved to the dead-letter directory (or dropped trying)
+    pub chunks_dead: AtomicU64,
     pub retries: AtomicU64,
+    /// failed write attempts (retryable and fatal)
     pub errors: AtomicU64,
+    /// failed writes since the last successful one
+    pub failing_streak: AtomicU64,
+    /// times an input had to wait for room (overflow_action = block)
+    pub backpressure_waits: AtomicU64,
+    /// every write attempt, successful or not
+    pub write_duration: Histogram,
+    pub last_error: Mutex<Option<LastError>>,
+    /// when chunks were last dead-lettered (pruned by the health check)
+    pub dead_letters_at: Mutex<VecDeque<Instant>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LastError {
+    pub at: SystemTime,
+    pub message: String,
+    pub chunk: String,
+}
+
+impl Counters {
+    fn failed(&self, chunk: &str, message: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.failing_streak.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut l) = self.last_error.lock() {
+            *l = Some(LastError {
+                at: SystemTime::now(),
+                message: message.to_string(),
+                chunk: chunk.to_string(),
+            });
+        }
+    }
+
+    fn dead(&self, records: u32) {
+        self.records_dead
+            .fetch_add(records as u64, Ordering::Relaxed);
+        self.chunks_dead.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut d) = self.dead_letters_at.lock() {
+            d.push_back(Instant::now());
+            while d.len() > 10_000 {
+                d.pop_front();
+            }
+        }
+    }
+
+    /// Chunks dead-lettered within `period` (older entries are forgotten).
+    pub fn dead_letters_within(&self, period: Duration) -> usize {
+        match self.dead_letters_at.lock() {
+            Ok(mut d) => {
+                while d.front().map(|t| t.elapsed() > period).unwrap_or(false) {
+                    d.pop_front();
+                }
+                d.len()
+            }
+            Err(_) => 0,
+        }
+    }
+}
+
+/// The buffer's state right now.
+#[derive(Debug, Clone, Default)]
+pub struct BufferSnapshot {
+    /// bytes in open, queued and in-flight chunks
+    pub bytes: usize,
+    /// open + queued + in-flight chunks
+    pub chunks: usize,
+    pub queued_chunks: usize,
+    pub in_flight_chunks: usize,
+    /// records in memory-open and queued chunks
+    pub records: u64,
+    /// creation time of the oldest queued or in-flight chunk
+    pub oldest: Option<SystemTime>,
+    pub total_limit: usize,
 }
 
 pub struct OutputBuffer {
@@ -133,7 +226,9 @@ pub struct OutputBuffer {
     shared: Arc<Shared>,
     writer: Option<Mutex<mpsc::Sender<Cmd>>>,
     data_dir: PathBuf,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
+    retry_warn: RateLimit,
+    full_warn: RateLimit,
 }
 
 pub fn buffer_dir(data_dir: &Path, id: &str) -> PathBuf {
@@ -147,11 +242,23 @@ pub fn dead_letter_dir(data_dir: &Path, id: &str) -> PathBuf {
 impl OutputBuffer {
     /// Creates the buffer; with file storage, queues every chunk left on
     /// disk by an earlier run.
+    #[cfg(test)]
     pub fn new(
         id: &str,
         output: Arc<dyn Output>,
         cfg: BufferConfig,
         data_dir: &Path,
+    ) -> std::io::Result<Arc<Self>> {
+        Self::with_counters(id, output, cfg, data_dir, Arc::default())
+    }
+
+    /// `new`, counting into `counters` (kept by the engine across reloads).
+    pub fn with_counters(
+        id: &str,
+        output: Arc<dyn Output>,
+        cfg: BufferConfig,
+        data_dir: &Path,
+        counters: Arc<Counters>,
     ) -> std::io::Result<Arc<Self>> {
         let flush_interval = cfg
             .flush_interval
@@ -189,6 +296,9 @@ impl OutputBuffer {
             };
             writer = Some(Mutex::new(Writer::spawn(dir, limits, shared.clone(), id)?));
         }
+        // one retry warning per output per retry_wait (at most 10s apart):
+        // a single failing chunk logs every attempt, many do not flood
+        let retry_warn_ms = (cfg.retry_wait.0.as_millis() as u64).clamp(50, RETRY_WARN_EVERY_MS);
         Ok(Arc::new(OutputBuffer {
             id: Arc::from(id),
             partitioner: output.partitioner(),
@@ -198,7 +308,9 @@ impl OutputBuffer {
             shared,
             writer,
             data_dir: data_dir.to_path_buf(),
-            counters: Counters::default(),
+            counters,
+            retry_warn: RateLimit::new(retry_warn_ms),
+            full_warn: RateLimit::new(FULL_WARN_EVERY_MS),
         }))
     }
 
@@ -266,6 +378,7 @@ impl OutputBuffer {
     /// overflow_action) and reserves it.
     async fn reserve(&self, size: usize) -> Result<(), EmitError> {
         let limit = self.cfg.total_limit();
+        let mut waited = false;
         loop {
             let notified = self.shared.space.notified();
             tokio::pin!(notified);
@@ -280,7 +393,17 @@ impl OutputBuffer {
                     return Ok(());
                 }
                 match self.cfg.overflow_action {
-                    OverflowAction::Block => {}
+                    OverflowAction::Block => {
+                        if !waited {
+                            waited = true;
+                            self.counters
+                                .backpressure_waits
+                                .fetch_add(1, Ordering::Relaxed);
+                            if let Some(suppressed) = self.full_warn.check() {
+                                warn!(output = %self.id, buffered = st.total, total_limit_size = limit, suppressed, "buffer full: inputs wait for room (backpressure)");
+                            }
+                        }
+                    }
                     OverflowAction::Reject => {
                         return Err(EmitError::Rejected(format!(
                             "output {} has {} bytes buffered (total_limit_size {})",
@@ -294,7 +417,9 @@ impl OutputBuffer {
                             self.counters
                                 .records_dropped
                                 .fetch_add(old.records as u64, Ordering::Relaxed);
-                            warn!(output = %self.id, records = old.records, tag = %old.tag, "buffer full: dropped the oldest chunk (overflow_action = drop_oldest_chunk)");
+                            if let Some(suppressed) = self.full_warn.check() {
+                                warn!(output = %self.id, records = old.records, tag = %old.tag, suppressed, "buffer full: dropped the oldest chunk (overflow_action = drop_oldest_chunk)");
+                            }
                             if let QueuedData::File(p) = &old.data {
                                 let _ = std::fs::remove_file(p);
                             }
@@ -319,6 +444,10 @@ impl OutputBuffer {
     /// Accepts a batch. Returns once it is in the buffer: for the file
     /// storage, written and fsynced.
     pub async fn append(&self, batch: &Batch) -> Result<(), EmitError> {
+        self.append_counted(batch, true).await
+    }
+
+    async fn append_counted(&self, batch: &Batch, count: bool) -> Result<(), EmitError> {
         let size = batch.entries.len();
         self.reserve(size).await?;
         let runs = self.split(batch);
@@ -345,9 +474,11 @@ impl OutputBuffer {
                     return Err(EmitError::ShuttingDown);
                 }
             }
-            self.counters
-                .records_in
-                .fetch_add(batch.count as u64, Ordering::Relaxed);
+            if count {
+                self.counters
+                    .records_in
+                    .fetch_add(batch.count as u64, Ordering::Relaxed);
+            }
             return Ok(());
         }
         let mut sealed = 0;
@@ -391,9 +522,11 @@ impl OutputBuffer {
                 }
             }
         }
-        self.counters
-            .records_in
-            .fetch_add(batch.count as u64, Ordering::Relaxed);
+        if count {
+            self.counters
+                .records_in
+                .fetch_add(batch.count as u64, Ordering::Relaxed);
+        }
         for _ in 0..sealed {
             self.shared.work.notify_one();
         }
@@ -464,6 +597,8 @@ impl OutputBuffer {
     }
 
     /// One worker: takes sealed chunks and writes them, retrying per config.
+    /// After `halt`, it stops once its current write attempt is over and
+    /// puts an unfinished chunk back at the head of the queue.
     pub async fn worker(self: Arc<Self>) {
         loop {
             let notified = self.shared.work.notified();
@@ -471,9 +606,13 @@ impl OutputBuffer {
             notified.as_mut().enable();
             let next = {
                 let mut st = self.lock();
+                if st.halting {
+                    return;
+                }
                 match st.queue.pop_front() {
                     Some(c) => {
                         st.in_flight += 1;
+                        st.flying.push(c.created);
                         Some(c)
                     }
                     None if st.closing && st.open.is_empty() && st.open_files == 0 => return,
@@ -486,13 +625,159 @@ impl OutputBuffer {
             };
             // more work may be waiting for another worker
             self.shared.work.notify_one();
-            self.deliver(&q).await;
+            let done = self.deliver(&q).await;
+            let bytes = q.bytes;
             {
                 let mut st = self.lock();
                 st.in_flight -= 1;
+                if let Some(i) = st.flying.iter().position(|t| *t == q.created) {
+                    st.flying.swap_remove(i);
+                }
+                if !done {
+                    st.queue.push_front(q);
+                    return;
+                }
             }
-            self.release(q.bytes);
+            self.release(bytes);
         }
+    }
+
+    /// Stops the workers after their current write attempt (a retry wait is
+    /// cut short) and stops accepting; what is left stays queued for
+    /// `take_queue`. Used by a reload to hand chunks to the new pipeline.
+    pub fn halt(&self) {
+        {
+            let mut st = self.lock();
+            st.halting = true;
+            st.closing = true;
+        }
+        self.seal_due(true);
+        self.shared.halt.notify_waiters();
+        self.shared.work.notify_waiters();
+        self.shared.space.notify_waiters();
+    }
+
+    /// Waits (up to `timeout`) until the file writer has sealed and queued
+    /// every open chunk; true when it has.
+    pub async fn wait_sealed(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let open = {
+                let st = self.lock();
+                st.open_files + st.open.len()
+            };
+            if open == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Removes and returns every queued chunk (after `halt`).
+    pub fn take_queue(&self) -> Vec<Queued> {
+        let taken: Vec<Queued> = {
+            let mut st = self.lock();
+            let q: Vec<Queued> = st.queue.drain(..).collect();
+            let bytes: usize = q.iter().map(|c| c.bytes).sum();
+            st.total = st.total.saturating_sub(bytes);
+            q
+        };
+        self.shared.space.notify_waiters();
+        taken
+    }
+
+    /// Queues chunks handed over by the previous pipeline, ahead of new ones.
+    pub fn adopt(&self, chunks: Vec<Queued>) {
+        let n = chunks.len();
+        {
+            let mut st = self.lock();
+            for c in chunks.into_iter().rev() {
+                st.total += c.bytes;
+                st.queue.push_front(c);
+            }
+        }
+        for _ in 0..n {
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// After a reload, before the workers start: a queued chunk whose events
+    /// the output now keys differently (its path or key template changed)
+    /// is buffered again through the current partitioner and the old chunk
+    /// removed; the others stay as they are. Returns (chunks re-keyed,
+    /// records in them).
+    pub async fn repartition(&self) -> (usize, u64) {
+        let queued: Vec<Queued> = {
+            let mut st = self.lock();
+            let q: Vec<Queued> = st.queue.drain(..).collect();
+            let bytes: usize = q.iter().map(|c| c.bytes).sum();
+            st.total = st.total.saturating_sub(bytes);
+            q
+        };
+        let mut keep = Vec::new();
+        let (mut moved, mut records) = (0, 0);
+        for q in queued {
+            // an unreadable chunk is left for the worker to set aside
+            let Ok(chunk) = self.materialize(&q).await else {
+                keep.push(q);
+                continue;
+            };
+            let entries = if chunk.segments.len() == 1 {
+                chunk.segments[0].clone()
+            } else {
+                Bytes::from(chunk.segments.concat())
+            };
+            let batch = Batch::new(q.tag.clone(), entries, q.records);
+            if self.split(&batch).iter().all(|(k, _, _)| *k == q.key) {
+                keep.push(q);
+                continue;
+            }
+            match self.append_counted(&batch, false).await {
+                Ok(()) => {
+                    moved += 1;
+                    records += q.records as u64;
+                    if let QueuedData::File(p) = &q.data {
+                        if let Err(e) = std::fs::remove_file(p) {
+                            warn!(output = %self.id, path = %p.display(), error = %e, "re-keyed chunk could not be removed: its events may be written twice");
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(output = %self.id, chunk = %q.id, error = %e, "cannot re-key a chunk after the reload; it keeps its old destination");
+                    keep.push(q);
+                }
+            }
+        }
+        self.adopt(keep);
+        (moved, records)
+    }
+
+    /// Sizes and ages right now, for the metrics and status endpoints.
+    pub fn snapshot(&self) -> BufferSnapshot {
+        let st = self.lock();
+        let open: u64 = st.open.values().map(|c| c.records as u64).sum();
+        let queued: u64 = st.queue.iter().map(|c| c.records as u64).sum();
+        BufferSnapshot {
+            bytes: st.total,
+            chunks: st.open.len() + st.open_files + st.queue.len() + st.in_flight,
+            queued_chunks: st.queue.len(),
+            in_flight_chunks: st.in_flight,
+            records: open + queued,
+            oldest: st
+                .queue
+                .iter()
+                .map(|q| q.created)
+                .chain(st.flying.iter().copied())
+                .min(),
+            total_limit: self.cfg.total_limit(),
+        }
+    }
+
+    pub fn config(&self) -> &BufferConfig {
+        &self.cfg
     }
 
     pub fn backoff(&self, attempt: u32) -> Duration {
@@ -524,7 +809,9 @@ impl OutputBuffer {
         })
     }
 
-    async fn deliver(&self, q: &Queued) {
+    /// Writes one chunk, retrying per config. False when the buffer was
+    /// halted before the chunk was done with (it must be queued again).
+    async fn deliver(&self, q: &Queued) -> bool {
         let chunk = match self.materialize(q).await {
             Ok(c) => c,
             Err(reason) => {
@@ -534,32 +821,39 @@ impl OutputBuffer {
                 self.counters
                     .records_dropped
                     .fetch_add(q.records as u64, Ordering::Relaxed);
-                return;
+                return true;
             }
         };
         let first = SystemTime::now();
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
-            match self.output.write(&chunk).await {
+            let t0 = Instant::now();
+            let result = self.output.write(&chunk).await;
+            self.counters.write_duration.observe(t0.elapsed());
+            match result {
                 Ok(()) => {
                     self.counters
                         .records_out
                         .fetch_add(chunk.records as u64, Ordering::Relaxed);
+                    self.counters
+                        .bytes_out
+                        .fetch_add(chunk.bytes as u64, Ordering::Relaxed);
+                    self.counters.failing_streak.store(0, Ordering::Relaxed);
                     if let QueuedData::File(p) = &q.data {
                         if let Err(e) = std::fs::remove_file(p) {
                             warn!(output = %self.id, path = %p.display(), error = %e, "delivered chunk could not be removed");
                         }
                     }
-                    return;
+                    return true;
                 }
                 Err(OutputError::Fatal(e)) => {
-                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters.failed(&chunk.id, &e);
                     self.dead_letter(q, "fatal error", &e, attempt + 1, first);
-                    return;
+                    return true;
                 }
                 Err(OutputError::Retryable(e)) => {
-                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters.failed(&chunk.id, &e);
                     attempt += 1;
                     let exhausted = !self.cfg.retry_forever
                         && (self
@@ -570,12 +864,26 @@ impl OutputBuffer {
                             || started.elapsed() >= self.cfg.retry_timeout.0);
                     if exhausted {
                         self.dead_letter(q, "retries exhausted", &e, attempt, first);
-                        return;
+                        return true;
                     }
                     let wait = self.backoff(attempt);
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    warn!(output = %self.id, chunk = %chunk.id, attempt, retry_in = ?wait, error = %e, "write failed, will retry");
-                    tokio::time::sleep(wait).await;
+                    if let Some(suppressed) = self.retry_warn.check() {
+                        warn!(output = %self.id, chunk = %chunk.id, attempt, retry_in = ?wait, suppressed, error = %e, "write failed, will retry");
+                    }
+                    let halted = self.shared.halt.notified();
+                    tokio::pin!(halted);
+                    halted.as_mut().enable();
+                    if self.lock().halting {
+                        return false;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = halted => return false,
+                    }
+                    if self.lock().halting {
+                        return false;
+                    }
                 }
             }
         }
@@ -618,9 +926,7 @@ impl OutputBuffer {
                 serde_json::to_vec_pretty(&note).unwrap_or_default(),
             )
         });
-        self.counters
-            .records_dead
-            .fetch_add(q.records as u64, Ordering::Relaxed);
+        self.counters.dead(q.records);
         match written {
             Ok(()) => {
                 error!(output = %self.id, chunk = %q.id, tag = %q.tag, records = q.records, attempts, reason, error = err, path = %dest.display(), "chunk moved to the dead-letter directory")
@@ -674,4 +980,82 @@ pub struct DeadLetterNote {
     pub created_ms: u64,
     pub first_attempt_ms: u64,
     pub last_attempt_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use fuwa_api::event::write_entry;
+    use fuwa_api::EventTime;
+
+    /// always fails with a retryable error
+    struct Down;
+    #[async_trait]
+    impl Output for Down {
+        async fn write(&self, _chunk: &Chunk) -> Result<(), OutputError> {
+            Err(OutputError::Retryable("down".into()))
+        }
+    }
+
+    fn batch(n: u32) -> Batch {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut b = Vec::new();
+            rmpv::encode::write_value(&mut b, &rmpv::Value::from(i)).unwrap();
+            write_entry(&mut out, EventTime::new(1, 0), &b);
+        }
+        Batch::new(Arc::from("t"), Bytes::from(out), n)
+    }
+
+    #[tokio::test]
+    async fn halt_cuts_a_retry_wait_short_and_hands_the_chunks_back() {
+        let cfg = BufferConfig {
+            retry_wait: fuwa_api::HumanDuration(Duration::from_secs(3600)),
+            retry_forever: true,
+            ..BufferConfig::memory()
+        };
+        let b = OutputBuffer::new("o", Arc::new(Down), cfg, Path::new("/nonexistent")).unwrap();
+        b.append(&batch(3)).await.unwrap();
+        b.seal_due(true);
+        b.append(&batch(2)).await.unwrap();
+        let w = tokio::spawn(b.clone().worker());
+        // the worker takes the first chunk, fails, waits an hour
+        let t0 = Instant::now();
+        while b.counters.retries.load(Ordering::Relaxed) == 0 {
+            assert!(t0.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let s = b.snapshot();
+        assert_eq!((s.in_flight_chunks, s.chunks), (1, 2));
+        assert!(s.oldest.is_some());
+        b.halt();
+        tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .expect("the worker stopped")
+            .unwrap();
+        let left = b.take_queue();
+        assert_eq!(
+            left.iter().map(|q| q.records).collect::<Vec<_>>(),
+            vec![3, 2]
+        );
+        assert_eq!(b.snapshot().bytes, 0);
+        assert_eq!(b.counters.failing_streak.load(Ordering::Relaxed), 1);
+        assert!(b.counters.last_error.lock().unwrap().is_some());
+
+        // another buffer adopts them ahead of its own
+        let c = OutputBuffer::new("o", Arc::new(Down), BufferConfig::memory(), Path::new("/x"))
+            .unwrap();
+        c.append(&batch(1)).await.unwrap();
+        c.seal_due(true);
+        let bytes: usize = left.iter().map(|q| q.bytes).sum();
+        c.adopt(left);
+        let s = c.snapshot();
+        assert_eq!(s.queued_chunks, 3);
+        assert_eq!(s.records, 6);
+        assert!(s.bytes > bytes);
+        // no partitioner: nothing to re-key
+        assert_eq!(c.repartition().await, (0, 0));
+        assert_eq!(c.snapshot().queued_chunks, 3);
+    }
 }

@@ -20,7 +20,7 @@ pub use config::{ByteSize, ConfigError, ConfigSection, HumanDuration};
 pub use event::{Batch, Chunk, Entry, EventTime};
 pub use pattern::TagPattern;
 pub use plugin::{
-    BuildContext, EmitError, Emitter, Filter, FilterResult, Input, InputContext, Output,
-    OutputError, Partitioner, PluginError, Shutdown,
+    BuildContext, EmitError, Emitter, Filter, FilterResult, Input, InputContext, Metric,
+    MetricKind, Output, OutputError, Partitioner, PluginError, Shutdown,
 };
 pub use record::Record;

@@ -130,6 +130,48 @@ pub trait Output: Send + Sync {
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError>;
     /// Called once at shutdown, after the last write.
     async fn close(&self) {}
+    /// The output's own counters and gauges, for the metrics endpoint. The
+    /// engine adds the `id` and `type` labels; the default has none.
+    fn metrics(&self) -> Vec<Metric> {
+        Vec::new()
+    }
+}
+
+/// Whether a metric only grows (a counter) or goes up and down (a gauge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// One value an output reports, e.g. `fuwa_firehose_billed_bytes_total`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// Prometheus name: `[a-zA-Z_:][a-zA-Z0-9_:]*`; counters end in `_total`
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricKind,
+    pub value: f64,
+}
+
+impl Metric {
+    pub fn counter(name: &'static str, help: &'static str, value: u64) -> Self {
+        Metric {
+            name,
+            help,
+            kind: MetricKind::Counter,
+            value: value as f64,
+        }
+    }
+
+    pub fn gauge(name: &'static str, help: &'static str, value: f64) -> Self {
+        Metric {
+            name,
+            help,
+            kind: MetricKind::Gauge,
+            value,
+        }
+    }
 }
 
 /// Shared facts plugins may need while they are built.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use fuwa_api::msgpack::Framer;
+use fuwa_api::ratelimit::RateLimit;
 use fuwa_api::{Batch, Emitter, Shutdown};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, warn};
@@ -19,6 +20,8 @@ pub struct ConnShared {
     pub emitter: Arc<dyn Emitter>,
     pub limit: usize,
     pub security: Option<Security>,
+    /// bad events are warned about at most once per interval per input
+    pub skip_warn: RateLimit,
 }
 
 const READ_CHUNK: usize = 256 * 1024;
@@ -122,8 +125,10 @@ where
             }
         }
         grouper.flush(&mut out.batches);
-        for s in &out.skipped {
-            warn!(input = %shared.id, %peer, "{s}");
+        if let Some(first) = out.skipped.first() {
+            if let Some(suppressed) = shared.skip_warn.check() {
+                warn!(input = %shared.id, %peer, skipped = out.skipped.len(), suppressed, "{first}");
+            }
         }
         emit_all(shared, out.batches).await?;
         for a in &ack_list {

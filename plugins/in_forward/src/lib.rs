@@ -147,6 +147,7 @@ impl Input for ForwardInput {
             emitter: ctx.emitter.clone(),
             limit: self.cfg.message_length_limit.0 as usize,
             security,
+            skip_warn: fuwa_api::ratelimit::RateLimit::new(10_000),
         });
         let mut tasks = JoinSet::new();
         if let Some(udp) = self.udp.take() {

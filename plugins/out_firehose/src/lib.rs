@@ -37,7 +37,8 @@ use aws_sdk_firehose::types::Record;
 use aws_sdk_firehose::Client;
 use bytes::Bytes;
 use fuwa_api::{
-    BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, Output, OutputError,
+    BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, Metric, Output,
+    OutputError,
 };
 use fuwa_aws::{AwsSettings, LazyClient};
 use fuwa_render::{parse_timezone, JsonLines, TimeFormat};
@@ -535,6 +536,48 @@ impl Output for FirehoseOutput {
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
         self.inner.write(chunk).await
     }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let s = &self.inner.stats;
+        let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            Metric::counter(
+                "fuwa_firehose_calls_total",
+                "PutRecordBatch calls made (answered or not)",
+                v(&s.calls),
+            ),
+            Metric::counter(
+                "fuwa_firehose_failed_calls_total",
+                "PutRecordBatch calls that failed as a whole (throttling, 5xx, network)",
+                v(&s.failed_calls),
+            ),
+            Metric::counter(
+                "fuwa_firehose_records_total",
+                "Firehose records accepted",
+                v(&s.records),
+            ),
+            Metric::counter(
+                "fuwa_firehose_failed_records_total",
+                "Firehose records rejected inside a batch (each resend counts)",
+                v(&s.failed_records),
+            ),
+            Metric::counter(
+                "fuwa_firehose_payload_bytes_total",
+                "bytes of the accepted Firehose records",
+                v(&s.payload_bytes),
+            ),
+            Metric::counter(
+                "fuwa_firehose_billed_bytes_total",
+                "bytes Firehose bills for the accepted records (each rounded up to 5 KB)",
+                v(&s.billed_bytes),
+            ),
+            Metric::counter(
+                "fuwa_firehose_oversize_events_total",
+                "events too big for one Firehose record",
+                v(&s.oversize_events),
+            ),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -564,6 +607,22 @@ mod tests {
         .unwrap();
         assert_eq!(o.stats().calls.load(Ordering::Relaxed), 0);
         assert_eq!(o.inner.call_limits(), (250, MAX_RECORD));
+    }
+
+    #[test]
+    fn counters_reach_the_engine_through_dyn_output() {
+        let o = try_build("delivery_stream = \"s\"\nregion = \"ap-northeast-1\"").unwrap();
+        o.stats().billed_bytes.fetch_add(10_240, Ordering::Relaxed);
+        o.stats().records.fetch_add(2, Ordering::Relaxed);
+        let o: Arc<dyn Output> = Arc::new(o);
+        let m = o.metrics();
+        let get = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.value);
+        assert_eq!(get("fuwa_firehose_billed_bytes_total"), Some(10_240.0));
+        assert_eq!(get("fuwa_firehose_records_total"), Some(2.0));
+        assert_eq!(get("fuwa_firehose_calls_total"), Some(0.0));
+        assert!(m
+            .iter()
+            .all(|x| x.name.ends_with("_total") && x.kind == fuwa_api::MetricKind::Counter));
     }
 
     #[test]
