@@ -180,10 +180,11 @@ impl Conn {
     /// unexpected bytes waiting.
     pub async fn still_open(&mut self) -> bool {
         let mut probe = [0u8; 1];
-        match tokio::time::timeout(Duration::ZERO, self.stream.read(&mut probe)).await {
-            Err(_) => true, // nothing to read: open
-            Ok(_) => false, // EOF, an error, or bytes nobody asked for
-        }
+        // pending (nothing to read) means open; EOF, an error or bytes
+        // nobody asked for mean it is not
+        tokio::time::timeout(Duration::ZERO, self.stream.read(&mut probe))
+            .await
+            .is_err()
     }
 
     /// Sends one message (header, body segments, trailer) and, when `ack`

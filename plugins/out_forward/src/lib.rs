@@ -43,6 +43,10 @@ pub struct ForwardOutput {
     heartbeat_interval: Duration,
     recover_wait: Duration,
     heartbeats: Mutex<Option<Vec<JoinHandle<()>>>>,
+    /// `tls.verify = false` (warned about on the first write, once logging
+    /// is up: the output is built before it)
+    insecure_tls: bool,
+    started: std::sync::Once,
 }
 
 /// Builds the output from its config section.
@@ -127,12 +131,7 @@ pub fn build(
     let tls = match &cfg.tls {
         None => None,
         Some(t) => match conn::tls_connector(t) {
-            Ok(c) => {
-                if !t.verify {
-                    warn!(output = %ctx.id, "tls.verify = false: the forward servers' certificates are not checked");
-                }
-                Some((c, t.server_name.clone()))
-            }
+            Ok(c) => Some((c, t.server_name.clone())),
             Err(e) => {
                 errors.push(section.error("tls", e));
                 None
@@ -162,6 +161,8 @@ pub fn build(
         heartbeat_interval: cfg.heartbeat_interval.0,
         recover_wait: cfg.recover_wait.0,
         heartbeats: Mutex::new(None),
+        insecure_tls: cfg.tls.as_ref().map(|t| !t.verify).unwrap_or(false),
+        started: std::sync::Once::new(),
     }))
 }
 
@@ -286,6 +287,11 @@ impl ForwardOutput {
 #[async_trait]
 impl Output for ForwardOutput {
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
+        self.started.call_once(|| {
+            if self.insecure_tls {
+                warn!(output = %self.id, "tls.verify = false: the forward servers' certificates are not checked");
+            }
+        });
         self.ensure_heartbeat();
         if chunk.records == 0 || chunk.segments.iter().all(|s| s.is_empty()) {
             return Ok(());
