@@ -309,6 +309,26 @@ fn withheld_ack_is_retried_with_the_same_chunk_id() {
 }
 
 #[test]
+fn an_ack_for_another_chunk_does_not_count() {
+    let py = PyServer::start(&["--wrong-acks", "1"]);
+    let tx = sender(&format!(
+        "servers = [{}]\nheartbeat_interval = \"200ms\"",
+        py.server("")
+    ));
+    send_events(&tx, "retry.wrong", 0, 10, 10);
+    let acked = py.wait_acked(10, Duration::from_secs(15));
+    assert_eq!(acked, (0..10).collect::<Vec<_>>(), "{}", tx.stderr());
+    let msgs = py.messages();
+    assert_eq!(msgs[0]["acked"], false);
+    assert!(msgs.len() >= 2);
+    assert!(
+        tx.stderr().contains("ack for another chunk"),
+        "{}",
+        tx.stderr()
+    );
+}
+
+#[test]
 fn connection_closed_instead_of_ack_is_retried() {
     let py = PyServer::start(&["--close-first", "2"]);
     let tx = sender(&format!(

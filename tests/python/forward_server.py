@@ -3,8 +3,9 @@
 
 Speaks Fluentd's forward protocol v1 (Message, Forward, PackedForward and
 CompressedPackedForward with gzip), acks `{"ack": chunk}`, and can be told
-to misbehave: withhold the first N acks, close the connection instead of
-acking the first N messages, or require the handshake (shared key and
+to misbehave: withhold the first N acks, ack the first N messages with
+another chunk id, close the connection instead of acking the first N
+messages, or require the handshake (shared key and
 users). Every message received is logged as one JSON line:
 
   {"server": name, "conn": n, "tag": t, "chunk": c, "size": s,
@@ -135,6 +136,11 @@ class Server:
                     self.record(entry)
                     return
                 ack = opt.get("chunk") is not None and n > self.args.withhold_acks
+                if ack and n <= self.args.wrong_acks:
+                    entry["acked"] = False
+                    self.record(entry)
+                    sock.sendall(msgpack.packb({"ack": "not-" + str(opt["chunk"])}))
+                    continue
                 entry["acked"] = ack
                 self.record(entry)
                 if ack:
@@ -199,6 +205,8 @@ def main():
                     help="do not ack the first N messages (the connection stays open)")
     ap.add_argument("--close-first", type=int, default=0,
                     help="close the connection instead of acking the first N messages")
+    ap.add_argument("--wrong-acks", type=int, default=0,
+                    help="answer the first N messages with an ack for another chunk")
     ap.add_argument("--shared-key", default=None, help="require the handshake")
     ap.add_argument("--user", action="append", help="USER:PASSWORD (repeatable)")
     args = ap.parse_args()
