@@ -347,6 +347,26 @@ fn connection_closed_instead_of_ack_is_retried() {
 }
 
 #[test]
+fn keepalive_replaces_a_connection_the_server_closed() {
+    let py = PyServer::start(&["--close-after-ack"]);
+    let tx = sender(&format!(
+        "servers = [{}]\nkeepalive = true\nheartbeat_type = \"none\"",
+        py.server("")
+    ));
+    for k in 0..5 {
+        send_events(&tx, "keepalive", k * 10, 10, 10);
+        assert_eq!(
+            py.wait_acked(((k + 1) * 10) as usize, Duration::from_secs(10))
+                .len(),
+            ((k + 1) * 10) as usize
+        );
+    }
+    // each chunk on its own connection, none lost, none retried
+    assert_eq!(py.messages().len(), 5);
+    assert!(!tx.stderr().contains("will retry"), "{}", tx.stderr());
+}
+
+#[test]
 fn first_server_down_events_go_to_the_second() {
     let dead = free_port();
     let py = PyServer::start(&[]);

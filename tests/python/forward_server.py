@@ -145,6 +145,8 @@ class Server:
                 self.record(entry)
                 if ack:
                     sock.sendall(msgpack.packb({"ack": opt["chunk"]}))
+                    if self.args.close_after_ack:
+                        return
         except (ConnectionError, OSError):
             return
         finally:
@@ -205,6 +207,8 @@ def main():
                     help="do not ack the first N messages (the connection stays open)")
     ap.add_argument("--close-first", type=int, default=0,
                     help="close the connection instead of acking the first N messages")
+    ap.add_argument("--close-after-ack", action="store_true",
+                    help="close each connection after acking (a server's idle timeout)")
     ap.add_argument("--wrong-acks", type=int, default=0,
                     help="answer the first N messages with an ack for another chunk")
     ap.add_argument("--shared-key", default=None, help="require the handshake")
