@@ -12,7 +12,9 @@
 # and A's peak RSS (VmHWM).
 #
 # Knobs (environment): DURATION (5s), WARMUP (2s), CONNECTIONS (2),
-# BATCH (1000), NO_BUILD=1 (use the existing release binaries).
+# BATCH (1000), NO_BUILD=1 (use the existing release binaries), BIN_DIR
+# (where fuwa and fuwa-loadgen are; default the release target dir: only
+# a release build gives meaningful numbers).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,8 +28,9 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [[ -z "${NO_BUILD:-}" ]]; then
     cargo build --release -p fuwa -p fuwa-bench >&2
 fi
-FUWA=$TARGET/release/fuwa
-LOADGEN=$TARGET/release/fuwa-loadgen
+BIN_DIR=${BIN_DIR:-$TARGET/release}
+FUWA=$BIN_DIR/fuwa
+LOADGEN=$BIN_DIR/fuwa-loadgen
 
 WORK=$(mktemp -d /tmp/fuwa-fwdout-bench.XXXXXX)
 PIDS=()
@@ -110,8 +113,12 @@ EOF
     A=$PID
     "$LOADGEN" --port "$PORT_A" --wait-port 15s
     echo "== A (forward -> forward, compress = $compress) -> B" >&2
-    "$LOADGEN" --port "$PORT_A" --connections "$CONNECTIONS" --batch "$BATCH" \
-        --duration "$DURATION" --warmup "$WARMUP" --pid "$A" --json >"$WORK/$compress.json"
+    if ! "$LOADGEN" --port "$PORT_A" --connections "$CONNECTIONS" --batch "$BATCH" \
+        --duration "$DURATION" --warmup "$WARMUP" --pid "$A" --json >"$WORK/$compress.json"; then
+        echo "load generator failed against A ($compress); its log:" >&2
+        tail -20 "$WORK/a-$compress.log" >&2
+        exit 1
+    fi
     cat "$WORK/$compress.json" >&2
     stop "$A"
     if grep -q "will retry\|ERROR" "$WORK/a-$compress.log"; then
