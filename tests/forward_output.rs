@@ -406,6 +406,50 @@ fn standby_is_used_only_when_the_primaries_are_down() {
 }
 
 #[test]
+fn udp_heartbeat_takes_a_silent_server_out() {
+    // the Python server speaks TCP only: its UDP heartbeats go unanswered;
+    // fuwa's forward input answers them
+    let py = PyServer::start(&[]);
+    let rx = receiver("");
+    let tx = sender(&format!(
+        "servers = [{}, {{ host = \"127.0.0.1\", port = {}, standby = true }}]\nheartbeat_type = \"udp\"\nheartbeat_interval = \"200ms\"",
+        py.server(""),
+        rx.port
+    ));
+    // the first write starts the heartbeats
+    send_events(&tx, "udp.hb", 0, 10, 10);
+    assert!(
+        tx.wait_stderr("forward server is down", Duration::from_secs(10)),
+        "{}",
+        tx.stderr()
+    );
+    assert!(tx.stderr().contains(&format!("127.0.0.1:{}", py.port)));
+    assert!(tx.stderr().contains("UDP heartbeat"), "{}", tx.stderr());
+    send_events(&tx, "udp.hb", 10, 30, 10);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let at_rx = loop {
+        let v: Vec<u32> = read_json_lines(&rx.path("out"))
+            .iter()
+            .map(|(_, j)| j["i"].as_u64().unwrap() as u32)
+            .collect();
+        if v.iter().filter(|&&i| i >= 10).count() >= 30 || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        at_rx.iter().filter(|&&i| i >= 10).count(),
+        30,
+        "python on {} got {:?}, fuwa on {} got {at_rx:?}: {}",
+        py.port,
+        py.acked_events(),
+        rx.port,
+        tx.stderr()
+    );
+    assert!(py.acked_events().iter().all(|&i| i < 10));
+}
+
+#[test]
 fn weights_are_roughly_respected() {
     let a = PyServer::start(&["--hostname", "a"]);
     let b = PyServer::start(&["--hostname", "b"]);

@@ -77,6 +77,9 @@ pub enum HeartbeatType {
     Transport,
     /// the same as `transport`
     Tcp,
+    /// one datagram to the server's port, answered by the server (Fluentd's
+    /// and fuwa's forward inputs answer them)
+    Udp,
     None,
 }
 

@@ -93,6 +93,36 @@ impl Transport {
         }
     }
 
+    /// A UDP heartbeat: one NUL byte to `host:port`, any answer within
+    /// `timeout` means the server is alive.
+    pub async fn udp_heartbeat(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
+        let addr = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host} has no address"))?;
+        let local: std::net::SocketAddr = if addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let sock = tokio::net::UdpSocket::bind(local)
+            .await
+            .map_err(|e| format!("UDP bind failed: {e}"))?;
+        sock.connect(addr)
+            .await
+            .map_err(|e| format!("UDP connect failed: {e}"))?;
+        sock.send(b"\0")
+            .await
+            .map_err(|e| format!("UDP heartbeat not sent: {e}"))?;
+        let mut b = [0u8; 64];
+        match tokio::time::timeout(timeout, sock.recv(&mut b)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("UDP heartbeat failed: {e}")),
+            Err(_) => Err(format!("no UDP heartbeat answer within {timeout:?}")),
+        }
+    }
+
     /// Opens a connection ready for data: connected, TLS, handshake done.
     pub async fn connect(
         &self,

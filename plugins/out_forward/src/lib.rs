@@ -40,6 +40,7 @@ pub struct ForwardOutput {
     keepalive: bool,
     keepalive_timeout: Option<Duration>,
     heartbeat: bool,
+    udp_heartbeat: bool,
     heartbeat_interval: Duration,
     recover_wait: Duration,
     heartbeats: Mutex<Option<Vec<JoinHandle<()>>>>,
@@ -158,6 +159,7 @@ pub fn build(
         keepalive: cfg.keepalive,
         keepalive_timeout: cfg.keepalive_timeout.map(|d| d.0),
         heartbeat: cfg.heartbeat_type != HeartbeatType::None,
+        udp_heartbeat: cfg.heartbeat_type == HeartbeatType::Udp,
         heartbeat_interval: cfg.heartbeat_interval.0,
         recover_wait: cfg.recover_wait.0,
         heartbeats: Mutex::new(None),
@@ -194,6 +196,7 @@ impl ForwardOutput {
             let nodes = self.nodes.clone();
             let transport = self.transport.clone();
             let interval = self.heartbeat_interval;
+            let udp = self.udp_heartbeat;
             let recover_wait = self.recover_wait;
             let id = self.id.clone();
             tasks.push(tokio::spawn(async move {
@@ -202,11 +205,25 @@ impl ForwardOutput {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    // the whole handshake when there is one: a bare connect
-                    // would leave the server logging an aborted handshake
-                    match transport.connect(&node.host, node.port, node.cred.as_ref()).await {
-                        Ok(c) => {
-                            c.close().await;
+                    let beat = if udp {
+                        let wait = interval.min(transport.connect_timeout);
+                        Transport::udp_heartbeat(&node.host, node.port, wait)
+                            .await
+                            .map_err(SendError::Unreachable)
+                    } else {
+                        // the whole handshake when there is one: a bare
+                        // connect would leave the server logging an aborted
+                        // handshake
+                        match transport.connect(&node.host, node.port, node.cred.as_ref()).await {
+                            Ok(c) => {
+                                c.close().await;
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    };
+                    match beat {
+                        Ok(()) => {
                             if node.mark_up() {
                                 info!(output = %id, server = %node.name, "forward server is back (heartbeat)");
                             }
@@ -346,7 +363,12 @@ impl Output for ForwardOutput {
                 .await
             {
                 Ok(()) => {
-                    node.mark_up();
+                    // with a heartbeat, the heartbeat alone says whether a
+                    // server is up (a server whose UDP heartbeat goes
+                    // unanswered stays down even if a write raced it)
+                    if !self.heartbeat {
+                        node.mark_up();
+                    }
                     debug!(output = %self.id, server = %node.name, chunk = %chunk.id, records = chunk.records, bytes = body_len, "chunk forwarded");
                     return Ok(());
                 }
