@@ -313,6 +313,24 @@ impl Output for ForwardOutput {
         if chunk.records == 0 || chunk.segments.iter().all(|s| s.is_empty()) {
             return Ok(());
         }
+        // which servers first: nothing is compressed when none is usable
+        let now = Instant::now();
+        let order = node::attempt_order(
+            &self.nodes,
+            |n| n.usable(now, self.heartbeat),
+            &mut rand::thread_rng(),
+        );
+        if order.is_empty() {
+            let why: Vec<String> = self
+                .nodes
+                .iter()
+                .map(|n| format!("{}: {}", n.name, n.last_error()))
+                .collect();
+            return Err(OutputError::Retryable(format!(
+                "no forward server is available ({})",
+                why.join("; ")
+            )));
+        }
         let body: Vec<Bytes> = match self.compression {
             Compression::Text => chunk.segments.clone(),
             Compression::Gzip => {
@@ -338,23 +356,6 @@ impl Output for ForwardOutput {
             &mut trailer,
         );
 
-        let now = Instant::now();
-        let order = node::attempt_order(
-            &self.nodes,
-            |n| n.usable(now, self.heartbeat),
-            &mut rand::thread_rng(),
-        );
-        if order.is_empty() {
-            let why: Vec<String> = self
-                .nodes
-                .iter()
-                .map(|n| format!("{}: {}", n.name, n.last_error()))
-                .collect();
-            return Err(OutputError::Retryable(format!(
-                "no forward server is available ({})",
-                why.join("; ")
-            )));
-        }
         let mut failures = Vec::new();
         for i in order {
             let node = &self.nodes[i];
