@@ -515,6 +515,31 @@ mod tests {
         }
 
         #[test]
+        fn any_frame_decodes_to_what_was_framed(
+            tag in "[a-z0-9._]{1,300}",
+            body in proptest::collection::vec(any::<u8>(), 0..4096),
+            records in any::<u32>(),
+            gzip in any::<bool>(),
+            id in "[0-9a-f]{32}",
+        ) {
+            let c = if gzip { Compression::Gzip } else { Compression::Text };
+            let chunk = chunk_option(&id);
+            let mut msg = Vec::new();
+            frame_header(&tag, body.len(), &mut msg).unwrap();
+            msg.extend_from_slice(&body);
+            frame_trailer(records, Some(&chunk), c, &mut msg);
+            let v = rmpv::decode::read_value(&mut &msg[..]).unwrap();
+            let mut opts = vec![
+                (V::from("size"), V::from(records)),
+                (V::from("chunk"), V::from(chunk.as_str())),
+            ];
+            if gzip {
+                opts.push((V::from("compressed"), V::from("gzip")));
+            }
+            prop_assert_eq!(v, V::Array(vec![V::from(tag.as_str()), V::Binary(body), V::Map(opts)]));
+        }
+
+        #[test]
         fn any_ack_value_round_trips(s in ".{0,40}") {
             let b = enc(&V::Map(vec![(V::from("ack"), V::from(s.as_str()))]));
             prop_assert_eq!(parse_ack(&b).unwrap(), s.as_bytes());
