@@ -32,6 +32,7 @@ pub const OUTPUTS: &[(&str, OutputFactory)] = &[
     ("null", fuwa_out_null::build),
     ("s3", fuwa_out_s3::build),
     ("firehose", fuwa_out_firehose::build),
+    ("forward", fuwa_out_forward::build),
 ];
 
 pub fn find<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
