@@ -14,13 +14,19 @@ start=$(date +%s)
 CARGO_DEB_VERSION=3.8.0
 if ! cargo deb --version 2>/dev/null | grep -q "^cargo-deb $CARGO_DEB_VERSION\$"; then
   echo "-- installing cargo-deb $CARGO_DEB_VERSION"
-  cargo install cargo-deb --locked --version "=$CARGO_DEB_VERSION" --quiet
+  # (without CARGO_TARGET_DIR: its build goes to a temporary dir, not the tests' target)
+  env -u CARGO_TARGET_DIR cargo install cargo-deb --locked --version "=$CARGO_DEB_VERSION" --quiet
 fi
-# systemd-analyze (Debian's systemd package; it is not started by installing it)
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  echo "-- installing systemd (for systemd-analyze)"
+# systemd-analyze (Debian's systemd package; installing it starts nothing),
+# strip (binutils, for cargo deb --strip), dpkg-deb
+need=()
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v strip >/dev/null 2>&1 || need+=(binutils)
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "-- installing ${need[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 fail() { echo "packaging: FAIL: $*" >&2; exit 1; }
@@ -31,7 +37,14 @@ trap 'rm -rf "$WORK"' EXIT
 # The package is made from the debug binary `cargo test` just built: the
 # layout, scripts and unit are what is checked here; a release package is
 # `cargo deb` (see README, "Running it").
-cargo build -p fuwa --bin fuwa --quiet
+# (.ci/run's `cargo test --workspace` just built it; building it again here
+# with `-p fuwa` could unify features differently and rebuild dependencies.)
+BIN=$CARGO_TARGET_DIR/debug/fuwa
+if [ ! -x "$BIN" ]; then
+  echo "-- $BIN missing: building it"
+  cargo build -p fuwa --bin fuwa --quiet
+fi
+echo "-- packaging $BIN ($(date -u -r "$BIN" +%FT%TZ))"
 cargo deb -p fuwa --no-build --profile dev --strip --fast --quiet -o "$WORK/" >/dev/null
 DEB=$(ls "$WORK"/fuwa_*.deb)
 echo "-- built $(basename "$DEB") ($(du -h "$DEB" | cut -f1))"
