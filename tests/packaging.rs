@@ -434,3 +434,61 @@ fn kubernetes_manifest_validates_against_the_api_schemas() {
     assert!(o.status.success(), "{out}");
     assert_eq!(out.matches(" passed for resource ").count(), 3, "{out}");
 }
+
+#[test]
+fn commands_in_the_conf_headers_work() {
+    // each example's header shows how to use it (`#   fuwa check -c conf/X`,
+    // `#   fuwa athena-ddl -c conf/X ...`): those commands must do what
+    // they say (`run` is left to the tests that run pipelines)
+    let data = tempfile::tempdir().unwrap();
+    let mut ran = 0;
+    for e in std::fs::read_dir(repo_root().join("conf")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().map(|x| x != "toml").unwrap_or(true) {
+            continue;
+        }
+        let text = read(&p);
+        let pending = check::check(bin(), &p).unwrap_or_else(|e| panic!("{e}"));
+        for line in text.lines() {
+            let Some(cmd) = line.trim_start_matches('#').trim().strip_prefix("fuwa ") else {
+                continue;
+            };
+            let mut args: Vec<String> = cmd
+                .split_whitespace()
+                .map(|a| match a.strip_prefix("conf/") {
+                    Some(f) => repo_root().join("conf").join(f).display().to_string(),
+                    None => a.to_string(),
+                })
+                .collect();
+            match args[0].as_str() {
+                "check" => {}
+                "athena-ddl" => {
+                    args.push("--data-dir".into());
+                    args.push(data.path().display().to_string());
+                }
+                _ => continue,
+            }
+            if !pending.is_empty() {
+                eprintln!("{}: `fuwa {cmd}` needs {pending:?}", p.display());
+                continue;
+            }
+            let o = Command::new(bin()).args(&args).output().unwrap();
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                o.status.success(),
+                "{}: fuwa {cmd}: {}",
+                p.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            if args[0] == "athena-ddl" {
+                assert!(out.contains("'projection.enabled' = 'true'"), "{out}");
+                assert!(
+                    out.contains("content_type=${content_type}/year=${year}/month=${month}/day=${day}/hour=${hour}/'"),
+                    "{out}"
+                );
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran >= 3, "{ran} commands");
+}
