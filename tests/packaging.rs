@@ -377,7 +377,9 @@ fn kubernetes_sidecar_manifest_and_its_config() {
         .as_str()
         .expect("[agent.api] bind");
     assert!(api_bind.starts_with("0.0.0.0:"), "{api_bind}");
-    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+    // (no readinessProbe: output trouble must not make the app's pod unready)
+    assert!(fuwa.get("readinessProbe").is_none());
+    for probe in ["startupProbe", "livenessProbe"] {
         let get = &fuwa[probe]["httpGet"];
         assert_eq!(get["path"], "/health", "{probe}");
         let port = named(&fuwa["ports"], get["port"].as_str().unwrap());
