@@ -429,6 +429,9 @@ pub fn load_str(
         }
     }
 
+    // ids are unique among their kind: a relay's forward input and forward
+    // output may both keep the default `forward.0`
+    ids.clear();
     let mut filters = Vec::new();
     for (i, t) in filter_tables.into_iter().enumerate() {
         let name = format!("filter[{i}]");
@@ -459,6 +462,7 @@ pub fn load_str(
         }
     }
 
+    ids.clear();
     let mut outputs = Vec::new();
     for (i, t) in output_tables.into_iter().enumerate() {
         let name = format!("output[{i}]");
@@ -806,6 +810,23 @@ type = "null"
                 .any(|l| l.starts_with("f.toml:9: output[1].id: id `x` is used twice")),
             "{e:#?}"
         );
+    }
+
+    #[test]
+    fn ids_are_unique_among_their_kind() {
+        // a relay: forward in, forward out, both `forward.0` by default
+        let src = r#"
+[[input]]
+type = "forward"
+bind = "127.0.0.1:24224"
+
+[[output]]
+type = "forward"
+servers = [{ host = "127.0.0.1", port = 24225 }]
+"#;
+        assert_eq!(errs(src), Vec::<String>::new());
+        let dup = "[[output]]\nid = \"x\"\ntype = \"null\"\n[[output]]\nid = \"x\"\ntype = \"null\"\n";
+        assert!(errs(dup).iter().any(|l| l.contains("id `x` is used twice")));
     }
 
     #[test]
