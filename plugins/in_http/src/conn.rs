@@ -231,9 +231,6 @@ async fn post(
 ) -> Resp {
     let path = req.uri().path();
     let tag = path.strip_prefix('/').unwrap_or(path);
-    if let Err(why) = valid_tag(tag) {
-        return shared.refuse(peer, tag, StatusCode::BAD_REQUEST, why.to_string());
-    }
     if let Some(o) = origin {
         if shared.cors.enabled() && !shared.cors.allows(o.as_bytes()) {
             return shared.refuse(
@@ -309,22 +306,14 @@ async fn post(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    let mut time = None;
+    let mut time = Ok(None);
     if let Some(q) = req.uri().query() {
         for pair in q.split('&') {
             if let Some(v) = pair.strip_prefix("time=") {
                 let v = crate::decode::percent_decode(v.as_bytes()).unwrap_or_default();
-                match parse_time_param(&String::from_utf8_lossy(&v)) {
-                    Ok(t) => time = Some(t),
-                    Err(e) => {
-                        return shared.refuse(
-                            peer,
-                            tag,
-                            StatusCode::BAD_REQUEST,
-                            format!("query parameter time: {e}"),
-                        )
-                    }
-                }
+                time = parse_time_param(&String::from_utf8_lossy(&v))
+                    .map(Some)
+                    .map_err(|e| format!("query parameter time: {e}"));
             }
         }
     }
@@ -336,6 +325,9 @@ async fn post(
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| peer.ip().to_string())
     });
+    // refusals that do not depend on the body are answered after reading
+    // it, so that the connection stays usable (keep-alive)
+    let tag_ok = valid_tag(tag);
     let tag: Arc<str> = Arc::from(tag);
 
     // the whole body, within the limit and the read timeout
@@ -374,7 +366,13 @@ async fn post(
         Ok(Ok(c)) => c.to_bytes(),
     };
 
-    let time = time.unwrap_or_else(EventTime::now);
+    if let Err(why) = tag_ok {
+        return shared.refuse(peer, &tag, StatusCode::BAD_REQUEST, why.to_string());
+    }
+    let time = match time {
+        Ok(t) => t.unwrap_or_else(EventTime::now),
+        Err(why) => return shared.refuse(peer, &tag, StatusCode::BAD_REQUEST, why),
+    };
     let decoded = if body.len() <= INLINE_DECODE && !gzip {
         decode_body(shared, format, false, &body, time, remote.as_deref())
     } else {
