@@ -547,3 +547,295 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn utc() -> Tz {
+        fuwa_render::parse_timezone("UTC").unwrap()
+    }
+
+    fn plain() -> Decoder {
+        Decoder::new(None, None, false, utc()).unwrap()
+    }
+
+    fn info() -> RequestInfo<'static> {
+        RequestInfo {
+            time: EventTime::new(1_700_000_000, 5),
+            remote_addr: None,
+        }
+    }
+
+    /// Decodes and returns (time, record as JSON) of every entry.
+    fn run(
+        d: &Decoder,
+        f: Format,
+        body: &[u8],
+        info: &RequestInfo<'_>,
+    ) -> Result<Vec<(EventTime, serde_json::Value)>, BodyError> {
+        let mut out = Vec::new();
+        let n = d.decode(f, body, info, &mut out)?;
+        let got: Vec<_> = fuwa_api::event::entries(&out)
+            .map(|e| {
+                let e = e.expect("entries are valid");
+                let v = rmpv::decode::read_value(&mut &e.record[..]).unwrap();
+                (e.time, to_json(&v))
+            })
+            .collect();
+        assert_eq!(got.len(), n as usize);
+        Ok(got)
+    }
+
+    fn to_json(v: &rmpv::Value) -> serde_json::Value {
+        use rmpv::Value as V;
+        use serde_json::Value as J;
+        match v {
+            V::Nil => J::Null,
+            V::Boolean(b) => J::Bool(*b),
+            V::Integer(i) => match (i.as_u64(), i.as_i64()) {
+                (Some(u), _) => J::from(u),
+                (None, Some(i)) => J::from(i),
+                _ => J::Null,
+            },
+            V::F64(f) => J::from(*f),
+            V::F32(f) => J::from(*f as f64),
+            V::String(s) => J::String(s.as_str().unwrap_or_default().to_string()),
+            V::Array(a) => J::Array(a.iter().map(to_json).collect()),
+            V::Map(m) => J::Object(
+                m.iter()
+                    .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), to_json(v)))
+                    .collect(),
+            ),
+            other => J::String(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn json_shapes() {
+        let d = plain();
+        let one = run(&d, Format::Json, br#"{"a":1}"#, &info()).unwrap();
+        assert_eq!(one, vec![(info().time, serde_json::json!({"a":1}))]);
+        let arr = run(&d, Format::Json, br#"[{"a":"]}"},{"b":"\"{"}]"#, &info()).unwrap();
+        assert_eq!(arr[1].1, serde_json::json!({"b":"\"{"}));
+        let nd = run(
+            &d,
+            Format::Json,
+            b"{\"a\":1}\n\n{\"a\":2}\r\n[{\"a\":3}]",
+            &info(),
+        )
+        .unwrap();
+        assert_eq!(nd.len(), 3);
+        assert!(run(&d, Format::Json, b"[]", &info()).unwrap().is_empty());
+        for bad in [
+            &b""[..],
+            b"  ",
+            b"[",
+            b"[{}",
+            b"[{},]",
+            b"[1]",
+            b"{}x",
+            b"{\"a\":}",
+            b"{\"a\":\"",
+            b"[{}{}]",
+            b"nul",
+        ] {
+            assert!(
+                matches!(
+                    d.decode(Format::Json, bad, &info(), &mut Vec::new()),
+                    Err(BodyError::Malformed(_))
+                ),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn time_key_json_and_msgpack() {
+        let d = Decoder::new(Some("ts".into()), None, false, utc()).unwrap();
+        let got = run(
+            &d,
+            Format::Json,
+            br#"[{"ts":1700000001.25,"a":1},{"a":2}]"#,
+            &info(),
+        )
+        .unwrap();
+        assert_eq!(got[0].0, EventTime::new(1_700_000_001, 250_000_000));
+        assert_eq!(got[0].1, serde_json::json!({"a":1}));
+        assert_eq!(got[1].0, info().time, "no time_key: the request's time");
+        let mut b = Vec::new();
+        msgpack::write_map_len(&mut b, 2);
+        msgpack::write_str(&mut b, b"ts");
+        b.extend_from_slice(&EventTime::new(1_600_000_000, 7).to_msgpack());
+        msgpack::write_str(&mut b, b"a");
+        b.push(0x01);
+        let got = run(&d, Format::Msgpack, &b, &info()).unwrap();
+        assert_eq!(
+            got,
+            vec![(EventTime::new(1_600_000_000, 7), serde_json::json!({"a":1}))]
+        );
+        let mut b = Vec::new();
+        msgpack::write_map_len(&mut b, 1);
+        msgpack::write_str(&mut b, b"ts");
+        msgpack::write_str(&mut b, b"2020-01-01T00:00:00Z");
+        assert_eq!(
+            run(&d, Format::Msgpack, &b, &info()).unwrap()[0].0.secs,
+            1_577_836_800
+        );
+        let keep = Decoder::new(Some("ts".into()), Some("unix_ms".into()), true, utc()).unwrap();
+        let got = run(&keep, Format::Json, br#"{"ts":1700000000123}"#, &info()).unwrap();
+        assert_eq!(got[0].0, EventTime::new(1_700_000_000, 123_000_000));
+        assert_eq!(got[0].1, serde_json::json!({"ts":1700000000123u64}));
+        assert!(d
+            .decode(Format::Json, br#"{"ts":"soon"}"#, &info(), &mut Vec::new())
+            .is_err());
+    }
+
+    #[test]
+    fn remote_addr_replaces_and_adds() {
+        let d = plain();
+        let i = RequestInfo {
+            remote_addr: Some(("ip", "10.0.0.1")),
+            ..info()
+        };
+        let got = run(&d, Format::Json, br#"[{"ip":"spoofed","a":1},{"b":2}]"#, &i).unwrap();
+        assert_eq!(got[0].1, serde_json::json!({"a":1,"ip":"10.0.0.1"}));
+        assert_eq!(got[1].1, serde_json::json!({"b":2,"ip":"10.0.0.1"}));
+    }
+
+    #[test]
+    fn form_and_percent_decoding() {
+        let d = plain();
+        let got = run(
+            &d,
+            Format::Form,
+            b"time=1500000000&json=%7B%22a%22%3A+%22x+y%22%7D",
+            &info(),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![(
+                EventTime::new(1_500_000_000, 0),
+                serde_json::json!({"a":"x y"})
+            )]
+        );
+        assert!(percent_decode(b"%4").is_err());
+        assert_eq!(percent_decode(b"a%2Bb+c").unwrap(), b"a+b c");
+        assert!(d
+            .decode(Format::Form, b"json=1&msgpack=2", &info(), &mut Vec::new())
+            .is_err());
+    }
+
+    #[test]
+    fn content_types() {
+        use Format::*;
+        for (ct, f) in [
+            (Some(&b"application/json; charset=utf-8"[..]), Some(Json)),
+            (Some(b"Text/Plain;charset=UTF-8"), Some(Json)),
+            (Some(b"application/x-ndjson"), Some(Json)),
+            (Some(b"application/vnd.api+json"), Some(Json)),
+            (None, Some(Json)),
+            (Some(b"application/msgpack"), Some(Msgpack)),
+            (Some(b"application/x-www-form-urlencoded"), Some(Form)),
+            (Some(b"text/xml"), None),
+            (Some(b"multipart/form-data; boundary=x"), None),
+        ] {
+            assert_eq!(Format::from_content_type(ct), f, "{ct:?}");
+        }
+    }
+
+    #[test]
+    fn gzip_limit() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&[b' '; 10_000]).unwrap();
+        let gz = e.finish().unwrap();
+        assert_eq!(gunzip(&gz, 10_000).unwrap().len(), 10_000);
+        assert_eq!(gunzip(&gz, 9_999), Err(BodyError::TooLarge(9_999)));
+        assert!(matches!(gunzip(b"nope", 100), Err(BodyError::Malformed(_))));
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value as J;
+        let leaf = prop_oneof![
+            Just(J::Null),
+            any::<bool>().prop_map(J::Bool),
+            any::<i64>().prop_map(J::from),
+            any::<u64>().prop_map(J::from),
+            // few digits: serde_json (without float_roundtrip) reads these exactly
+            (-1_000_000_000i64..1_000_000_000).prop_map(|i| J::from(i as f64 / 1000.0)),
+            "\\PC{0,12}".prop_map(J::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(J::Array),
+                prop::collection::btree_map("\\PC{0,8}", inner, 0..6)
+                    .prop_map(|m| J::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn json_object() -> impl Strategy<Value = serde_json::Value> {
+        prop::collection::btree_map("\\PC{0,8}", json_value(), 0..8)
+            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// arbitrary bytes never panic, and what is accepted is valid entries
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256), kind in 0..3u8) {
+            let d = Decoder::new(Some("t".into()), None, false, utc()).unwrap();
+            let f = [Format::Json, Format::Msgpack, Format::Form][kind as usize];
+            let mut out = Vec::new();
+            if let Ok(n) = d.decode(f, &body, &info(), &mut out) {
+                let all: Vec<_> = fuwa_api::event::entries(&out).collect();
+                prop_assert_eq!(all.len(), n as usize);
+                prop_assert!(all.iter().all(|e| e.is_ok()));
+            } else {
+                prop_assert!(out.is_empty(), "nothing kept on error");
+            }
+            let _ = gunzip(&body, 1024);
+        }
+
+        /// JSON-ish bytes (braces, quotes, escapes) never panic either
+        #[test]
+        fn jsonish_bytes_never_panic(body in "[\\[\\]{}\",:\\\\ a1\\n]{0,64}") {
+            let _ = plain().decode(Format::Json, body.as_bytes(), &info(), &mut Vec::new());
+        }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// valid objects round-trip, alone, in an array and as NDJSON
+        #[test]
+        fn json_objects_round_trip(objs in prop::collection::vec(json_object(), 1..5)) {
+            let d = plain();
+            let single = run(&d, Format::Json, serde_json::to_string(&objs[0]).unwrap().as_bytes(), &info()).unwrap();
+            prop_assert_eq!(&single[0].1, &objs[0]);
+            let arr = serde_json::to_string_pretty(&objs).unwrap();
+            let got: Vec<_> = run(&d, Format::Json, arr.as_bytes(), &info()).unwrap().into_iter().map(|(_, v)| v).collect();
+            prop_assert_eq!(&got, &objs);
+            let nd: String = objs.iter().map(|o| serde_json::to_string(o).unwrap() + "\n").collect();
+            let got: Vec<_> = run(&d, Format::Json, nd.as_bytes(), &info()).unwrap().into_iter().map(|(_, v)| v).collect();
+            prop_assert_eq!(&got, &objs);
+            // the same records as msgpack keep their bytes
+            let mut mp = Vec::new();
+            for o in &objs {
+                crate::decode::tests::json_to_mp(&mut mp, o);
+            }
+            let got: Vec<_> = run(&d, Format::Msgpack, &mp, &info()).unwrap().into_iter().map(|(_, v)| v).collect();
+            prop_assert_eq!(&got, &objs);
+        }
+    }
+
+    fn json_to_mp(out: &mut Vec<u8>, v: &serde_json::Value) {
+        fuwa_parsers::json_value_to_msgpack(out, v);
+    }
+}
