@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fuwa_api::ratelimit::RateLimit;
 use fuwa_api::{Batch, EmitError, Emitter, EventTime};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -58,10 +58,23 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Resp {
 }
 
 /// Handles one request. Never fails: every problem is an HTTP status.
-pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr) -> Resp {
-    let origin = req.headers().get(header::ORIGIN).cloned();
+/// The last tag a connection posted to: clients post to one tag, mostly,
+/// and then no tag is allocated per request.
+pub type TagCache = std::sync::Mutex<Option<Arc<str>>>;
+
+pub async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    tags: Arc<TagCache>,
+) -> Resp {
+    let origin = if shared.cors.enabled() {
+        req.headers().get(header::ORIGIN).cloned()
+    } else {
+        None
+    };
     let mut resp = match *req.method() {
-        Method::POST => post(req, &shared, peer, origin.as_ref()).await,
+        Method::POST => post(req, &shared, peer, origin.as_ref(), &tags).await,
         Method::GET | Method::HEAD => {
             if req.uri().path() == "/health" {
                 text(StatusCode::OK, "ok")
@@ -87,7 +100,7 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAdd
         }
     };
     if let Some(o) = origin {
-        if shared.cors.enabled() && shared.cors.allows(o.as_bytes()) {
+        if shared.cors.allows(o.as_bytes()) {
             add_cors(&mut resp, &shared.cors, o);
         }
     }
@@ -228,6 +241,7 @@ async fn post(
     shared: &Arc<Shared>,
     peer: SocketAddr,
     origin: Option<&HeaderValue>,
+    tags: &TagCache,
 ) -> Resp {
     let path = req.uri().path();
     let tag = path.strip_prefix('/').unwrap_or(path);
@@ -328,11 +342,21 @@ async fn post(
     // refusals that do not depend on the body are answered after reading
     // it, so that the connection stays usable (keep-alive)
     let tag_ok = valid_tag(tag);
-    let tag: Arc<str> = Arc::from(tag);
+    let tag: Arc<str> = {
+        let mut last = tags.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some(t) if **t == *tag => t.clone(),
+            _ => {
+                let t: Arc<str> = Arc::from(tag);
+                *last = Some(t.clone());
+                t
+            }
+        }
+    };
 
     // the whole body, within the limit and the read timeout
-    let body = Limited::new(req.into_body(), shared.limit);
-    let body = match tokio::time::timeout(shared.read_timeout, body.collect()).await {
+    let body = read_body(req.into_body(), shared.limit);
+    let body = match tokio::time::timeout(shared.read_timeout, body).await {
         Err(_) => {
             return shared.refuse(
                 peer,
@@ -344,7 +368,7 @@ async fn post(
                 ),
             )
         }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+        Ok(Err(None)) => {
             let mut r = shared.refuse(
                 peer,
                 &tag,
@@ -355,7 +379,7 @@ async fn post(
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             return r;
         }
-        Ok(Err(e)) => {
+        Ok(Err(Some(e))) => {
             return shared.refuse(
                 peer,
                 &tag,
@@ -363,7 +387,7 @@ async fn post(
                 format!("could not read the body: {e}"),
             )
         }
-        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Ok(b)) => b,
     };
 
     if let Err(why) = tag_ok {
@@ -423,6 +447,36 @@ async fn post(
         }
     }
     respond(shared.ok_status, Bytes::new())
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (`Err(None)`). A
+/// body that arrives in one piece is kept as it is, without a copy.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Option<hyper::Error>> {
+    let mut first: Option<Bytes> = None;
+    let mut more: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(Some)?.into_data() else {
+            continue; // trailers
+        };
+        total += data.len();
+        if total > limit {
+            return Err(None);
+        }
+        if data.is_empty() {
+            continue;
+        }
+        match first.take() {
+            None if more.is_empty() => first = Some(data),
+            Some(f) => {
+                more.reserve(total);
+                more.extend_from_slice(&f);
+                more.extend_from_slice(&data);
+            }
+            None => more.extend_from_slice(&data),
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(more)))
 }
 
 fn decode_body(

@@ -187,9 +187,11 @@ impl Input for HttpInput {
                     let mut sd = ctx.shutdown.clone();
                     tasks.spawn(async move {
                         let svc_shared = shared.clone();
+                        let tags = Arc::new(conn::TagCache::default());
                         let svc = service_fn(move |req| {
                             let s = svc_shared.clone();
-                            async move { Ok::<_, std::convert::Infallible>(conn::handle(req, s, peer).await) }
+                            let t = tags.clone();
+                            async move { Ok::<_, std::convert::Infallible>(conn::handle(req, s, peer, t).await) }
                         });
                         let conn = http.serve_connection(TokioIo::new(sock), svc);
                         tokio::pin!(conn);
