@@ -55,7 +55,10 @@ struct Counts {
 
 fn main() {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -66,7 +69,10 @@ fn main() {
 }
 
 async fn run(args: Args) {
-    let body = args.body.clone().unwrap_or_else(|| DEFAULT_BODY.to_string());
+    let body = args
+        .body
+        .clone()
+        .unwrap_or_else(|| DEFAULT_BODY.to_string());
     let request: Arc<[u8]> = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
         args.path,
@@ -88,7 +94,9 @@ async fn run(args: Args) {
             stop.clone(),
             args.addr.clone(),
         );
-        tasks.push(tokio::spawn(async move { connection(addr, req, c, m, s).await }));
+        tasks.push(tokio::spawn(
+            async move { connection(addr, req, c, m, s).await },
+        ));
     }
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     measuring.store(true, Ordering::Relaxed);
@@ -213,7 +221,8 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(u16, boo
                 let (k, v) = (&line[..i], line[i + 1..].trim_ascii());
                 if k.eq_ignore_ascii_case(b"content-length") {
                     len = std::str::from_utf8(v).ok()?.parse().ok()?;
-                } else if k.eq_ignore_ascii_case(b"connection") && v.eq_ignore_ascii_case(b"close") {
+                } else if k.eq_ignore_ascii_case(b"connection") && v.eq_ignore_ascii_case(b"close")
+                {
                     close = true;
                 }
             }
