@@ -15,6 +15,7 @@ type OutputFactory =
 pub const INPUTS: &[(&str, InputFactory)] = &[
     ("forward", fuwa_in_forward::build),
     ("tail", fuwa_in_tail::build),
+    ("http", fuwa_in_http::build),
 ];
 
 pub const FILTERS: &[(&str, FilterFactory)] = &[

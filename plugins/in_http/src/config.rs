@@ -1,0 +1,61 @@
+//! Settings of the HTTP input (`[[input]] type = "http"`).
+
+use fuwa_api::{ByteSize, HumanDuration};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// TCP address to listen on
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// largest body accepted, before and after gzip decompression
+    #[serde(default = "default_limit")]
+    pub body_size_limit: ByteSize,
+    /// browser origins allowed by CORS (`"*"`: any; `"https://*.example.com"`:
+    /// any subdomain). When set, a request from another origin gets 403.
+    #[serde(default)]
+    pub cors_allow_origins: Vec<String>,
+    /// answer `Access-Control-Allow-Credentials: true` (cookies on beacons)
+    #[serde(default)]
+    pub cors_allow_credentials: bool,
+    /// when set, every POST needs `Authorization: Bearer <auth_token>`
+    pub auth_token: Option<String>,
+    /// record field holding the event time (taken out unless keep_time_key)
+    pub time_key: Option<String>,
+    /// how time_key is written: strftime, rfc3339, unix, unix_ms (default:
+    /// RFC 3339 or epoch seconds)
+    pub time_format: Option<String>,
+    #[serde(default)]
+    pub keep_time_key: bool,
+    /// how long a request may wait for a full buffer before it gets 503
+    #[serde(default = "default_backpressure_timeout")]
+    pub backpressure_timeout: HumanDuration,
+    /// the `Retry-After` given with 503 (whole seconds, at least 1)
+    #[serde(default = "default_retry_after")]
+    pub retry_after: HumanDuration,
+    /// how long a client may take to send a request's headers and its body
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: HumanDuration,
+    /// answer 204 No Content instead of 200 OK (Fluentd's use_204_response)
+    #[serde(default)]
+    pub use_204_response: bool,
+    /// add the client's IP address to every record under this key
+    pub remote_addr_key: Option<String>,
+}
+
+fn default_bind() -> String {
+    "0.0.0.0:9880".into()
+}
+fn default_limit() -> ByteSize {
+    ByteSize(32 << 20)
+}
+fn default_backpressure_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
+fn default_retry_after() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
+}
+fn default_read_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
