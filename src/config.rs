@@ -825,7 +825,8 @@ type = "forward"
 servers = [{ host = "127.0.0.1", port = 24225 }]
 "#;
         assert_eq!(errs(src), Vec::<String>::new());
-        let dup = "[[output]]\nid = \"x\"\ntype = \"null\"\n[[output]]\nid = \"x\"\ntype = \"null\"\n";
+        let dup =
+            "[[output]]\nid = \"x\"\ntype = \"null\"\n[[output]]\nid = \"x\"\ntype = \"null\"\n";
         assert!(errs(dup).iter().any(|l| l.contains("id `x` is used twice")));
     }
 

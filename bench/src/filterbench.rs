@@ -9,7 +9,11 @@
 use std::time::Instant;
 
 use clap::Parser as _;
-use fuwa_api::{BuildContext, ConfigSection, EventTime, Filter, FilterResult, Record};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fuwa_api::event::write_entry;
+use fuwa_api::{Batch, BuildContext, ConfigSection, EventTime, Filter, FilterResult, Record};
 use rand::{Rng, SeedableRng};
 
 #[derive(clap::Parser)]
@@ -162,6 +166,21 @@ fn main() {
             b
         })
         .collect();
+    // batches of 1,000 entries, as inputs hand them to the engine
+    let batches: Vec<Batch> = records
+        .chunks(1000)
+        .map(|c| {
+            let mut entries = Vec::new();
+            for r in c {
+                write_entry(&mut entries, EventTime::new(1_700_000_000, 0), r);
+            }
+            Batch::new(
+                Arc::from("action_logs"),
+                Bytes::from(entries),
+                c.len() as u32,
+            )
+        })
+        .collect();
     let distinct_seen: std::collections::HashSet<&[u8]> = records.iter().map(|r| &r[..]).collect();
     let avg_bytes = records.iter().map(Vec::len).sum::<usize>() as f64 / records.len() as f64;
     println!(
@@ -176,9 +195,9 @@ fn main() {
 
     {
         let none: Vec<(&'static str, Box<dyn Filter>)> = Vec::new();
-        run(&none, &records, records.len(), None);
+        run(&none, &batches, records.len(), None);
         let t = Instant::now();
-        run(&none, &records, args.events, None);
+        run(&none, &batches, args.events, None);
         let ns = t.elapsed().as_nanos() as f64 / args.events as f64;
         println!("\nrecord in + out alone (no filter): {ns:.0} ns/event");
     }
@@ -194,12 +213,12 @@ fn main() {
         }
         let filters = chain(cache);
         // warm the cache (and the allocator)
-        run(&filters, &records, records.len(), None);
+        run(&filters, &batches, records.len(), None);
         let mut per = vec![0u128; filters.len()];
         let t = Instant::now();
-        let kept = run(&filters, &records, args.events, None);
+        let kept = run(&filters, &batches, args.events, None);
         let ns = t.elapsed().as_nanos() as f64 / args.events as f64;
-        run(&filters, &records, args.events.min(200_000), Some(&mut per));
+        run(&filters, &batches, args.events.min(200_000), Some(&mut per));
         println!("\n{label}: {ns:.0} ns/event for record in + user_agent + referrer + types + record + out ({kept} kept)");
         let sampled = args.events.min(200_000) as f64;
         for (i, (name, _)) in filters.iter().enumerate() {
@@ -208,37 +227,49 @@ fn main() {
     }
 }
 
+/// Runs the chain over batches the way the engine does (src/router.rs):
+/// each entry's record goes into one reused `Record`, the filters edit it,
+/// and `[time, record]` is appended to the batch's output buffer.
 fn run(
     filters: &[(&str, Box<dyn Filter>)],
-    records: &[Vec<u8>],
+    batches: &[Batch],
     events: usize,
     mut per: Option<&mut Vec<u128>>,
 ) -> usize {
     let mut kept = 0;
-    let mut out = Vec::with_capacity(1024);
+    let mut seen = 0;
+    let mut out = Vec::with_capacity(1 << 20);
     let mut rec = Record::new();
-    for i in 0..events {
-        let raw = &records[i % records.len()];
-        rec.reset(raw);
-        let mut time = EventTime::new(1_700_000_000, 0);
-        let mut keep = true;
-        for (j, (_, f)) in filters.iter().enumerate() {
-            let t = per.as_ref().map(|_| Instant::now());
-            let r = f.filter("action_logs", &mut time, &mut rec);
-            if let (Some(p), Some(t)) = (per.as_deref_mut(), t) {
-                p[j] += t.elapsed().as_nanos();
+    'all: for batch in batches.iter().cycle() {
+        out.clear();
+        for e in batch.iter() {
+            if seen == events {
+                break 'all;
             }
-            if let FilterResult::Drop = r {
-                keep = false;
-                break;
+            seen += 1;
+            let Ok(e) = e else { break };
+            let mut time = e.time;
+            rec.reset(e.record);
+            let mut keep = true;
+            for (j, (_, f)) in filters.iter().enumerate() {
+                let t = per.as_ref().map(|_| Instant::now());
+                let r = f.filter("action_logs", &mut time, &mut rec);
+                if let (Some(p), Some(t)) = (per.as_deref_mut(), t) {
+                    p[j] += t.elapsed().as_nanos();
+                }
+                if let FilterResult::Drop = r {
+                    keep = false;
+                    break;
+                }
+            }
+            if keep {
+                out.push(0x92);
+                out.extend_from_slice(&time.to_msgpack());
+                rec.write_to(&mut out);
+                kept += 1;
             }
         }
-        if keep {
-            out.clear();
-            rec.write_to(&mut out);
-            kept += 1;
-        }
+        std::hint::black_box(&out);
     }
-    std::hint::black_box(&out);
     kept
 }

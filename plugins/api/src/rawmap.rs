@@ -332,6 +332,46 @@ struct Slot {
     name: usize,
     value: usize,
     end: usize,
+    /// the key's length and first 8 bytes, to tell keys apart without
+    /// comparing their bytes (`u32::MAX`: not a str or bin key)
+    name_len: u32,
+    name_head: u64,
+}
+
+/// The first 8 bytes of a name, zero-padded.
+#[inline]
+fn head8(name: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = name.len().min(8);
+    b[..n].copy_from_slice(&name[..n]);
+    u64::from_le_bytes(b)
+}
+
+impl Slot {
+    fn new(buf: &[u8], key: usize, value: usize, end: usize) -> Slot {
+        let name = key_body(buf, key);
+        let (name_len, name_head) = match buf.get(name..value) {
+            Some(n) if name != usize::MAX && n.len() < u32::MAX as usize => {
+                (n.len() as u32, head8(n))
+            }
+            _ => (u32::MAX, 0),
+        };
+        Slot {
+            key,
+            name,
+            value,
+            end,
+            name_len,
+            name_head,
+        }
+    }
+
+    #[inline]
+    fn is(&self, buf: &[u8], name: &[u8], head: u64) -> bool {
+        self.name_len as usize == name.len()
+            && self.name_head == head
+            && (name.len() <= 8 || buf.get(self.name..self.value) == Some(name))
+    }
 }
 
 impl Slot {
@@ -393,12 +433,7 @@ impl Index {
         for _ in 0..m.len {
             let value = value_end(buf, q)?;
             let end = value_end(buf, value)?;
-            self.slots.push(Slot {
-                key: q,
-                name: key_body(buf, q),
-                value,
-                end,
-            });
+            self.slots.push(Slot::new(buf, q, value, end));
             q = end;
         }
         Ok(())
@@ -413,9 +448,8 @@ impl Index {
     }
 
     fn find(&self, buf: &[u8], name: &[u8]) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| s.name != usize::MAX && buf.get(s.name..s.value) == Some(name))
+        let head = head8(name);
+        self.slots.iter().position(|s| s.is(buf, name, head))
     }
 
     /// The value's range for a top-level key.
@@ -472,23 +506,19 @@ impl Index {
         if !appended {
             replace(buf, at..at, &pair);
         }
-        self.slots.push(Slot {
-            key: at,
-            name: key_body(buf, at),
-            value: at + value_at,
-            end: at + len,
-        });
+        self.slots.push(Slot::new(buf, at, at + value_at, at + len));
         self.write_header(buf);
     }
 
     /// Removes every pair with this top-level key; how many there were.
     pub(crate) fn delete_all(&mut self, buf: &mut Vec<u8>, name: &[u8]) -> usize {
         let mut removed = 0;
+        let head = head8(name);
         let mut i = self.slots.len();
         while i > 0 {
             i -= 1;
             let s = self.slots[i];
-            if s.name != usize::MAX && buf.get(s.name..s.value) == Some(name) {
+            if s.is(buf, name, head) {
                 buf.drain(s.key..s.end);
                 self.slots.remove(i);
                 self.shift_from(i, -((s.end - s.key) as isize));
