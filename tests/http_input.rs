@@ -18,6 +18,11 @@ use rmpv::Value as V;
 struct Client {
     r: BufReader<TcpStream>,
     w: TcpStream,
+    port: u16,
+    /// the server said `Connection: close`: the next request opens a new one
+    reconnect: bool,
+    /// connections opened so far
+    connections: usize,
 }
 
 struct Reply {
@@ -37,13 +42,21 @@ impl Reply {
 
 impl Client {
     fn new(port: u16) -> Client {
+        let (r, w) = Self::open(port);
+        Client {
+            r,
+            w,
+            port,
+            reconnect: false,
+            connections: 1,
+        }
+    }
+
+    fn open(port: u16) -> (BufReader<TcpStream>, TcpStream) {
         let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.set_nodelay(true).unwrap();
-        Client {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        }
+        (BufReader::new(s.try_clone().unwrap()), s)
     }
 
     fn send_head(
@@ -53,6 +66,11 @@ impl Client {
         headers: &[(&str, &str)],
         len: Option<usize>,
     ) {
+        if self.reconnect {
+            (self.r, self.w) = Self::open(self.port);
+            self.reconnect = false;
+            self.connections += 1;
+        }
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -107,6 +125,12 @@ impl Client {
             .unwrap_or(0);
         let mut body = vec![0; len];
         self.r.read_exact(&mut body).unwrap();
+        if headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"))
+        {
+            self.reconnect = true;
+        }
         Reply {
             status,
             headers,
@@ -117,24 +141,7 @@ impl Client {
 
 /// http on {port} → file output {dir}/out/<tag>.log, memory buffer.
 fn config(input_extra: &str) -> String {
-    format!(
-        r#"[[input]]
-type = "http"
-bind = "127.0.0.1:{{port}}"
-{input_extra}
-
-[[output]]
-match = "**"
-type = "file"
-path = "{{dir}}/out/${{tag}}.log"
-tag_key = "tag"
-time_key = "time"
-time_format = "unix_float"
-[output.buffer]
-type = "memory"
-flush_interval = "100ms"
-"#
-    )
+    input_to_file("http", input_extra)
 }
 
 fn lines_of(a: &Agent, tag: &str) -> Vec<serde_json::Value> {
@@ -322,6 +329,10 @@ fn every_body_kind_on_one_keep_alive_connection() {
         assert_ne!(r.header("connection"), Some("close"));
     }
     assert_eq!(wait_tag(&a, "k.keepalive", 20).len(), 20);
+    assert_eq!(
+        c.connections, 1,
+        "every request above went on one connection"
+    );
 }
 
 #[test]
@@ -417,6 +428,7 @@ fn malformed_bodies_get_400_and_nothing_of_them_is_kept() {
     // after all that, on the same connection and tag, one good event
     let r = c.post("/bad", "application/json", br#"{"marker":true}"#);
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(c.connections, 1, "400s keep the connection");
     let v = wait_tag(&a, "bad", 1);
     std::thread::sleep(Duration::from_millis(300));
     let v2 = lines_of(&a, "bad");

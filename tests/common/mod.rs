@@ -274,9 +274,15 @@ pub fn wait_lines(
 /// A config: forward on {port} → file output under {dir}/out, memory buffer
 /// flushing every 100ms.
 pub fn forward_to_file(extra_input: &str) -> String {
+    input_to_file("forward", extra_input)
+}
+
+/// A config: an input of `kind` on {port} → file output {dir}/out/<tag>.log
+/// (tag and unix_float time added), memory buffer flushing every 100ms.
+pub fn input_to_file(kind: &str, extra_input: &str) -> String {
     format!(
         r#"[[input]]
-type = "forward"
+type = "{kind}"
 bind = "127.0.0.1:{{port}}"
 {extra_input}
 

@@ -91,6 +91,22 @@ impl<'a> ConfigSection<'a> {
         }
     }
 
+    /// A socket address given under `key` (`value` as configured); the error
+    /// shows an `example` of the expected form.
+    pub fn socket_addr(
+        &self,
+        key: &str,
+        value: &str,
+        example: &str,
+    ) -> Result<std::net::SocketAddr, ConfigError> {
+        value.parse().map_err(|_| {
+            self.error(
+                key,
+                format!("`{value}` is not an address like \"{example}\""),
+            )
+        })
+    }
+
     pub fn span_of(&self, key: &str) -> Option<Range<usize>> {
         let mut t = self.table()?;
         let mut parts = key.split('.').peekable();

@@ -168,23 +168,7 @@ pub fn find(buf: &[u8], path: &[String]) -> Result<Option<Range<usize>>, DecodeE
 
 /// Rewrites a map header for a new entry count.
 fn set_len(buf: &mut Vec<u8>, m: MapHead, len: usize) {
-    let mut head = [0u8; 5];
-    let n = match len {
-        0..=15 => {
-            head[0] = 0x80 | len as u8;
-            1
-        }
-        16..=0xffff => {
-            head[0] = 0xde;
-            head[1..3].copy_from_slice(&(len as u16).to_be_bytes());
-            3
-        }
-        _ => {
-            head[0] = 0xdf;
-            head[1..5].copy_from_slice(&(len as u32).to_be_bytes());
-            5
-        }
-    };
+    let (head, n) = header(len);
     replace(buf, m.at..m.body, &head[..n]);
 }
 

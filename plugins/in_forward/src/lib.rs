@@ -39,16 +39,10 @@ pub fn build(
 ) -> Result<Box<dyn Input>, Vec<ConfigError>> {
     let cfg: ForwardConfig = section.parse().map_err(|e| vec![e])?;
     let mut errors = Vec::new();
-    let addr: Option<SocketAddr> = match cfg.bind.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            errors.push(section.error(
-                "bind",
-                format!("`{}` is not an address like \"127.0.0.1:24224\"", cfg.bind),
-            ));
-            None
-        }
-    };
+    let addr: Option<SocketAddr> = section
+        .socket_addr("bind", &cfg.bind, "127.0.0.1:24224")
+        .map_err(|e| errors.push(e))
+        .ok();
     if cfg.shared_key.is_none() && (!cfg.users.is_empty() || cfg.self_hostname.is_some()) {
         errors.push(section.error(
             "shared_key",

@@ -96,7 +96,8 @@ pub async fn handle(
             );
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-            r
+            // its body (if any) is not read
+            last(r)
         }
     };
     if let Some(o) = origin {
@@ -208,6 +209,15 @@ fn authorized(h: Option<&HeaderValue>, token: &[u8]) -> bool {
     t.len() == token.len() && t.iter().zip(token).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// Marks a response as the last on its connection: it is sent before the
+/// request's body was read (a refusal that does not look at it), so the
+/// connection cannot carry another request.
+fn last(mut r: Resp) -> Resp {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 impl Shared {
     fn refuse(&self, peer: SocketAddr, tag: &str, status: StatusCode, why: String) -> Resp {
         debug!(input = %self.id, %peer, tag, status = status.as_u16(), reason = %why, "request refused");
@@ -247,7 +257,7 @@ async fn post(
     let tag = path.strip_prefix('/').unwrap_or(path);
     if let Some(o) = origin {
         if shared.cors.enabled() && !shared.cors.allows(o.as_bytes()) {
-            return shared.refuse(
+            return last(shared.refuse(
                 peer,
                 tag,
                 StatusCode::FORBIDDEN,
@@ -255,7 +265,7 @@ async fn post(
                     "CORS: origin {} is not allowed (cors_allow_origins)",
                     String::from_utf8_lossy(o.as_bytes())
                 ),
-            );
+            ));
         }
     }
     let h = req.headers();
@@ -271,12 +281,12 @@ async fn post(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"fuwa\""),
             );
-            return r;
+            return last(r);
         }
     }
     let Some(format) = Format::from_content_type(h.get(header::CONTENT_TYPE).map(|v| v.as_bytes()))
     else {
-        return shared.refuse(
+        return last(shared.refuse(
             peer,
             tag,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -284,7 +294,7 @@ async fn post(
                 "content type {} is not accepted: use application/json, application/x-ndjson, text/plain (JSON), application/msgpack or application/x-www-form-urlencoded",
                 String::from_utf8_lossy(h.get(header::CONTENT_TYPE).map(|v| v.as_bytes()).unwrap_or_default())
             ),
-        );
+        ));
     };
     let gzip = match h
         .get(header::CONTENT_ENCODING)
@@ -294,7 +304,7 @@ async fn post(
         Some(e) if e.is_empty() || e.eq_ignore_ascii_case(b"identity") => false,
         Some(e) if e.eq_ignore_ascii_case(b"gzip") || e.eq_ignore_ascii_case(b"x-gzip") => true,
         Some(e) => {
-            return shared.refuse(
+            return last(shared.refuse(
                 peer,
                 tag,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -302,7 +312,7 @@ async fn post(
                     "content encoding {} is not accepted (gzip or none)",
                     String::from_utf8_lossy(e)
                 ),
-            )
+            ))
         }
     };
     let declared = h
@@ -310,15 +320,12 @@ async fn post(
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > shared.limit as u64) {
-        let mut r = shared.refuse(
+        return last(shared.refuse(
             peer,
             tag,
             StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::TooLarge(shared.limit).to_string(),
-        );
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return r;
+        ));
     }
     let mut time = Ok(None);
     if let Some(q) = req.uri().query() {

@@ -43,16 +43,10 @@ pub fn build(
 ) -> Result<Box<dyn Input>, Vec<ConfigError>> {
     let cfg: HttpConfig = section.parse().map_err(|e| vec![e])?;
     let mut errors = Vec::new();
-    let addr: Option<SocketAddr> = match cfg.bind.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            errors.push(section.error(
-                "bind",
-                format!("`{}` is not an address like \"0.0.0.0:9880\"", cfg.bind),
-            ));
-            None
-        }
-    };
+    let addr: Option<SocketAddr> = section
+        .socket_addr("bind", &cfg.bind, "0.0.0.0:9880")
+        .map_err(|e| errors.push(e))
+        .ok();
     let tz = fuwa_render::parse_timezone(&ctx.timezone)
         .or_else(|_| fuwa_render::parse_timezone("UTC"))
         .unwrap_or_default();
