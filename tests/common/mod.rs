@@ -179,8 +179,19 @@ impl Drop for Agent {
 }
 
 fn spawn_agent(dir: &Path, stdout: Arc<Mutex<String>>, stderr: Arc<Mutex<String>>) -> Child {
-    let mut child = Command::new(bin())
-        .args(["run", "-c"])
+    spawn_agent_with(dir, stdout, stderr, &[])
+}
+
+/// Starts fuwa on `dir/fuwa.toml` with extra environment variables (an
+/// empty value removes the variable), its output pumped into the strings.
+pub fn spawn_agent_with(
+    dir: &Path,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    env: &[(&str, &str)],
+) -> Child {
+    let mut cmd = Command::new(bin());
+    cmd.args(["run", "-c"])
         .arg(dir.join("fuwa.toml"))
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -189,9 +200,15 @@ fn spawn_agent(dir: &Path, stdout: Arc<Mutex<String>>, stderr: Arc<Mutex<String>
             std::env::var("FUWA_TEST_LOG").unwrap_or_else(|_| "info".into()),
         )
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start fuwa");
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd.spawn().expect("start fuwa");
     pump(child.stderr.take().expect("stderr"), stderr);
     pump(child.stdout.take().expect("stdout"), stdout);
     child

@@ -3,7 +3,7 @@
 //! forward messages, starting the agent with extra environment variables.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rmpv::Value as V;
 
-use crate::common::{aws::python, bin, free_port, mp, read_json_lines, Agent};
+use crate::common::{aws::python, free_port, mp, read_json_lines, spawn_agent_with, Agent};
 
 /// GET `path` on 127.0.0.1:`port`: (status code, body).
 pub fn get(port: u16, path: &str) -> (u16, String) {
@@ -186,27 +186,7 @@ pub fn start_agent(config: &str, env: &[(&str, &str)]) -> (Agent, u16) {
     std::fs::write(dir.path().join("fuwa.toml"), cfg).expect("write config");
     let stderr = Arc::new(Mutex::new(String::new()));
     let stdout = Arc::new(Mutex::new(String::new()));
-    let mut cmd = Command::new(bin());
-    cmd.args(["run", "-c"])
-        .arg(dir.path().join("fuwa.toml"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env(
-            "FUWA_LOG",
-            std::env::var("FUWA_TEST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        if v.is_empty() {
-            cmd.env_remove(k);
-        } else {
-            cmd.env(k, v);
-        }
-    }
-    let mut child = cmd.spawn().expect("start fuwa");
-    pump(child.stderr.take().unwrap(), stderr.clone());
-    pump(child.stdout.take().unwrap(), stdout.clone());
+    let child = spawn_agent_with(dir.path(), stdout.clone(), stderr.clone(), env);
     let mut a = Agent {
         child,
         dir,
@@ -221,20 +201,4 @@ pub fn start_agent(config: &str, env: &[(&str, &str)]) -> (Agent, u16) {
 /// Rewrites the agent's config (placeholders as in `start_agent`).
 pub fn rewrite(a: &Agent, api: u16, config: &str) {
     a.rewrite_config(&config.replace("{api}", &api.to_string()));
-}
-
-fn pump<R: Read + Send + 'static>(r: R, into: Arc<Mutex<String>>) {
-    std::thread::spawn(move || {
-        let mut br = BufReader::new(r);
-        let mut line = String::new();
-        while let Ok(n) = br.read_line(&mut line) {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut s) = into.lock() {
-                s.push_str(&line);
-            }
-            line.clear();
-        }
-    });
 }

@@ -591,7 +591,10 @@ impl Record {
 
     /// Removes the value at `path`; whether there was one.
     pub fn delete(&mut self, path: &[String]) -> bool {
-        self.take_bytes(path).is_some()
+        match &mut self.tree {
+            Some(t) => remove(t, path).is_some(),
+            None => self.take_bytes(path).is_some(),
+        }
     }
 
     /// Removes the value at `path` and returns it.
