@@ -1,4 +1,4 @@
-//! A small least-recently-used map keyed by strings: a hash map into a slab
+//! A small least-recently-used map keyed by byte strings: a hash map into a slab
 //! of nodes linked in recency order. Lookups, hits and inserts are O(1) and
 //! allocate nothing beyond the key of a new entry. Keys are hashed with
 //! foldhash, seeded at random per process (keys come from clients: a fixed
@@ -10,14 +10,14 @@ use std::sync::Arc;
 const NIL: usize = usize::MAX;
 
 struct Node<V> {
-    key: Arc<str>,
+    key: Arc<[u8]>,
     value: V,
     prev: usize,
     next: usize,
 }
 
 pub struct Lru<V> {
-    map: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
+    map: HashMap<Arc<[u8]>, usize, foldhash::fast::RandomState>,
     nodes: Vec<Node<V>>,
     /// most recently used
     head: usize,
@@ -48,7 +48,7 @@ impl<V: Clone> Lru<V> {
     }
 
     /// The value for `key`, which becomes the most recently used.
-    pub fn get(&mut self, key: &str) -> Option<V> {
+    pub fn get(&mut self, key: &[u8]) -> Option<V> {
         let i = *self.map.get(key)?;
         self.touch(i);
         Some(self.nodes[i].value.clone())
@@ -56,7 +56,7 @@ impl<V: Clone> Lru<V> {
 
     /// Inserts or replaces `key`, evicting the least recently used entry
     /// when full.
-    pub fn insert(&mut self, key: &str, value: V) {
+    pub fn insert(&mut self, key: &[u8], value: V) {
         if self.capacity == 0 {
             return;
         }
@@ -65,7 +65,7 @@ impl<V: Clone> Lru<V> {
             self.touch(i);
             return;
         }
-        let key: Arc<str> = Arc::from(key);
+        let key: Arc<[u8]> = Arc::from(key);
         let i = if self.nodes.len() < self.capacity {
             self.nodes.push(Node {
                 key: key.clone(),
@@ -136,33 +136,33 @@ mod tests {
     #[test]
     fn evicts_the_least_recently_used() {
         let mut c = Lru::new(2);
-        c.insert("a", 1);
-        c.insert("b", 2);
-        assert_eq!(c.get("a"), Some(1)); // a is now newer than b
-        c.insert("c", 3); // evicts b
-        assert_eq!(c.get("b"), None);
-        assert_eq!(c.get("a"), Some(1));
-        assert_eq!(c.get("c"), Some(3));
-        c.insert("a", 10); // replace, no eviction
+        c.insert(b"a", 1);
+        c.insert(b"b", 2);
+        assert_eq!(c.get(b"a"), Some(1)); // a is now newer than b
+        c.insert(b"c", 3); // evicts b
+        assert_eq!(c.get(b"b"), None);
+        assert_eq!(c.get(b"a"), Some(1));
+        assert_eq!(c.get(b"c"), Some(3));
+        c.insert(b"a", 10); // replace, no eviction
         assert_eq!(c.len(), 2);
-        assert_eq!(c.get("a"), Some(10));
-        assert_eq!(c.get("c"), Some(3));
-        c.insert("d", 4); // a is the oldest now
-        assert_eq!(c.get("a"), None);
-        assert_eq!(c.get("c"), Some(3));
-        assert_eq!(c.get("d"), Some(4));
+        assert_eq!(c.get(b"a"), Some(10));
+        assert_eq!(c.get(b"c"), Some(3));
+        c.insert(b"d", 4); // a is the oldest now
+        assert_eq!(c.get(b"a"), None);
+        assert_eq!(c.get(b"c"), Some(3));
+        assert_eq!(c.get(b"d"), Some(4));
     }
 
     #[test]
     fn capacity_one_and_zero() {
         let mut c = Lru::new(1);
-        c.insert("a", 1);
-        c.insert("b", 2);
-        assert_eq!(c.get("a"), None);
-        assert_eq!(c.get("b"), Some(2));
+        c.insert(b"a", 1);
+        c.insert(b"b", 2);
+        assert_eq!(c.get(b"a"), None);
+        assert_eq!(c.get(b"b"), Some(2));
         let mut z = Lru::new(0);
-        z.insert("a", 1);
-        assert_eq!(z.get("a"), None);
+        z.insert(b"a", 1);
+        assert_eq!(z.get(b"a"), None);
         assert_eq!(z.len(), 0);
     }
 
@@ -177,14 +177,14 @@ mod tests {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
             let k = format!("k{}", (x >> 16) % 13);
             if (x >> 8).is_multiple_of(3) {
-                c.insert(&k, step);
+                c.insert(k.as_bytes(), step);
                 if let Some(p) = model.iter().position(|(mk, _)| *mk == k) {
                     model.remove(p);
                 }
                 model.insert(0, (k, step));
                 model.truncate(cap);
             } else {
-                let got = c.get(&k);
+                let got = c.get(k.as_bytes());
                 let want = model.iter().position(|(mk, _)| *mk == k).map(|p| {
                     let e = model.remove(p);
                     let v = e.1;

@@ -140,62 +140,73 @@ pub fn skip(buf: &[u8], pos: usize) -> Result<usize, DecodeError> {
     let mut spill: Vec<usize> = Vec::new();
     let mut pos = pos;
     let mut depth = 0usize;
-    inline[0] = 1;
-    loop {
-        loop {
-            let left = if depth < INLINE {
-                inline[depth]
-            } else {
-                spill[depth - INLINE]
+    let mut left = 1usize;
+    'level: loop {
+        while left > 0 {
+            left -= 1;
+            let Some(&b) = buf.get(pos) else {
+                return Err(DecodeError::Incomplete);
             };
-            if left > 0 {
-                break;
-            }
-            if depth == 0 {
-                return Ok(pos);
-            }
-            if depth >= INLINE {
-                spill.pop();
-            }
-            depth -= 1;
-        }
-        if depth < INLINE {
-            inline[depth] -= 1;
-        } else {
-            spill[depth - INLINE] -= 1;
-        }
-        let (head, p) = read_head(buf, pos)?;
-        pos = p;
-        match head {
-            Head::Str(n) | Head::Bin(n) | Head::Ext(_, n) => {
-                need(buf, pos, n)?;
-                pos += n;
-            }
-            Head::Array(n) | Head::Map(n) => {
-                let items = if let Head::Map(_) = head {
-                    n.checked_mul(2)
-                        .ok_or(DecodeError::invalid(pos, "map too large"))?
-                } else {
-                    n
-                };
-                if items > 0 {
-                    // every item needs at least one byte
-                    if items > buf.len().saturating_sub(pos) {
+            // the common one-byte values and short strings, without a header
+            match b {
+                0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => {
+                    pos += 1;
+                    continue;
+                }
+                0xa0..=0xbf => {
+                    pos += 1 + (b & 0x1f) as usize;
+                    if pos > buf.len() {
                         return Err(DecodeError::Incomplete);
                     }
-                    depth += 1;
-                    if depth > MAX_DEPTH {
-                        return Err(DecodeError::invalid(pos, "nesting too deep"));
-                    }
-                    if depth < INLINE {
-                        inline[depth] = items;
+                    continue;
+                }
+                _ => {}
+            }
+            let (head, p) = read_head(buf, pos)?;
+            pos = p;
+            match head {
+                Head::Str(n) | Head::Bin(n) | Head::Ext(_, n) => {
+                    need(buf, pos, n)?;
+                    pos += n;
+                }
+                Head::Array(n) | Head::Map(n) => {
+                    let items = if let Head::Map(_) = head {
+                        n.checked_mul(2)
+                            .ok_or(DecodeError::invalid(pos, "map too large"))?
                     } else {
-                        spill.push(items);
+                        n
+                    };
+                    if items > 0 {
+                        // every item needs at least one byte
+                        if items > buf.len().saturating_sub(pos) {
+                            return Err(DecodeError::Incomplete);
+                        }
+                        if depth + 1 > MAX_DEPTH {
+                            return Err(DecodeError::invalid(pos, "nesting too deep"));
+                        }
+                        // the parent's count waits while the child is read
+                        if depth < INLINE {
+                            inline[depth] = left;
+                        } else {
+                            spill.push(left);
+                        }
+                        depth += 1;
+                        left = items;
+                        continue 'level;
                     }
                 }
+                _ => {}
             }
-            _ => {}
         }
+        if depth == 0 {
+            return Ok(pos);
+        }
+        depth -= 1;
+        left = if depth < INLINE {
+            inline[depth]
+        } else {
+            spill.pop().unwrap_or(0)
+        };
     }
 }
 

@@ -325,10 +325,25 @@ struct Slot {
 /// The first 8 bytes of a name, zero-padded.
 #[inline]
 fn head8(name: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = name.len().min(8);
-    b[..n].copy_from_slice(&name[..n]);
-    u64::from_le_bytes(b)
+    if let Some(b) = name.first_chunk::<8>() {
+        return u64::from_le_bytes(*b);
+    }
+    let mut v = 0u64;
+    for (i, &b) in name.iter().enumerate() {
+        v |= (b as u64) << (8 * i);
+    }
+    v
+}
+
+/// [`head8`] of the `len` bytes at `start` of `buf`, read as one word when
+/// the buffer goes on for 8 bytes.
+#[inline]
+fn head8_at(buf: &[u8], start: usize, len: usize) -> u64 {
+    match buf.get(start..).and_then(|b| b.first_chunk::<8>()) {
+        Some(w) if len >= 8 => u64::from_le_bytes(*w),
+        Some(w) => u64::from_le_bytes(*w) & ((1u64 << (8 * len)) - 1),
+        None => head8(&buf[start..start + len]),
+    }
 }
 
 impl Slot {
@@ -415,10 +430,30 @@ impl Index {
         self.body = m.body;
         let mut q = m.body;
         for _ in 0..m.len {
-            let value = value_end(buf, q)?;
-            let end = value_end(buf, value)?;
-            self.slots.push(Slot::new(buf, q, value, end));
-            q = end;
+            let slot = match buf.get(q) {
+                // the usual key, a short string: measured once
+                Some(&b @ 0xa0..=0xbf) => {
+                    let name = q + 1;
+                    let value = name + (b & 0x1f) as usize;
+                    if value > buf.len() {
+                        return Err(DecodeError::Incomplete);
+                    }
+                    Slot {
+                        key: q,
+                        name,
+                        value,
+                        end: value_end(buf, value)?,
+                        name_len: (b & 0x1f) as u32,
+                        name_head: head8_at(buf, name, (b & 0x1f) as usize),
+                    }
+                }
+                _ => {
+                    let value = value_end(buf, q)?;
+                    Slot::new(buf, q, value, value_end(buf, value)?)
+                }
+            };
+            q = slot.end;
+            self.slots.push(slot);
         }
         Ok(())
     }
@@ -434,6 +469,12 @@ impl Index {
     fn find(&self, buf: &[u8], name: &[u8]) -> Option<usize> {
         let head = head8(name);
         self.slots.iter().position(|s| s.is(buf, name, head))
+    }
+
+    /// The slot and value range of a top-level key.
+    pub(crate) fn slot(&self, buf: &[u8], name: &[u8]) -> Option<(usize, Range<usize>)> {
+        self.find(buf, name)
+            .map(|i| (i, self.slots[i].value..self.slots[i].end))
     }
 
     /// The value's range for a top-level key.
@@ -461,21 +502,23 @@ impl Index {
         }
     }
 
-    /// Replaces the value at `range` (as [`Index::get`] gave it).
-    pub(crate) fn replace_value(&mut self, buf: &mut Vec<u8>, range: Range<usize>, value: &[u8]) {
-        let Some(i) = self.slots.iter().position(|s| s.value == range.start) else {
+    /// Replaces the value of slot `i` (as [`Index::slot`] gave it).
+    pub(crate) fn replace_at(&mut self, buf: &mut Vec<u8>, i: usize, value: &[u8]) {
+        let s = self.slots[i];
+        if value.len() == s.end - s.value {
+            buf[s.value..s.end].copy_from_slice(value);
             return;
-        };
-        let by = value.len() as isize - (range.end - range.start) as isize;
-        replace(buf, range, value);
-        self.slots[i].end = self.slots[i].value + value.len();
+        }
+        let by = value.len() as isize - (s.end - s.value) as isize;
+        replace(buf, s.value..s.end, value);
+        self.slots[i].end = s.value + value.len();
         self.shift_from(i + 1, by);
     }
 
     /// Sets a top-level key: replaced where it is, or appended.
     pub(crate) fn set(&mut self, buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-        if let Some(r) = self.get(buf, name) {
-            self.replace_value(buf, r, value);
+        if let Some(i) = self.find(buf, name) {
+            self.replace_at(buf, i, value);
             return;
         }
         let at = self.slots.last().map_or(self.body, |s| s.end);

@@ -571,20 +571,90 @@ impl Record {
             }
             return Some(r);
         }
-        let range = self.range(path)?;
+        let (slot, range) = match self.top(path) {
+            Some(name) => {
+                let (i, r) = self.index.slot(&self.bytes, name)?;
+                (Some(i), r)
+            }
+            None => (None, crate::rawmap::find(&self.bytes, path).ok()??),
+        };
         let old = decode(&self.bytes[range.clone()]).ok()?;
         let (new, r) = f(&old);
         if let Some(new) = new {
             let mut enc = std::mem::take(&mut self.scratch);
             enc.clear();
             encode(&mut enc, &new);
-            if self.top(path).is_some() {
-                self.index.replace_value(&mut self.bytes, range, &enc);
-            } else {
-                crate::rawmap::replace(&mut self.bytes, range, &enc);
-                self.index.build(&self.bytes);
+            match slot {
+                Some(i) => self.index.replace_at(&mut self.bytes, i, &enc),
+                None => {
+                    crate::rawmap::replace(&mut self.bytes, range, &enc);
+                    self.index.build(&self.bytes);
+                }
             }
             self.scratch = enc;
+        }
+        Some(r)
+    }
+
+    /// Calls `f` with the str or bin at `path` and a cleared buffer; one
+    /// encoded msgpack value that `f` writes into the buffer replaces the
+    /// text where it lies (found once; an empty buffer leaves it as it was).
+    /// Returns what `f` returned, or `None` when there is no str or bin at
+    /// `path`. The cheap way to convert a text field: nothing is decoded.
+    pub fn replace_text<R>(
+        &mut self,
+        path: &[String],
+        f: impl FnOnce(Text<'_>, &mut Vec<u8>) -> R,
+    ) -> Option<R> {
+        let mut enc = std::mem::take(&mut self.scratch);
+        enc.clear();
+        let r = self.replace_text_with(path, f, &mut enc);
+        self.scratch = enc;
+        r
+    }
+
+    fn replace_text_with<R>(
+        &mut self,
+        path: &[String],
+        f: impl FnOnce(Text<'_>, &mut Vec<u8>) -> R,
+        enc: &mut Vec<u8>,
+    ) -> Option<R> {
+        if let Some(t) = &mut self.tree {
+            let v = get_mut(t, path)?;
+            let r = match v {
+                Value::String(s) => f(Text::Str(s.as_bytes()), enc),
+                Value::Binary(b) => f(Text::Bin(b), enc),
+                _ => return None,
+            };
+            if !enc.is_empty() {
+                if let Ok(new) = decode(enc) {
+                    *v = new;
+                }
+            }
+            return Some(r);
+        }
+        let (slot, range) = match self.top(path) {
+            Some(name) => {
+                let (i, r) = self.index.slot(&self.bytes, name)?;
+                (Some(i), r)
+            }
+            None => (None, crate::rawmap::find(&self.bytes, path).ok()??),
+        };
+        let (head, body) = crate::msgpack::read_head(&self.bytes, range.start).ok()?;
+        let text = self.bytes.get(body..range.end)?;
+        let r = match head {
+            crate::msgpack::Head::Str(_) => f(Text::Str(text), enc),
+            crate::msgpack::Head::Bin(_) => f(Text::Bin(text), enc),
+            _ => return None,
+        };
+        if !enc.is_empty() {
+            match slot {
+                Some(i) => self.index.replace_at(&mut self.bytes, i, enc),
+                None => {
+                    crate::rawmap::replace(&mut self.bytes, range, enc);
+                    self.index.build(&self.bytes);
+                }
+            }
         }
         Some(r)
     }
@@ -662,6 +732,58 @@ mod record_tests {
                         Value::Map(vec![(Value::from("y"), Value::from(true))])
                     ),
                     (Value::from("e"), Value::Nil),
+                ])
+            );
+        }
+    }
+
+    #[test]
+    fn replace_text_converts_where_the_text_lies() {
+        let v = Value::Map(vec![
+            (Value::from("a"), Value::from("12")),
+            (
+                Value::from("x"),
+                Value::Map(vec![(Value::from("y"), Value::Binary(b"yes".to_vec()))]),
+            ),
+            (Value::from("n"), Value::from(3)),
+            (Value::from("z"), Value::from("last")),
+        ]);
+        for mut r in both(&v) {
+            // top level: 12 as an integer, the fields after it still found
+            let got = r.replace_text(&path("a"), |t, out| {
+                assert_eq!(t, Text::Str(b"12"));
+                crate::msgpack::write_uint(out, 12);
+                "seen"
+            });
+            assert_eq!(got, Some("seen"));
+            assert_eq!(r.text(&path("z")), Some(Text::Str(b"last")));
+            // nested, and a bin
+            r.replace_text(&path("x.y"), |t, out| {
+                assert_eq!(t, Text::Bin(b"yes"));
+                out.push(0xc3);
+            });
+            // nothing written: left as it was
+            assert_eq!(r.replace_text(&path("z"), |_, _| 1), Some(1));
+            // not text, or absent: f is not called
+            assert_eq!(
+                r.replace_text(&path("n"), |_, _| unreachable!()),
+                None::<()>
+            );
+            assert_eq!(
+                r.replace_text(&path("q"), |_, _| unreachable!()),
+                None::<()>
+            );
+            r.set_str(&path("z"), "longer than before");
+            assert_eq!(
+                r.into_value().unwrap(),
+                Value::Map(vec![
+                    (Value::from("a"), Value::from(12)),
+                    (
+                        Value::from("x"),
+                        Value::Map(vec![(Value::from("y"), Value::Boolean(true))])
+                    ),
+                    (Value::from("n"), Value::from(3)),
+                    (Value::from("z"), Value::from("longer than before")),
                 ])
             );
         }

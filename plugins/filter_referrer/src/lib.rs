@@ -293,22 +293,24 @@ impl ReferrerFilter {
         }
     }
 
-    /// The encoded output for a referrer text that is a msgpack str, from
-    /// the cache when it is there.
-    fn lookup(&self, raw: &str) -> Arc<[u8]> {
+    /// The encoded output for a referrer that is a msgpack str of valid
+    /// UTF-8, from the cache when it is there (keyed by the bytes, so a hit
+    /// checks nothing but them); `None` when the bytes are not UTF-8.
+    fn lookup(&self, raw: &[u8]) -> Option<Arc<[u8]>> {
         let cache = self.cache.as_ref().filter(|_| raw.len() <= MAX_CACHED_LEN);
         if let Some(c) = cache {
             if let Some(hit) = c.lock().unwrap_or_else(|e| e.into_inner()).get(raw) {
-                return hit;
+                return Some(hit);
             }
         }
-        let out: Arc<[u8]> = encoded(&self.classify(raw)).into();
+        let text = std::str::from_utf8(raw).ok()?;
+        let out: Arc<[u8]> = encoded(&self.classify(text)).into();
         if let Some(c) = cache {
             c.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(raw, out.clone());
         }
-        out
+        Some(out)
     }
 
     /// The output for a referrer text.
@@ -385,12 +387,9 @@ impl Filter for ReferrerFilter {
             return FilterResult::Keep;
         }
         match rec.text(&self.key) {
-            Some(Text::Str(b)) => match std::str::from_utf8(b) {
-                Ok(text) => {
-                    let out = self.lookup(text);
-                    rec.set_encoded(&self.target, &out);
-                }
-                Err(_) => {
+            Some(Text::Str(b)) => match self.lookup(b) {
+                Some(out) => rec.set_encoded(&self.target, &out),
+                None => {
                     // read lossily; when it is not a URL the bytes are kept as they were
                     let text = String::from_utf8_lossy(b).into_owned();
                     let out = match self.classify_text(&text) {

@@ -10,8 +10,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fuwa_api::config::flatten_dotted;
+use fuwa_api::msgpack;
 use fuwa_api::ratelimit::RateLimit;
-use fuwa_api::record::{check_path, Text};
+use fuwa_api::record::{self, check_path, Text};
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
 use fuwa_parsers::TimeParser;
 use rmpv::Value;
@@ -198,23 +199,40 @@ impl Filter for TypesFilter {
             return FilterResult::Keep;
         }
         for f in &self.fields {
-            if let Some(Text::Str(b)) = rec.text(&f.path) {
-                let fast = std::str::from_utf8(b)
-                    .ok()
-                    .and_then(|s| convert_str(s, &f.conv).map(|r| (r, s)));
-                if let Some((res, text)) = fast {
-                    match res {
-                        Ok(Some(new)) => rec.set(&f.path, new),
-                        Ok(None) => {}
-                        Err(()) => {
-                            self.failed(f, &Value::from(text));
-                            if self.on_error == OnError::Remove {
-                                rec.delete(&f.path);
-                            }
+            // the usual case, a number or flag that arrived as a str:
+            // converted where it lies, without decoding anything
+            let fast = rec.replace_text(&f.path, |t, out| {
+                let Text::Str(b) = t else { return None };
+                let s = std::str::from_utf8(b).ok()?;
+                match convert_str(s, &f.conv)? {
+                    Ok(Some(new)) => {
+                        match new {
+                            Value::Integer(i) => match i.as_i64() {
+                                Some(i) => msgpack::write_int(out, i),
+                                None => record::encode(out, &Value::Integer(i)),
+                            },
+                            Value::F64(x) => msgpack::write_f64(out, x),
+                            Value::Boolean(b) => out.push(if b { 0xc3 } else { 0xc2 }),
+                            Value::Nil => out.push(0xc0),
+                            other => record::encode(out, &other),
                         }
+                        Some(Ok(()))
+                    }
+                    Ok(None) => Some(Ok(())),
+                    Err(()) => Some(Err(Value::from(s))),
+                }
+            });
+            match fast {
+                Some(Some(Ok(()))) => continue,
+                Some(Some(Err(text))) => {
+                    self.failed(f, &text);
+                    if self.on_error == OnError::Remove {
+                        rec.delete(&f.path);
                     }
                     continue;
                 }
+                // not a str, not UTF-8, or a conversion that needs the value
+                Some(None) | None => {}
             }
             let converted = rec.update(&f.path, |v| match convert(v, &f.conv) {
                 Ok(new) => (new, true),
@@ -260,8 +278,77 @@ fn as_text(v: &Value) -> Option<&str> {
 /// `""` and `"-"` stand for "no value" in logs: they become nil for the
 /// non-string types instead of failing.
 fn is_blank(s: &str) -> bool {
-    let t = s.trim();
+    let t = trim(s);
     t.is_empty() || t == "-"
+}
+
+/// [`str::trim`], without its Unicode walk when both ends are printable
+/// ASCII (the usual case).
+fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(z)) if a.is_ascii_graphic() && z.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
+/// A sign and the rest.
+fn sign(t: &[u8]) -> (bool, &[u8]) {
+    match t {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, t),
+    }
+}
+
+/// A plain decimal integer of up to 18 digits (with an optional sign),
+/// read without the general parser; `None` for anything else.
+fn small_int(t: &str) -> Option<i64> {
+    let (neg, d) = sign(t.as_bytes());
+    if d.is_empty() || d.len() > 18 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in d {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as i64;
+    }
+    Some(if neg { -v } else { v })
+}
+
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// A plain decimal (`12`, `-3.25`, `.5`) of at most 15 digits, read
+/// without the general parser; `None` for anything else. Exact: the digits
+/// as an integer are below 2^53 and so is 10^k, so the one division is
+/// rounded correctly, as the general parser would round.
+fn small_float(t: &str) -> Option<f64> {
+    let (neg, d) = sign(t.as_bytes());
+    let mut m: u64 = 0;
+    let mut digits = 0usize;
+    let mut dot = None;
+    for (i, &c) in d.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                digits += 1;
+                if digits > 15 {
+                    return None;
+                }
+                m = m * 10 + (c - b'0') as u64;
+            }
+            b'.' if dot.is_none() => dot = Some(i),
+            _ => return None,
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    let k = dot.map_or(0, |p| d.len() - p - 1);
+    let f = m as f64 / POW10[k];
+    Some(if neg { -f } else { f })
 }
 
 /// An EventTime stored inside a record (ext type 0, 8 bytes).
@@ -315,8 +402,10 @@ fn integer_text(s: &str) -> Result<Option<Value>, ()> {
     if is_blank(s) {
         return Ok(Some(Value::Nil));
     }
-    let t = s.trim();
-    if let Ok(i) = t.parse::<i64>() {
+    let t = trim(s);
+    if let Some(i) = small_int(t) {
+        Ok(Some(Value::from(i)))
+    } else if let Ok(i) = t.parse::<i64>() {
         Ok(Some(Value::from(i)))
     } else if let Ok(u) = t.parse::<u64>() {
         Ok(Some(Value::from(u)))
@@ -330,7 +419,8 @@ fn float_text_value(s: &str) -> Result<Option<Value>, ()> {
     if is_blank(s) {
         return Ok(Some(Value::Nil));
     }
-    match s.trim().parse::<f64>() {
+    let t = trim(s);
+    match small_float(t).map_or_else(|| t.parse::<f64>(), Ok) {
         Ok(f) if f.is_finite() => Ok(Some(Value::F64(f))),
         _ => Err(()),
     }
@@ -341,14 +431,18 @@ fn bool_text(s: &str) -> Result<Option<Value>, ()> {
     if is_blank(s) {
         return Ok(Some(Value::Nil));
     }
-    let t = s.trim();
-    let is = |w: &[&str]| w.iter().any(|x| t.eq_ignore_ascii_case(x));
-    if is(&["true", "yes", "1", "on"]) {
-        Ok(Some(Value::Boolean(true)))
-    } else if is(&["false", "no", "0", "off"]) {
-        Ok(Some(Value::Boolean(false)))
-    } else {
-        Err(())
+    let t = trim(s).as_bytes();
+    let mut low = [0u8; 5];
+    let Some(low) = low.get_mut(..t.len()) else {
+        return Err(());
+    };
+    for (l, c) in low.iter_mut().zip(t) {
+        *l = c.to_ascii_lowercase();
+    }
+    match &*low {
+        b"true" | b"yes" | b"1" | b"on" => Ok(Some(Value::Boolean(true))),
+        b"false" | b"no" | b"0" | b"off" => Ok(Some(Value::Boolean(false))),
+        _ => Err(()),
     }
 }
 

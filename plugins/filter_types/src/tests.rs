@@ -475,3 +475,66 @@ fields = {{ a = "integer", b = "float", c = "bool", "x.a" = "string", "x.b" = "t
         }
     }
 }
+
+/// Decimal texts the fast readers take, and near misses they must hand on.
+fn arb_number_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|i| i.to_string()),
+        (any::<i32>(), 0u32..100_000).prop_map(|(i, f)| format!("{i}.{f}")),
+        "[+-]?[0-9]{0,20}(\\.[0-9]{0,20})?",
+        "[+-]?\\.?[0-9]{1,8}[eE.+-]?[0-9]{0,3}",
+        any::<f64>().prop_map(|f| f.to_string()),
+    ]
+}
+
+proptest! {
+    /// The fast integer and float readers give exactly what Rust's own
+    /// parsers give wherever they answer, bit for bit.
+    #[test]
+    fn fast_number_readers_agree_with_std(t in arb_number_text()) {
+        if let Some(i) = small_int(&t) {
+            prop_assert_eq!(Ok(i), t.parse::<i64>());
+        }
+        if let Some(f) = small_float(&t) {
+            let want = t.parse::<f64>();
+            prop_assert!(want.is_ok(), "{t:?} read as {f} but std refuses it");
+            prop_assert_eq!(f.to_bits(), want.unwrap_or(f64::NAN).to_bits(), "{:?}", t);
+        }
+        // through the filter: the same value as the general parsers give
+        let std_int = t.trim().parse::<i64>().ok();
+        if let (Some(want), Ok(Some(Value::Integer(got)))) = (std_int, integer_text(&t)) {
+            prop_assert_eq!(got.as_i64(), Some(want));
+        }
+        if let Ok(want) = t.trim().parse::<f64>() {
+            if want.is_finite() && !t.trim().is_empty() {
+                prop_assert_eq!(float_text_value(&t), Ok(Some(Value::F64(want))));
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_number_readers_edges() {
+    for t in ["", "-", "+", ".", "-.", "1.2.3", "١٢", "0x10", "1_000"] {
+        assert_eq!(small_int(t), None, "{t:?}");
+        assert_eq!(small_float(t), None, "{t:?}");
+    }
+    assert_eq!(small_int("+42"), Some(42));
+    assert_eq!(small_int("-000123"), Some(-123));
+    assert_eq!(
+        small_int("999999999999999999"),
+        Some(999_999_999_999_999_999)
+    );
+    assert_eq!(small_int("9999999999999999999"), None); // 19 digits: the general parser's
+    assert_eq!(
+        small_float("-0.0").map(f64::to_bits),
+        Some((-0.0f64).to_bits())
+    );
+    assert_eq!(small_float(".5"), Some(0.5));
+    assert_eq!(small_float("5."), Some(5.0));
+    assert_eq!(small_float("0.1"), Some(0.1));
+    assert_eq!(small_float("1234567890.12345"), Some(1234567890.12345));
+    assert_eq!(small_float("1234567890.123456"), None); // 16 digits
+    assert_eq!(trim("  7 "), "7");
+    assert_eq!(trim("\u{3000}7"), "7"); // ideographic space, as str::trim
+}

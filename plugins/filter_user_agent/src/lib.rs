@@ -167,6 +167,13 @@ impl UserAgentFilter {
 
     /// The parsed User-Agent, from the cache when it is there.
     pub fn lookup(&self, ua: &str) -> Arc<UaInfo> {
+        self.lookup_bytes(ua.as_bytes())
+    }
+
+    /// The parsed User-Agent for the bytes of a str (read lossily when they
+    /// are not UTF-8). The cache is keyed by the bytes, so a hit checks
+    /// nothing but them.
+    fn lookup_bytes(&self, ua: &[u8]) -> Arc<UaInfo> {
         let cacheable = ua.len() <= MAX_CACHED_LEN;
         if let (Some(cache), true) = (&self.cache, cacheable) {
             let hit = cache.lock().unwrap_or_else(|e| e.into_inner()).get(ua);
@@ -175,7 +182,7 @@ impl UserAgentFilter {
             }
         }
         // parse outside the lock: other threads' hits are not held up
-        let info = Arc::new(UaInfo::parse(&self.parser, ua));
+        let info = Arc::new(UaInfo::parse(&self.parser, &String::from_utf8_lossy(ua)));
         if let (Some(cache), true) = (&self.cache, cacheable) {
             cache
                 .lock()
@@ -200,10 +207,7 @@ impl Filter for UserAgentFilter {
             return FilterResult::Keep;
         }
         let info = match rec.text(&self.key) {
-            Some(Text::Str(b)) => match std::str::from_utf8(b) {
-                Ok(s) => self.lookup(s),
-                Err(_) => self.lookup(&String::from_utf8_lossy(b)),
-            },
+            Some(Text::Str(b)) => self.lookup_bytes(b),
             Some(Text::Bin(b)) => match std::str::from_utf8(b) {
                 Ok(s) => self.lookup(s),
                 Err(_) => return FilterResult::Keep,
