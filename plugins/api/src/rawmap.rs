@@ -328,8 +328,17 @@ fn head8(name: &[u8]) -> u64 {
     if let Some(b) = name.first_chunk::<8>() {
         return u64::from_le_bytes(*b);
     }
-    let mut v = 0u64;
-    for (i, &b) in name.iter().enumerate() {
+    // shorter: in at most three reads of 4, 2 and 1 bytes
+    let (mut v, mut i) = (0u64, 0usize);
+    if let Some(w) = name.first_chunk::<4>().filter(|_| name.len() & 4 != 0) {
+        v = u32::from_le_bytes(*w) as u64;
+        i = 4;
+    }
+    if let Some(w) = name[i..].first_chunk::<2>().filter(|_| name.len() & 2 != 0) {
+        v |= (u16::from_le_bytes(*w) as u64) << (8 * i);
+        i += 2;
+    }
+    if let Some(&b) = name.get(i).filter(|_| name.len() & 1 != 0) {
         v |= (b as u64) << (8 * i);
     }
     v
@@ -586,6 +595,28 @@ mod tests {
 
     fn dec(b: &[u8]) -> Value {
         record::decode(b).expect("decodes")
+    }
+
+    #[test]
+    fn key_heads_read_in_words_match_bytewise() {
+        let naive = |n: &[u8]| {
+            let mut b = [0u8; 8];
+            let k = n.len().min(8);
+            b[..k].copy_from_slice(&n[..k]);
+            u64::from_le_bytes(b)
+        };
+        let text = b"abcdefghijklmnopq";
+        for len in 0..=12 {
+            let n = &text[..len];
+            assert_eq!(head8(n), naive(n), "len {len}");
+            for start in 0..=text.len() - len {
+                assert_eq!(
+                    head8_at(text, start, len),
+                    naive(&text[start..start + len]),
+                    "start {start} len {len}"
+                );
+            }
+        }
     }
 
     #[test]
