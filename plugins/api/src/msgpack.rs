@@ -58,6 +58,32 @@ fn be(buf: &[u8], pos: usize, n: usize) -> u64 {
     v
 }
 
+/// The whole length of a value, header included, for each first byte whose
+/// value has a fixed length (scalars, fixstr, fixext); 0 for the others
+/// (containers, variable-length str/bin/ext, the reserved 0xc1).
+pub(crate) const FIXED_LEN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        t[b] = match b as u8 {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => 1,
+            0xa0..=0xbf => 1 + (b as u8 & 0x1f),
+            0xcc | 0xd0 => 2,
+            0xcd | 0xd1 => 3,
+            0xca | 0xce | 0xd2 => 5,
+            0xcb | 0xcf | 0xd3 => 9,
+            0xd4 => 3,
+            0xd5 => 4,
+            0xd6 => 6,
+            0xd7 => 10,
+            0xd8 => 18,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+
 /// Reads one header. Returns what it is and the offset right after the
 /// header (for str/bin/ext the payload starts there).
 #[inline]
@@ -147,20 +173,14 @@ pub fn skip(buf: &[u8], pos: usize) -> Result<usize, DecodeError> {
             let Some(&b) = buf.get(pos) else {
                 return Err(DecodeError::Incomplete);
             };
-            // the common one-byte values and short strings, without a header
-            match b {
-                0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => {
-                    pos += 1;
-                    continue;
+            // scalars and short strings, measured by their first byte
+            let n = FIXED_LEN[b as usize] as usize;
+            if n != 0 {
+                pos += n;
+                if pos > buf.len() {
+                    return Err(DecodeError::Incomplete);
                 }
-                0xa0..=0xbf => {
-                    pos += 1 + (b & 0x1f) as usize;
-                    if pos > buf.len() {
-                        return Err(DecodeError::Incomplete);
-                    }
-                    continue;
-                }
-                _ => {}
+                continue;
             }
             let (head, p) = read_head(buf, pos)?;
             pos = p;
@@ -438,6 +458,26 @@ mod tests {
         let mut out = Vec::new();
         rmpv::encode::write_value(&mut out, v).unwrap();
         out
+    }
+
+    #[test]
+    fn fixed_lengths_agree_with_the_headers() {
+        for b in 0..=255u8 {
+            let mut buf = vec![b];
+            buf.resize(64, 0);
+            let fixed = FIXED_LEN[b as usize] as usize;
+            let whole = match read_head(&buf, 0) {
+                Ok((Head::Str(n) | Head::Bin(n) | Head::Ext(_, n), p)) => Some(p + n),
+                Ok((Head::Map(_) | Head::Array(_), _)) => None,
+                Ok((_, p)) => Some(p),
+                Err(_) => None,
+            };
+            let variable = matches!(b, 0xc4..=0xc9 | 0xd9..=0xdb);
+            match whole {
+                Some(len) if !variable => assert_eq!(fixed, len, "byte {b:#04x}"),
+                _ => assert_eq!(fixed, 0, "byte {b:#04x}"),
+            }
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use std::ops::Range;
 
-use crate::msgpack::{read_head, write_map_len, write_str, DecodeError, Head};
+use crate::msgpack::{read_head, write_map_len, write_str, DecodeError, Head, FIXED_LEN};
 
 /// Where one pair of a map is: the key's start, the value's start and end.
 #[derive(Debug, Clone, Copy)]
@@ -48,22 +48,13 @@ fn value_end(buf: &[u8], at: usize) -> Result<usize, DecodeError> {
     let Some(&b) = buf.get(at) else {
         return Err(DecodeError::Incomplete);
     };
+    let fixed = FIXED_LEN[b as usize] as usize;
     let end = match b {
-        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => at + 1,
-        0xa0..=0xbf => at + 1 + (b & 0x1f) as usize,
+        _ if fixed != 0 => at + fixed,
         0xd9 | 0xc4 => match buf.get(at + 1) {
             Some(&n) => at + 2 + n as usize,
             None => return Err(DecodeError::Incomplete),
         },
-        0xcc | 0xd0 => at + 2,
-        0xcd | 0xd1 => at + 3,
-        0xca | 0xce | 0xd2 => at + 5,
-        0xcb | 0xcf | 0xd3 => at + 9,
-        0xd4 => at + 3,
-        0xd5 => at + 4,
-        0xd6 => at + 6,
-        0xd7 => at + 10,
-        0xd8 => at + 18,
         _ => return walk(buf, at),
     };
     if end > buf.len() {
@@ -312,7 +303,8 @@ pub(crate) struct Index {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     key: usize,
-    /// where the key's bytes start; `usize::MAX` when it is not a str or bin
+    /// where the key's bytes start (the key's own start when it is not a
+    /// str or bin)
     name: usize,
     value: usize,
     end: usize,
@@ -357,12 +349,12 @@ fn head8_at(buf: &[u8], start: usize, len: usize) -> u64 {
 
 impl Slot {
     fn new(buf: &[u8], key: usize, value: usize, end: usize) -> Slot {
-        let name = key_body(buf, key);
-        let (name_len, name_head) = match buf.get(name..value) {
-            Some(n) if name != usize::MAX && n.len() < u32::MAX as usize => {
-                (n.len() as u32, head8(n))
+        let body = key_body(buf, key);
+        let (name, name_len, name_head) = match buf.get(body..value) {
+            Some(n) if body != usize::MAX && n.len() < u32::MAX as usize => {
+                (body, n.len() as u32, head8(n))
             }
-            _ => (u32::MAX, 0),
+            _ => (key, u32::MAX, 0),
         };
         Slot {
             key,
@@ -386,9 +378,7 @@ impl Slot {
     fn shift(&mut self, by: isize) {
         let f = |x: usize| x.wrapping_add_signed(by);
         self.key = f(self.key);
-        if self.name != usize::MAX {
-            self.name = f(self.name);
-        }
+        self.name = f(self.name);
         self.value = f(self.value);
         self.end = f(self.end);
     }

@@ -203,6 +203,9 @@ impl Filter for TypesFilter {
             // converted where it lies, without decoding anything
             let fast = rec.replace_text(&f.path, |t, out| {
                 let Text::Str(b) = t else { return None };
+                if convert_plain(b, &f.conv, out) {
+                    return Some(Ok(()));
+                }
                 let s = std::str::from_utf8(b).ok()?;
                 match convert_str(s, &f.conv)? {
                     Ok(Some(new)) => {
@@ -302,8 +305,8 @@ fn sign(t: &[u8]) -> (bool, &[u8]) {
 
 /// A plain decimal integer of up to 18 digits (with an optional sign),
 /// read without the general parser; `None` for anything else.
-fn small_int(t: &str) -> Option<i64> {
-    let (neg, d) = sign(t.as_bytes());
+fn small_int(t: &[u8]) -> Option<i64> {
+    let (neg, d) = sign(t);
     if d.is_empty() || d.len() > 18 {
         return None;
     }
@@ -325,8 +328,8 @@ const POW10: [f64; 16] = [
 /// without the general parser; `None` for anything else. Exact: the digits
 /// as an integer are below 2^53 and so is 10^k, so the one division is
 /// rounded correctly, as the general parser would round.
-fn small_float(t: &str) -> Option<f64> {
-    let (neg, d) = sign(t.as_bytes());
+fn small_float(t: &[u8]) -> Option<f64> {
+    let (neg, d) = sign(t);
     let mut m: u64 = 0;
     let mut digits = 0usize;
     let mut dot = None;
@@ -403,7 +406,7 @@ fn integer_text(s: &str) -> Result<Option<Value>, ()> {
         return Ok(Some(Value::Nil));
     }
     let t = trim(s);
-    if let Some(i) = small_int(t) {
+    if let Some(i) = small_int(t.as_bytes()) {
         Ok(Some(Value::from(i)))
     } else if let Ok(i) = t.parse::<i64>() {
         Ok(Some(Value::from(i)))
@@ -420,7 +423,7 @@ fn float_text_value(s: &str) -> Result<Option<Value>, ()> {
         return Ok(Some(Value::Nil));
     }
     let t = trim(s);
-    match small_float(t).map_or_else(|| t.parse::<f64>(), Ok) {
+    match small_float(t.as_bytes()).map_or_else(|| t.parse::<f64>(), Ok) {
         Ok(f) if f.is_finite() => Ok(Some(Value::F64(f))),
         _ => Err(()),
     }
@@ -431,19 +434,45 @@ fn bool_text(s: &str) -> Result<Option<Value>, ()> {
     if is_blank(s) {
         return Ok(Some(Value::Nil));
     }
-    let t = trim(s).as_bytes();
+    bool_word(trim(s).as_bytes())
+        .map(|b| Some(Value::Boolean(b)))
+        .ok_or(())
+}
+
+/// true/yes/1/on or false/no/0/off, in any case.
+fn bool_word(t: &[u8]) -> Option<bool> {
     let mut low = [0u8; 5];
-    let Some(low) = low.get_mut(..t.len()) else {
-        return Err(());
-    };
+    let low = low.get_mut(..t.len())?;
     for (l, c) in low.iter_mut().zip(t) {
         *l = c.to_ascii_lowercase();
     }
     match &*low {
-        b"true" | b"yes" | b"1" | b"on" => Ok(Some(Value::Boolean(true))),
-        b"false" | b"no" | b"0" | b"off" => Ok(Some(Value::Boolean(false))),
-        _ => Err(()),
+        b"true" | b"yes" | b"1" | b"on" => Some(true),
+        b"false" | b"no" | b"0" | b"off" => Some(false),
+        _ => None,
     }
+}
+
+/// The usual conversions of a str, a plain number or flag with nothing
+/// around it, encoded straight into `out`; false when the general path
+/// decides (blanks, spaces, other spellings, other types).
+fn convert_plain(b: &[u8], conv: &Conv, out: &mut Vec<u8>) -> bool {
+    match conv {
+        Conv::Integer => match small_int(b) {
+            Some(i) => msgpack::write_int(out, i),
+            None => return false,
+        },
+        Conv::Float => match small_float(b) {
+            Some(f) => msgpack::write_f64(out, f),
+            None => return false,
+        },
+        Conv::Bool => match bool_word(b) {
+            Some(v) => out.push(if v { 0xc3 } else { 0xc2 }),
+            None => return false,
+        },
+        _ => return false,
+    }
+    true
 }
 
 /// The conversions of a msgpack str without decoding it into a value (the

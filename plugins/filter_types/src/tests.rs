@@ -492,10 +492,10 @@ proptest! {
     /// parsers give wherever they answer, bit for bit.
     #[test]
     fn fast_number_readers_agree_with_std(t in arb_number_text()) {
-        if let Some(i) = small_int(&t) {
+        if let Some(i) = small_int(t.as_bytes()) {
             prop_assert_eq!(Ok(i), t.parse::<i64>());
         }
-        if let Some(f) = small_float(&t) {
+        if let Some(f) = small_float(t.as_bytes()) {
             let want = t.parse::<f64>();
             prop_assert!(want.is_ok(), "{t:?} read as {f} but std refuses it");
             prop_assert_eq!(f.to_bits(), want.unwrap_or(f64::NAN).to_bits(), "{:?}", t);
@@ -516,25 +516,25 @@ proptest! {
 #[test]
 fn fast_number_readers_edges() {
     for t in ["", "-", "+", ".", "-.", "1.2.3", "١٢", "0x10", "1_000"] {
-        assert_eq!(small_int(t), None, "{t:?}");
-        assert_eq!(small_float(t), None, "{t:?}");
+        assert_eq!(small_int(t.as_bytes()), None, "{t:?}");
+        assert_eq!(small_float(t.as_bytes()), None, "{t:?}");
     }
-    assert_eq!(small_int("+42"), Some(42));
-    assert_eq!(small_int("-000123"), Some(-123));
+    assert_eq!(small_int(b"+42"), Some(42));
+    assert_eq!(small_int(b"-000123"), Some(-123));
     assert_eq!(
-        small_int("999999999999999999"),
+        small_int(b"999999999999999999"),
         Some(999_999_999_999_999_999)
     );
-    assert_eq!(small_int("9999999999999999999"), None); // 19 digits: the general parser's
+    assert_eq!(small_int(b"9999999999999999999"), None); // 19 digits: the general parser's
     assert_eq!(
-        small_float("-0.0").map(f64::to_bits),
+        small_float(b"-0.0").map(f64::to_bits),
         Some((-0.0f64).to_bits())
     );
-    assert_eq!(small_float(".5"), Some(0.5));
-    assert_eq!(small_float("5."), Some(5.0));
-    assert_eq!(small_float("0.1"), Some(0.1));
-    assert_eq!(small_float("1234567890.12345"), Some(1234567890.12345));
-    assert_eq!(small_float("1234567890.123456"), None); // 16 digits
+    assert_eq!(small_float(b".5"), Some(0.5));
+    assert_eq!(small_float(b"5."), Some(5.0));
+    assert_eq!(small_float(b"0.1"), Some(0.1));
+    assert_eq!(small_float(b"1234567890.12345"), Some(1234567890.12345));
+    assert_eq!(small_float(b"1234567890.123456"), None); // 16 digits
     assert_eq!(trim("  7 "), "7");
     assert_eq!(trim("\u{3000}7"), "7"); // ideographic space, as str::trim
 }
