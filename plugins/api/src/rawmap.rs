@@ -476,12 +476,6 @@ impl Index {
             .map(|i| (i, self.slots[i].value..self.slots[i].end))
     }
 
-    /// The value's range for a top-level key.
-    pub(crate) fn get(&self, buf: &[u8], name: &[u8]) -> Option<Range<usize>> {
-        self.find(buf, name)
-            .map(|i| self.slots[i].value..self.slots[i].end)
-    }
-
     fn shift_from(&mut self, i: usize, by: isize) {
         for s in &mut self.slots[i..] {
             s.shift(by);
@@ -740,7 +734,7 @@ mod tests {
                         prop_assert_eq!(got, record::remove(&mut t, &parts));
                     }
                     _ => {
-                        let got = ix.get(&b, k.as_bytes()).map(|x| dec(&b[x]));
+                        let got = ix.slot(&b, k.as_bytes()).map(|(_, x)| dec(&b[x]));
                         prop_assert_eq!(got.as_ref(), record::get(&t, &parts));
                     }
                 }

@@ -425,9 +425,29 @@ impl Record {
 
     /// The byte range of the value at `path` (bytes form).
     fn range(&self, path: &[String]) -> Option<std::ops::Range<usize>> {
+        self.place(path).map(|(_, r)| r)
+    }
+
+    /// Where the value at `path` is in the bytes: its index slot (for a
+    /// top-level key) and its range.
+    fn place(&self, path: &[String]) -> Option<(Option<usize>, std::ops::Range<usize>)> {
         match self.top(path) {
-            Some(name) => self.index.get(&self.bytes, name),
-            None => crate::rawmap::find(&self.bytes, path).ok()?,
+            Some(name) => {
+                let (i, r) = self.index.slot(&self.bytes, name)?;
+                Some((Some(i), r))
+            }
+            None => Some((None, crate::rawmap::find(&self.bytes, path).ok()??)),
+        }
+    }
+
+    /// Puts an encoded value where [`Record::place`] found the old one.
+    fn put(&mut self, slot: Option<usize>, range: std::ops::Range<usize>, enc: &[u8]) {
+        match slot {
+            Some(i) => self.index.replace_at(&mut self.bytes, i, enc),
+            None => {
+                crate::rawmap::replace(&mut self.bytes, range, enc);
+                self.index.build(&self.bytes);
+            }
         }
     }
 
@@ -571,26 +591,14 @@ impl Record {
             }
             return Some(r);
         }
-        let (slot, range) = match self.top(path) {
-            Some(name) => {
-                let (i, r) = self.index.slot(&self.bytes, name)?;
-                (Some(i), r)
-            }
-            None => (None, crate::rawmap::find(&self.bytes, path).ok()??),
-        };
+        let (slot, range) = self.place(path)?;
         let old = decode(&self.bytes[range.clone()]).ok()?;
         let (new, r) = f(&old);
         if let Some(new) = new {
             let mut enc = std::mem::take(&mut self.scratch);
             enc.clear();
             encode(&mut enc, &new);
-            match slot {
-                Some(i) => self.index.replace_at(&mut self.bytes, i, &enc),
-                None => {
-                    crate::rawmap::replace(&mut self.bytes, range, &enc);
-                    self.index.build(&self.bytes);
-                }
-            }
+            self.put(slot, range, &enc);
             self.scratch = enc;
         }
         Some(r)
@@ -633,13 +641,7 @@ impl Record {
             }
             return Some(r);
         }
-        let (slot, range) = match self.top(path) {
-            Some(name) => {
-                let (i, r) = self.index.slot(&self.bytes, name)?;
-                (Some(i), r)
-            }
-            None => (None, crate::rawmap::find(&self.bytes, path).ok()??),
-        };
+        let (slot, range) = self.place(path)?;
         let (head, body) = crate::msgpack::read_head(&self.bytes, range.start).ok()?;
         let text = self.bytes.get(body..range.end)?;
         let r = match head {
@@ -648,13 +650,7 @@ impl Record {
             _ => return None,
         };
         if !enc.is_empty() {
-            match slot {
-                Some(i) => self.index.replace_at(&mut self.bytes, i, enc),
-                None => {
-                    crate::rawmap::replace(&mut self.bytes, range, enc);
-                    self.index.build(&self.bytes);
-                }
-            }
+            self.put(slot, range, enc);
         }
         Some(r)
     }
