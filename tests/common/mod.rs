@@ -239,6 +239,12 @@ fn pump<R: Read + Send + 'static>(r: R, into: Arc<Mutex<String>>) {
 
 /// Reads every JSON line below `dir` (recursively), with the file each came from.
 pub fn read_json_lines(dir: &Path) -> Vec<(PathBuf, serde_json::Value)> {
+    try_read_json_lines(dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`read_json_lines`], or what is wrong with a file: a gzip member or a line
+/// cut short is what a reader sees while the agent is still writing it.
+fn try_read_json_lines(dir: &Path) -> Result<Vec<(PathBuf, serde_json::Value)>, String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -257,22 +263,24 @@ pub fn read_json_lines(dir: &Path) -> Vec<(PathBuf, serde_json::Value)> {
                 let mut s = String::new();
                 flate2::read::MultiGzDecoder::new(&raw[..])
                     .read_to_string(&mut s)
-                    .expect("gunzip");
+                    .map_err(|e| format!("gunzip {}: {e}", p.display()))?;
                 s
             } else {
                 String::from_utf8_lossy(&raw).into_owned()
             };
             for l in text.lines().filter(|l| !l.is_empty()) {
                 let v: serde_json::Value = serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("bad JSON line in {}: {e}: {l}", p.display()));
+                    .map_err(|e| format!("bad JSON line in {}: {e}: {l}", p.display()))?;
                 out.push((p.clone(), v));
             }
         }
     }
-    out
+    Ok(out)
 }
 
-/// Waits until `count` JSON lines exist below `dir`.
+/// Waits until `count` JSON lines exist below `dir`. A file caught halfway
+/// through a write is read again; one still unreadable at the deadline fails
+/// the test.
 pub fn wait_lines(
     dir: &Path,
     count: usize,
@@ -280,11 +288,12 @@ pub fn wait_lines(
 ) -> Vec<(PathBuf, serde_json::Value)> {
     let deadline = Instant::now() + timeout;
     loop {
-        let v = read_json_lines(dir);
-        if v.len() >= count || Instant::now() > deadline {
-            return v;
+        let late = Instant::now() > deadline;
+        match try_read_json_lines(dir) {
+            Ok(v) if v.len() >= count || late => return v,
+            Err(e) if late => panic!("{e}"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
