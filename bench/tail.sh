@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tail benchmark: read a 1,000,000-line JSON file from its head into the
-# null output, fuwa and (when FLUENT_BIT is set) Fluent Bit.
+# null output, fuwa and (when FLUENT_BIT is set) Fluent Bit; and fuwa into
+# JSON Lines files through its durable file buffer.
 #
 #   bench/tail.sh
 #   FLUENT_BIT=/path/to/fluent-bit bench/tail.sh
@@ -13,6 +14,12 @@
 #   (<data_dir>/tail/tail.0.json, saved after each batch is accepted by the
 #   output's buffer) shows offset == file size. Start-up ends at the log line
 #   "tail input started".
+# - fuwa tail -> file: conf/bench-tail-file.toml (format = "json", the file
+#   buffer: each batch fsynced before the position moves, then the file
+#   output writes JSON Lines). The clock stops when the output has written
+#   every line (fuwa_output_proc_records_total on /metrics, read with curl
+#   once the positions file shows the end of the input); after the stop the
+#   output is checked: as many lines as the input, and the same bytes.
 # - Fluent Bit: in_tail with Read_from_Head On and Exit_On_Eof On, the json
 #   parser (a [PARSER] with Format json) and then no parser, into out_null.
 #   Two ends are recorded: when it logs "<file> ended, stop" (EOF: every line
@@ -24,7 +31,8 @@
 # file and the log, with bash builtins only (no process forked per poll).
 # Prints a markdown table and whether the targets are met.
 #
-# Knobs (environment): LINES (1000000), TIMEOUT (300 s per run),
+# Knobs (environment): LINES (1000000), TIMEOUT (300 s per run), FLUSH (1:
+# flush interval in seconds, every agent and scenario),
 # NO_BUILD=1 (use the existing target/release/fuwa), FUWA=/path/to/fuwa
 # (use that binary, no build), FLUENT_BIT.
 set -euo pipefail
@@ -33,6 +41,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 LINES=${LINES:-1000000}
 TIMEOUT=${TIMEOUT:-300}
+FLUSH=${FLUSH:-1}
 FLUENT_BIT=${FLUENT_BIT:-}
 
 FUWA=${FUWA:-}
@@ -131,7 +140,7 @@ log_has() {
 
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
-declare -A T_END T_READ T_EXIT PEAK CPU
+declare -A T_END T_READ T_EXIT T_EOF PEAK CPU CHECK
 
 read -r l1 l5 l15 _ </proc/loadavg
 LOAD_BEFORE="$l1 $l5 $l15"
@@ -141,19 +150,37 @@ fi
 
 # --- fuwa --------------------------------------------------------------------
 
-run_fuwa() { # format
-    local fmt=$1 dir=$WORK/fuwa-$1 pos line t0 now started= done= offset=0
+# written_records PORT: fuwa_output_proc_records_total of the file output
+written_records() {
+    curl -s "http://127.0.0.1:$1/metrics" |
+        awk '/^fuwa_output_proc_records_total\{/ && /id="file.0"/ { n = $NF } END { print n + 0 }'
+}
+
+run_fuwa() { # format [null|file]
+    local fmt=$1 out=${2:-null} dir=$WORK/fuwa-$1-${2:-null} pos line t0 now started= done= read_end= offset=0 port=
     mkdir -p "$dir"
-    sed -e "s|^data_dir = .*|data_dir = \"$dir/data\"|" \
-        -e "s|^path = .*|path = \"$DATA\"|" \
-        -e "s|^format = .*|format = \"$fmt\"|" \
-        "$ROOT/conf/bench-tail-null.toml" >"$dir/fuwa.toml"
+    if [[ $out == file ]]; then
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        sed -e "s|^data_dir = .*|data_dir = \"$dir/data\"|" \
+            -e "s|^path = \".*access.log\"|path = \"$DATA\"|" \
+            -e "s|^path = \".*/out/|path = \"$dir/out/|" \
+            -e "s|^bind = .*|bind = \"127.0.0.1:$port\"|" \
+            -e "s|^format = .*|format = \"$fmt\"|" \
+            -e "s|^flush_interval = .*|flush_interval = \"${FLUSH}s\"|" \
+            "$ROOT/conf/bench-tail-file.toml" >"$dir/fuwa.toml"
+    else
+        sed -e "s|^data_dir = .*|data_dir = \"$dir/data\"|" \
+            -e "s|^path = .*|path = \"$DATA\"|" \
+            -e "s|^format = .*|format = \"$fmt\"|" \
+            -e "s|^flush_interval = .*|flush_interval = \"${FLUSH}s\"|" \
+            "$ROOT/conf/bench-tail-null.toml" >"$dir/fuwa.toml"
+    fi
     pos=$dir/data/tail/tail.0.json
     PEAK_KIB=0 CPU_TICKS=0
     t0=$EPOCHREALTIME
     "$FUWA" run -c "$dir/fuwa.toml" --data-dir "$dir/data" 2>"$dir/agent.log" &
     AGENT_PID=$!
-    log "fuwa tail (format = $fmt) -> null, pid $AGENT_PID"
+    log "fuwa tail (format = $fmt) -> $out, pid $AGENT_PID"
     while :; do
         now=$EPOCHREALTIME
         if ! poll_proc "$AGENT_PID"; then
@@ -167,9 +194,14 @@ run_fuwa() { # format
         # one line without a newline at its end: read's status is 1
         line=
         { read -r line <"$pos"; } 2>/dev/null || true
-        if [[ $line =~ \"offset\":([0-9]+) ]]; then
+        if [[ -z $read_end && $line =~ \"offset\":([0-9]+) ]]; then
             offset=${BASH_REMATCH[1]}
             if (( offset == SIZE )); then
+                read_end=$now
+            fi
+        fi
+        if [[ -n $read_end ]]; then
+            if [[ $out == null ]] || (( $(written_records "$port") >= LINES )); then
                 done=$now
                 break
             fi
@@ -189,6 +221,23 @@ run_fuwa() { # format
         grep "lines needing attention" "$dir/agent.log" | head -3 >&2
     fi
     local k=fuwa/$fmt
+    if [[ $out == file ]]; then
+        k=fuwa/file
+        local lines bytes
+        lines=$(cat "$dir"/out/*.jsonl | wc -l)
+        bytes=$(cat "$dir"/out/*.jsonl | wc -c)
+        if (( lines != LINES )); then
+            echo "fuwa wrote $lines lines for $LINES" >&2
+            exit 1
+        fi
+        if cmp -s "$DATA" <(cat "$dir"/out/*.jsonl); then
+            CHECK[$k]="$lines lines, byte for byte the input"
+        else
+            CHECK[$k]="$lines lines, $bytes bytes (the input: $SIZE)"
+        fi
+        log "fuwa file output: ${CHECK[$k]}"
+        T_EOF[$k]=$(secs "$t0" "$read_end")
+    fi
     T_END[$k]=$(secs "$t0" "$done")
     T_READ[$k]=$(secs "${started:-$t0}" "$done")
     PEAK[$k]=$PEAK_KIB
@@ -209,7 +258,7 @@ EOF
     [[ $fmt == json ]] && parser="Parser           bench_json"
     cat >"$dir/fluent-bit.conf" <<EOF
 [SERVICE]
-    Flush        1
+    Flush        $FLUSH
     Grace        5
     Log_Level    info
     HTTP_Server  off
@@ -270,6 +319,7 @@ EOF
 
 run_fuwa json
 run_fuwa none
+run_fuwa json file
 if [[ -n "$FLUENT_BIT" ]]; then
     run_fluentbit json
     run_fluentbit none
@@ -300,6 +350,9 @@ for f in json none; do
     echo "| fuwa | \`format = \"$f\"\` | positions offset = file size | ${T_END[$k]} | $(thousands "$(lps "${T_END[$k]}")") |" \
         "$(mbps "${T_END[$k]}") | $(thousands "$(lps "${T_READ[$k]}")") | $(mib "${PEAK[$k]}") MiB | $(cpu "${CPU[$k]}") |"
 done
+k=fuwa/file
+echo "| fuwa → file (file buffer, fsync) | \`format = \"json\"\` | every line written (input read at ${T_EOF[$k]} s) | ${T_END[$k]} |" \
+    "$(thousands "$(lps "${T_END[$k]}")") | $(mbps "${T_END[$k]}") | $(thousands "$(lps "${T_READ[$k]}")") | $(mib "${PEAK[$k]}") MiB | $(cpu "${CPU[$k]}") |"
 if [[ -n "$FLUENT_BIT" ]]; then
     for f in json none; do
         k=fluent-bit/$f
@@ -316,7 +369,13 @@ if [[ -n "$FLUENT_BIT" ]]; then
             "$(ratio "${T_READ[$b]}" "${T_READ[$a]}") | $(ratio "${PEAK[$a]}" "${PEAK[$b]}") | $(ratio "${CPU[$a]}" "${CPU[$b]}") |"
         echo "| **fuwa / Fluent Bit** | $f | Fluent Bit's exit | | **$(ratio "${T_EXIT[$b]}" "${T_END[$a]}")** | | | | |"
     done
+    a=fuwa/file b=fluent-bit/json
+    echo "| **fuwa → file buffer / Fluent Bit → null** | json | fuwa: input read and fsynced; Fluent Bit's EOF | | **$(ratio "${T_END[$b]}" "${T_EOF[$a]}")** | | | | |"
+    echo "| **fuwa → file / Fluent Bit → null** | json | fuwa: every line written; Fluent Bit's EOF | | **$(ratio "${T_END[$b]}" "${T_END[$a]}")** | |" \
+        "$(ratio "${T_READ[$b]}" "${T_READ[$a]}") | $(ratio "${PEAK[$a]}" "${PEAK[$b]}") | $(ratio "${CPU[$a]}" "${CPU[$b]}") |"
 fi
+echo
+echo "fuwa → file output check: ${CHECK[fuwa/file]}"
 
 # the project's targets
 ok() { awk "BEGIN { exit !($1) }" && echo "met" || echo "MISSED"; }
@@ -327,4 +386,9 @@ if [[ -n "$FLUENT_BIT" ]]; then
     echo "Target: fuwa tail → null (json) ≥ 2× Fluent Bit (json parser):" \
         "$(ratio "${T_EXIT[fluent-bit/json]}" "${T_END[fuwa/json]}") against its exit $(ok "${T_EXIT[fluent-bit/json]} >= 2 * ${T_END[fuwa/json]}")," \
         "$(ratio "${T_END[fluent-bit/json]}" "${T_END[fuwa/json]}") against its EOF $(ok "${T_END[fluent-bit/json]} >= 2 * ${T_END[fuwa/json]}")"
+    echo "Target: fuwa tail → file ≥ 2× Fluent Bit tail → null (json parser, its EOF):" \
+        "every line in the file buffer (fsynced, position saved) $(ratio "${T_END[fluent-bit/json]}" "${T_EOF[fuwa/file]}")" \
+        "$(ok "${T_END[fluent-bit/json]} >= 2 * ${T_EOF[fuwa/file]}")," \
+        "every line written by the file output $(ratio "${T_END[fluent-bit/json]}" "${T_END[fuwa/file]}")" \
+        "$(ok "${T_END[fluent-bit/json]} >= 2 * ${T_END[fuwa/file]}") (this includes waiting up to flush_interval = ${FLUSH}s for the last chunk)"
 fi
