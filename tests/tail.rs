@@ -399,6 +399,13 @@ multiline_flush_interval = "300ms"
         "{}",
         a.stderr()
     );
+    // the warning says where the bad line is: "not json at all" begins
+    // after the 10-byte CRLF line and the 519-byte long one
+    assert!(
+        a.stderr().contains("line at byte offset 529: invalid JSON"),
+        "{}",
+        a.stderr()
+    );
 }
 
 #[test]

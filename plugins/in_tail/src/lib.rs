@@ -180,7 +180,8 @@ impl<'a> Builder<'a> {
         self.lines >= BATCH_LINES || self.bytes >= BATCH_BYTES
     }
 
-    fn event(&mut self, tag: &Arc<str>, path: &str, text: &[u8]) {
+    /// One line (or multiline event) that began at byte `start` of its file.
+    fn event(&mut self, tag: &Arc<str>, path: &str, text: &[u8], start: u64) {
         // valid UTF-8 (nearly always): checked by the fast validator, borrowed
         let line = match std::str::from_utf8(text) {
             Ok(s) => std::borrow::Cow::Borrowed(s),
@@ -190,7 +191,7 @@ impl<'a> Builder<'a> {
             Ok(p) => (tag.clone(), p.time.unwrap_or(self.now), p.record),
             Err(e) => {
                 self.parse_errors += 1;
-                self.last_error = Some(e.to_string());
+                self.last_error = Some(format!("line at byte offset {start}: {e}"));
                 let t = match &self.input.cfg.parse_error_tag {
                     Some(t) => Arc::from(t.as_str()),
                     None => tag.clone(),
@@ -419,7 +420,7 @@ impl TailInput {
                 max_line,
                 long,
                 buf,
-                &mut |line, end, was_long| {
+                &mut |line, start, end, was_long| {
                     if was_long {
                         if long == LongLines::Truncate {
                             b.truncated += 1;
@@ -436,7 +437,7 @@ impl TailInput {
                     }
                     match multiline {
                         None => {
-                            b.event(&tag, &key, line);
+                            b.event(&tag, &key, line, start);
                             *emitted_to = end;
                         }
                         Some(re) => {
@@ -454,12 +455,12 @@ impl TailInput {
                                 }
                                 _ => {
                                     if let Some(p) = pending.take() {
-                                        b.event(&tag, &key, &p.text);
+                                        b.event(&tag, &key, &p.text, p.start);
                                         *emitted_to = p.end;
                                     }
                                     *pending = Some(Pending {
                                         text: line.to_vec(),
-                                        start: end - line.len() as u64 - 1,
+                                        start,
                                         end,
                                         last: Instant::now(),
                                     });
@@ -489,7 +490,7 @@ impl TailInput {
         if let Some(p) = &f.pending {
             if force || p.last.elapsed() >= self.cfg.multiline_flush_interval.0 {
                 if let Some(p) = f.pending.take() {
-                    b.event(&tag, &key, &p.text);
+                    b.event(&tag, &key, &p.text, p.start);
                     f.emitted_to = p.end;
                 }
             }
@@ -497,10 +498,10 @@ impl TailInput {
         let partial_due = force || f.t.last_growth.elapsed() >= self.cfg.flush_partial_after.0;
         if partial_due && f.t.line_boundary() < f.t.offset && f.pending.is_none() {
             let mut got = Vec::new();
-            f.t.flush_partial(&mut |line, end, _| got.push((line.to_vec(), end)));
-            for (line, end) in got {
+            f.t.flush_partial(&mut |line, start, end, _| got.push((line.to_vec(), start, end)));
+            for (line, start, end) in got {
                 if !line.is_empty() {
-                    b.event(&tag, &key, &line);
+                    b.event(&tag, &key, &line, start);
                 }
                 f.emitted_to = end;
             }

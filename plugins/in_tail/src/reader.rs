@@ -118,15 +118,17 @@ impl Tailed {
         }
     }
 
-    /// Reads up to `max` bytes and calls `line(bytes, end_offset)` for each
-    /// complete line. Returns the bytes read (0 at end of file).
+    /// Reads up to `max` bytes and calls `line(bytes, start_offset,
+    /// end_offset, was_long)` for each complete line: `start_offset` is where
+    /// the line begins in the file, `end_offset` just after its newline.
+    /// Returns the bytes read (0 at end of file).
     pub fn read_lines(
         &mut self,
         max: usize,
         max_line: usize,
         long: LongLines,
         buf: &mut Vec<u8>,
-        line: &mut dyn FnMut(&[u8], u64, bool),
+        line: &mut OnLine<'_>,
     ) -> std::io::Result<usize> {
         buf.resize(max.min(READ_PIECE), 0);
         let n = self.file.read(buf)?;
@@ -140,13 +142,16 @@ impl Tailed {
         let mut start = 0;
         for nl in memchr::memchr_iter(b'\n', data) {
             let end_off = base + nl as u64 + 1;
+            // where this line began: set after the previous newline, or when
+            // its first bytes were kept as a partial line
+            let line_start = self.partial_start;
             let piece = &data[start..nl];
             if let Some(head) = self.long_head.take() {
                 // the end of an over-long line
                 if long == LongLines::Truncate {
-                    line(&head, end_off, true);
+                    line(&head, line_start, end_off, true);
                 } else {
-                    line(&[], end_off, true);
+                    line(&[], line_start, end_off, true);
                 }
                 self.partial.clear();
             } else if self.partial.is_empty() {
@@ -156,9 +161,9 @@ impl Tailed {
                     } else {
                         &[][..]
                     };
-                    line(kept, end_off, true);
+                    line(kept, line_start, end_off, true);
                 } else {
-                    line(strip_cr(piece), end_off, false);
+                    line(strip_cr(piece), line_start, end_off, false);
                 }
             } else {
                 let room = max_line.saturating_sub(self.partial.len());
@@ -169,11 +174,11 @@ impl Tailed {
                     } else {
                         Vec::new()
                     };
-                    line(&kept, end_off, true);
+                    line(&kept, line_start, end_off, true);
                 } else {
                     self.partial.extend_from_slice(piece);
                     let whole = std::mem::take(&mut self.partial);
-                    line(strip_cr(&whole), end_off, false);
+                    line(strip_cr(&whole), line_start, end_off, false);
                 }
             }
             self.partial.clear();
@@ -200,17 +205,22 @@ impl Tailed {
 
     /// Hands out an unfinished last line (after flush_partial_after, or when
     /// the file is let go).
-    pub fn flush_partial(&mut self, line: &mut dyn FnMut(&[u8], u64, bool)) {
+    pub fn flush_partial(&mut self, line: &mut OnLine<'_>) {
+        let start = self.partial_start;
         if let Some(head) = self.long_head.take() {
-            line(&head, self.offset, true);
+            line(&head, start, self.offset, true);
         } else if !self.partial.is_empty() {
             let p = std::mem::take(&mut self.partial);
-            line(strip_cr(&p), self.offset, false);
+            line(strip_cr(&p), start, self.offset, false);
         }
         self.partial.clear();
         self.partial_start = self.offset;
     }
 }
+
+/// What `read_lines` and `flush_partial` call for each line: `(bytes,
+/// start_offset, end_offset, was_long)`.
+pub type OnLine<'a> = dyn FnMut(&[u8], u64, u64, bool) + 'a;
 
 fn strip_cr(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\r").unwrap_or(b)
@@ -241,7 +251,7 @@ mod tests {
                 .unwrap();
             loop {
                 let n = t
-                    .read_lines(7, max_line, long, &mut buf, &mut |l, off, trunc| {
+                    .read_lines(7, max_line, long, &mut buf, &mut |l, _start, off, trunc| {
                         out.push((String::from_utf8_lossy(l).into_owned(), off, trunc))
                     })
                     .unwrap();
@@ -251,6 +261,41 @@ mod tests {
             }
         }
         (out, t.line_boundary())
+    }
+
+    /// (start, end) of every line, the unfinished last one flushed at the end
+    fn spans_of(content: &[&[u8]], max_line: usize, long: LongLines) -> Vec<(u64, u64)> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.log");
+        std::fs::write(&p, content.concat()).unwrap();
+        let (mut t, _) = Tailed::open(&p, Arc::from("t"), Some(0)).unwrap();
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        let mut push = |_: &[u8], start: u64, end: u64, _: bool| out.push((start, end));
+        // 7-byte reads, so lines are split across reads
+        while t
+            .read_lines(7, max_line, long, &mut buf, &mut push)
+            .unwrap()
+            > 0
+        {}
+        t.flush_partial(&mut push);
+        out
+    }
+
+    #[test]
+    fn each_line_knows_where_it_began() {
+        // CRLF, a line split across reads, an over-long line (cut or
+        // skipped: either way its start is the line's own), an unfinished
+        // last line
+        let long = vec![b'x'; 30];
+        let content: Vec<&[u8]> = vec![b"ab\r\n", b"hello world\n", &long, b"\n", b"tail"];
+        for how in [LongLines::Truncate, LongLines::Skip] {
+            assert_eq!(
+                spans_of(&content, 10, how),
+                vec![(0, 4), (4, 16), (16, 47), (47, 51)],
+                "{how:?}"
+            );
+        }
     }
 
     #[test]
