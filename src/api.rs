@@ -201,6 +201,12 @@ pub fn metrics_text(status: &Status) -> String {
             l,
             c.rejected.load(Ordering::Relaxed) as f64,
         );
+        e.counter(
+            "fuwa_input_invalid_records_total",
+            "records an input refused as invalid before its ack (tag too long, malformed entry, bad time); the input's log says which and why",
+            l,
+            c.invalid.load(Ordering::Relaxed) as f64,
+        );
     }
     let health = live.api.clone().unwrap_or_else(default_health);
     for o in &live.outputs {
@@ -350,6 +356,7 @@ pub fn status_json(status: &Status) -> Value {
                 "records": i.counters.records.load(Ordering::Relaxed),
                 "bytes": i.counters.bytes.load(Ordering::Relaxed),
                 "rejected_records": i.counters.rejected.load(Ordering::Relaxed),
+                "invalid_records": i.counters.invalid.load(Ordering::Relaxed),
             })
         })
         .collect();

@@ -82,6 +82,9 @@ pub struct InputCounters {
     pub bytes: AtomicU64,
     /// records the pipeline refused (buffer full with reject, shutting down)
     pub rejected: AtomicU64,
+    /// records the input refused as invalid before its ack (bad tag, bad
+    /// entry, bad time)
+    pub invalid: AtomicU64,
 }
 
 /// Counters per plugin id, kept across reloads (a plugin that keeps its id
@@ -126,6 +129,11 @@ impl Emitter for CountingEmitter {
             }
         }
         r
+    }
+
+    fn invalid(&self, records: u64) {
+        self.counters.invalid.fetch_add(records, Ordering::Relaxed);
+        self.inner.invalid(records);
     }
 }
 

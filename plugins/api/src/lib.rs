@@ -14,6 +14,7 @@ pub mod plugin;
 pub mod ratelimit;
 pub mod rawmap;
 pub mod record;
+pub mod tag;
 pub mod testing;
 
 pub use config::{ByteSize, ConfigError, ConfigSection, HumanDuration};

@@ -20,7 +20,8 @@ impl TagPattern {
         for p in &parts {
             alts.push(glob_to_regex(p)?);
         }
-        let re = format!("^(?:{})$", alts.join("|"));
+        // (?s): a tag with a newline in it is still a tag; `**` and `*` match it
+        let re = format!("(?s)^(?:{})$", alts.join("|"));
         let regex = Regex::new(&re).map_err(|e| format!("bad tag pattern `{src}`: {e}"))?;
         Ok(TagPattern {
             source: src.to_string(),
@@ -132,6 +133,10 @@ mod tests {
         assert!(m("app.*.log", "app.web.log"));
         assert!(!m("a+b", "aab"));
         assert!(m("a+b", "a+b"));
+        // a tag with a newline is matched like any other
+        assert!(m("**", "a\nb"));
+        assert!(m("a.*", "a.x\ny"));
+        assert!(m("a.**", "a.\n.c"));
     }
 
     #[test]

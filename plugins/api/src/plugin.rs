@@ -28,6 +28,14 @@ pub enum EmitError {
 #[async_trait]
 pub trait Emitter: Send + Sync {
     async fn emit(&self, batch: Batch) -> Result<(), EmitError>;
+    /// Counts `records` events the input refused before its ack (or never
+    /// acks) because they were invalid: a tag too long, a malformed entry, a
+    /// time that is not a time. The input logs the reason itself, naming the
+    /// connection, file or line; this only counts
+    /// (`fuwa_input_invalid_records_total`).
+    fn invalid(&self, records: u64) {
+        let _ = records;
+    }
 }
 
 /// A shutdown signal passed down to every task.
