@@ -1,5 +1,5 @@
 //! Replays byte streams captured from real forward clients (see
-//! ../shared/fixtures/forward/README.md): every event must arrive, with its
+//! tests/data/forward/README.md): every event must arrive, with its
 //! time to the nanosecond, and every `chunk` must be answered with exactly
 //! the bytes the original server sent.
 
@@ -123,7 +123,7 @@ fn replays_every_capture_with_exact_counts_times_and_acks() {
     let mut total = 0;
     for (name, count) in FIXTURES {
         let bytes = std::fs::read(fixtures_dir().join(format!("{name}.bin"))).unwrap_or_else(|e| {
-            panic!("fixture {name}: {e} (the fixtures live in ../shared/fixtures/forward)")
+            panic!("fixture {name}: {e} (the fixtures live in tests/data/forward)")
         });
         let expect = expected_events(&bytes);
         assert_eq!(

@@ -19,12 +19,9 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Byte streams captured from real forward clients (tests/data/forward/README.md).
 pub fn fixtures_dir() -> PathBuf {
-    repo_root()
-        .join("..")
-        .join("shared")
-        .join("fixtures")
-        .join("forward")
+    repo_root().join("tests").join("data").join("forward")
 }
 
 /// A port nobody listens on right now (TCP and UDP).
