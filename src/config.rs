@@ -846,3 +846,7 @@ servers = [{ host = "127.0.0.1", port = 24225 }]
         );
     }
 }
+
+#[cfg(test)]
+#[path = "config_fuzz.rs"]
+mod fuzz;

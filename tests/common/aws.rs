@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use super::{free_port, repo_root};
+use super::repo_root;
 
 /// The Python that has moto[server], boto3, duckdb (tests/python/requirements.txt).
 pub fn python() -> PathBuf {
@@ -69,20 +69,25 @@ pub struct MotoServer {
 impl MotoServer {
     pub fn start() -> MotoServer {
         aws_env();
-        let port = free_port();
+        // moto binds port 0 and says which port it got: no port is guessed
         let mut child = Command::new(python())
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
+            .arg(repo_root().join("tests/python/moto_server.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto (is moto[server] installed in FUWA_PYTHON?)");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("moto stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
+            .expect("read moto's port");
+        let port: u16 = match line.trim().parse() {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("moto did not start: {line:?}");
+            }
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(s)) = child.try_wait() {

@@ -24,7 +24,10 @@ pub fn fixtures_dir() -> PathBuf {
     repo_root().join("tests").join("data").join("forward")
 }
 
-/// A port nobody listens on right now (TCP and UDP).
+/// A port nobody listens on right now (TCP and UDP). Only for a port that
+/// must stay closed (a dead server) or one a test binds again itself: a port
+/// another process should listen on is bound as port 0 and read back (see
+/// `Agent::start`), since a guessed port can be taken by anyone first.
 pub fn free_port() -> u16 {
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -45,14 +48,16 @@ pub struct Agent {
 
 impl Agent {
     /// Starts fuwa on `config` (where `{port}` and `{dir}` are replaced) and
-    /// waits until its forward port accepts connections.
+    /// waits until its forward port accepts connections. `{port}` is 0: the
+    /// agent binds whatever port the kernel gives and the port is read from
+    /// its "input listening" log line (no port is guessed and released).
     pub fn start(config: &str) -> Agent {
         Self::start_with(config, true)
     }
 
     pub fn start_with(config: &str, wait_port: bool) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        let port = 0;
         let cfg = config
             .replace("{port}", &port.to_string())
             .replace("{dir}", &dir.path().display().to_string());
@@ -80,18 +85,22 @@ impl Agent {
         let _ = self.child.wait();
     }
 
-    /// Starts the agent again on the same config, data dir and port.
+    /// Starts the agent again on the same config, data dir and port (the
+    /// port it had: its config is written again with that port, which the
+    /// kernel gives back since the agent just released it).
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Ok(mut s) = self.stderr.lock() {
-            s.push_str("\n=== restart ===\n");
+            s.push_str(RESTART_MARK);
         }
+        self.pin_port();
         self.child = spawn_agent(self.dir.path(), self.stdout.clone(), self.stderr.clone());
         self.wait_port();
     }
 
     /// Rewrites the config file (for the next restart).
+    /// (`{port}` becomes the port the agent got.)
     pub fn rewrite_config(&self, config: &str) {
         let cfg = config
             .replace("{port}", &self.port.to_string())
@@ -103,10 +112,31 @@ impl Agent {
         self.child.id()
     }
 
+    /// Writes the port the agent got into its config file in place of 0, so
+    /// that a restart or reload listens where clients already connect.
+    fn pin_port(&self) {
+        if self.port == 0 {
+            return;
+        }
+        let path = self.dir.path().join("fuwa.toml");
+        if let Ok(cfg) = std::fs::read_to_string(&path) {
+            let pinned = cfg.replace(":0\"", &format!(":{}\"", self.port));
+            std::fs::write(&path, pinned).expect("write config");
+        }
+    }
+
+    /// Waits until the agent listens (its port read from its log when it
+    /// was started on port 0) and accepts connections there.
     pub fn wait_port(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.port == 0 {
+                if let Some(p) = listening_port(&self.stderr_since_restart(), "input listening") {
+                    self.port = p;
+                    self.pin_port();
+                }
+            }
+            if self.port != 0 && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -131,6 +161,15 @@ impl Agent {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// What the agent logged since it was last (re)started.
+    pub fn stderr_since_restart(&self) -> String {
+        let all = self.stderr();
+        match all.rfind(RESTART_MARK) {
+            Some(i) => all[i..].to_string(),
+            None => all,
+        }
     }
 
     pub fn stdout(&self) -> String {
@@ -173,6 +212,23 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+const RESTART_MARK: &str = "\n=== restart ===\n";
+
+/// The port in the first log line containing `marker` (an input's or the
+/// API's "... listening" line), in the text (`addr=127.0.0.1:N`,
+/// `bind=127.0.0.1:N`) or JSON (`"addr":"127.0.0.1:N"`) log format.
+pub fn listening_port(log: &str, marker: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains(marker))?;
+    let at = line.find("127.0.0.1:").or_else(|| line.find("0.0.0.0:"))?;
+    let rest = &line[at..];
+    let colon = rest.find(':')?;
+    let digits: String = rest[colon + 1..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok().filter(|p| *p != 0)
 }
 
 fn spawn_agent(dir: &Path, stdout: Arc<Mutex<String>>, stderr: Arc<Mutex<String>>) -> Child {

@@ -173,21 +173,37 @@ fn tidy(msg: &str) -> String {
     msg.trim().replace('\n', " ")
 }
 
+/// The largest size a config may give: 1 PiB. Sizes are added and
+/// multiplied by the engine (limits, budgets), so they stay far from
+/// `u64::MAX`.
+pub const MAX_BYTE_SIZE: u64 = 1 << 50;
+
+/// The longest duration a config may give: 100 years. Durations are added to
+/// clocks (deadlines, retry times), so they stay far from overflowing them.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+const SIZE_HINT: &str = "a size like \"8MiB\", \"512KB\" or a whole number of bytes";
+const DURATION_HINT: &str =
+    "a duration like \"500ms\", \"30s\", \"5m\", \"72h\" or a number of seconds";
+
 /// A size in bytes, written as a human string (`"8MiB"`, `"512KB"`, `"1GiB"`)
-/// or a plain integer.
+/// or a plain integer; at most [`MAX_BYTE_SIZE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s
+        let t = s.trim();
+        let split = t
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        if num.is_empty() || num.starts_with('.') && num.len() == 1 {
+            return Err(format!("`{s}` is not a size: expected {SIZE_HINT}"));
+        }
         let n: f64 = num
             .parse()
-            .map_err(|_| format!("`{s}` is not a size (try \"8MiB\" or \"512KB\")"))?;
+            .map_err(|_| format!("`{s}` is not a size: expected {SIZE_HINT}"))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1000,
@@ -198,46 +214,85 @@ impl ByteSize {
             "gib" => 1 << 30,
             "t" | "tb" => 1_000_000_000_000,
             "tib" => 1 << 40,
-            other => {
-                return Err(format!(
-                    "unknown size unit `{other}` in `{s}` (use B, KB, KiB, MB, MiB, GB, GiB)"
-                ))
-            }
+            other => return Err(format!(
+                "unknown size unit `{other}` in `{s}` (use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"
+            )),
         };
-        Ok(ByteSize((n * mult as f64) as u64))
+        let bytes = n * mult as f64;
+        if !bytes.is_finite() || bytes > MAX_BYTE_SIZE as f64 {
+            return Err(format!("`{s}` is too large: sizes go up to 1PiB"));
+        }
+        Ok(ByteSize(bytes as u64))
+    }
+
+    fn from_int(n: i128) -> Result<Self, String> {
+        if n < 0 {
+            return Err(format!("{n} is negative: expected {SIZE_HINT}"));
+        }
+        if n > MAX_BYTE_SIZE as i128 {
+            return Err(format!(
+                "{n} is too large: sizes go up to 1PiB ({MAX_BYTE_SIZE})"
+            ));
+        }
+        Ok(ByteSize(n as u64))
     }
 }
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(SIZE_HINT)
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                ByteSize::from_int(n as i128).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                ByteSize::from_int(n as i128).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<ByteSize, E> {
+                Err(E::custom(format!(
+                    "{n} is not a whole number of bytes: expected {SIZE_HINT}"
+                )))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(s).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(V)
     }
 }
 
 /// A duration written as a human string: `"500ms"`, `"30s"`, `"5m"`,
-/// `"72h"`, `"1d"`, combinations like `"1m30s"`, or a number of seconds.
+/// `"72h"`, `"1d"`, combinations like `"1m30s"`, or a number of seconds; at
+/// most [`MAX_DURATION`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
+
+fn checked_secs(secs: f64, s: &str) -> Result<Duration, String> {
+    if secs.is_nan() || secs < 0.0 {
+        return Err(format!("`{s}` is not a duration: expected {DURATION_HINT}"));
+    }
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "`{s}` is too long: durations go up to 100 years (\"876000h\")"
+        ));
+    }
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("`{s}` is not a duration: expected {DURATION_HINT}"))
+}
 
 impl HumanDuration {
     pub fn parse(s: &str) -> Result<Self, String> {
         let t = s.trim();
         if t.is_empty() {
-            return Err("empty duration".into());
+            return Err(format!("empty duration: expected {DURATION_HINT}"));
         }
         if let Ok(secs) = t.parse::<f64>() {
-            if secs.is_finite() && secs >= 0.0 {
-                return Ok(HumanDuration(Duration::from_secs_f64(secs)));
-            }
+            // a bare number is seconds ("inf" and "nan" parse as f64 too)
+            return checked_secs(secs, s).map(HumanDuration);
         }
         let mut total = Duration::ZERO;
         let mut rest = t;
@@ -248,7 +303,7 @@ impl HumanDuration {
             let (num, tail) = rest.split_at(split);
             let n: f64 = num
                 .parse()
-                .map_err(|_| format!("`{s}` is not a duration (try \"30s\" or \"5m\")"))?;
+                .map_err(|_| format!("`{s}` is not a duration: expected {DURATION_HINT}"))?;
             let unit_len = tail
                 .find(|c: char| c.is_ascii_digit() || c == '.')
                 .unwrap_or(tail.len());
@@ -267,7 +322,12 @@ impl HumanDuration {
                     ))
                 }
             };
-            total += Duration::from_secs_f64(secs);
+            total = total
+                .checked_add(checked_secs(secs, s)?)
+                .filter(|d| *d <= MAX_DURATION)
+                .ok_or_else(|| {
+                    format!("`{s}` is too long: durations go up to 100 years (\"876000h\")")
+                })?;
             rest = after;
         }
         Ok(HumanDuration(total))
@@ -276,17 +336,32 @@ impl HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(f64),
-            S(String),
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(DURATION_HINT)
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<HumanDuration, E> {
+                checked_secs(n as f64, &n.to_string())
+                    .map(HumanDuration)
+                    .map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<HumanDuration, E> {
+                checked_secs(n as f64, &n.to_string())
+                    .map(HumanDuration)
+                    .map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<HumanDuration, E> {
+                checked_secs(n, &n.to_string())
+                    .map(HumanDuration)
+                    .map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HumanDuration, E> {
+                HumanDuration::parse(s).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::N(n) if n >= 0.0 && n.is_finite() => Ok(HumanDuration(Duration::from_secs_f64(n))),
-            Raw::N(n) => Err(serde::de::Error::custom(format!("`{n}` is not a duration"))),
-            Raw::S(s) => HumanDuration::parse(&s).map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(V)
     }
 }
 
@@ -302,6 +377,67 @@ mod tests {
         assert_eq!(ByteSize::parse("42").unwrap().0, 42);
         assert!(ByteSize::parse("8 parsecs").is_err());
         assert!(ByteSize::parse("MiB").is_err());
+        assert!(ByteSize::parse(".").is_err());
+        assert!(ByteSize::parse("1e20").is_err());
+        assert!(ByteSize::parse("99999999999999999999TiB").is_err());
+        assert!(ByteSize::parse("2PiB").is_err());
+        assert_eq!(ByteSize::parse("1.5KiB").unwrap().0, 1536);
+    }
+
+    #[test]
+    fn durations_and_sizes_out_of_range_are_errors_not_panics() {
+        for bad in [
+            "1e20",
+            "1e400",
+            "inf",
+            "nan",
+            "-1",
+            "-5s",
+            "999999999999h",
+            "1e300s",
+        ] {
+            let e = HumanDuration::parse(bad).expect_err(bad);
+            assert!(e.contains("duration"), "{bad}: {e}");
+        }
+        assert!(HumanDuration::parse("30000d").is_ok());
+        assert!(HumanDuration::parse("30000d30000d").is_err());
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            d: Option<HumanDuration>,
+            s: Option<ByteSize>,
+        }
+        let de = |src: &str| toml::from_str::<T>(src).map_err(|e| e.message().to_string());
+        let e = de("s = -5").unwrap_err();
+        assert!(e.contains("-5 is negative") && e.contains("8MiB"), "{e}");
+        let e = de("s = 1.5").unwrap_err();
+        assert!(e.contains("whole number"), "{e}");
+        let e = de("s = true").unwrap_err();
+        assert!(e.contains("a size like"), "{e}");
+        let e = de("d = 1e20").unwrap_err();
+        assert!(e.contains("100 years"), "{e}");
+        let e = de("d = -3").unwrap_err();
+        assert!(e.contains("not a duration"), "{e}");
+        let e = de("d = [1]").unwrap_err();
+        assert!(e.contains("a duration like"), "{e}");
+        assert_eq!(
+            de("d = 2").unwrap().d,
+            Some(HumanDuration(Duration::from_secs(2)))
+        );
+        assert_eq!(de("s = 7").unwrap().s, Some(ByteSize(7)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_parses_or_errs(s in "[0-9.eE+-]{0,30}[a-zA-Zµ]{0,4}([0-9.]{0,30}[a-z]{0,3}){0,3}") {
+            let _ = ByteSize::parse(&s);
+            if let Ok(d) = HumanDuration::parse(&s) {
+                proptest::prop_assert!(d.0 <= MAX_DURATION);
+            }
+            if let Ok(b) = ByteSize::parse(&s) {
+                proptest::prop_assert!(b.0 <= MAX_BYTE_SIZE);
+            }
+        }
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct TailConfig {
     pub parse_error_tag: Option<String>,
     /// put the file's path into each record under this key
     pub path_key: Option<String>,
+    /// a file whose derived tag is longer is not read (warned once)
+    #[serde(default = "tag_limit")]
+    pub tag_length_limit: ByteSize,
 
     // the shared parser keys (see fuwa-parsers)
     #[serde(default = "none")]
@@ -114,4 +117,8 @@ fn five_s() -> HumanDuration {
 }
 fn none() -> String {
     "none".into()
+}
+
+fn tag_limit() -> ByteSize {
+    ByteSize(fuwa_api::tag::DEFAULT_TAG_LENGTH_LIMIT as u64)
 }

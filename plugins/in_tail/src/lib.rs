@@ -47,6 +47,8 @@ pub struct TailInput {
     includes: Vec<String>,
     excludes: Vec<glob::Pattern>,
     positions_path: PathBuf,
+    /// files not tailed because their derived tag was refused (warned once)
+    refused_tags: std::sync::Mutex<HashSet<PathBuf>>,
 }
 
 pub fn build(
@@ -95,8 +97,17 @@ pub fn build(
                 .push(section.error("exclude_path", format!("`{p}` is not a valid glob: {e}"))),
         }
     }
-    if cfg.tag.is_empty() {
+    if !cfg.tag.contains("${") && !cfg.tag.contains('*') {
+        if let Err(e) = fuwa_api::tag::check(&cfg.tag, cfg.tag_length_limit.0 as usize) {
+            errors.push(section.error("tag", e.to_string()));
+        }
+    } else if cfg.tag.is_empty() {
         errors.push(section.error("tag", "the tag is empty"));
+    }
+    if let Some(t) = &cfg.parse_error_tag {
+        if let Err(e) = fuwa_api::tag::check(t, cfg.tag_length_limit.0 as usize) {
+            errors.push(section.error("parse_error_tag", e.to_string()));
+        }
     }
     if cfg.max_line_size.0 == 0 {
         errors.push(section.error("max_line_size", "must be more than 0"));
@@ -109,6 +120,7 @@ pub fn build(
             multiline,
             includes,
             excludes,
+            refused_tags: Default::default(),
         })),
         _ => Err(errors),
     }
@@ -234,6 +246,23 @@ fn add_field(record: &[u8], key: &str, value: &str) -> Vec<u8> {
 }
 
 impl TailInput {
+    /// The file's tag, or `None` (with one warning per file) when the tag
+    /// derived from its path is refused: too long for tag_length_limit or
+    /// with a control character in it. Such a file is not read.
+    fn checked_tag(&self, path: &Path) -> Option<Arc<str>> {
+        let tag = self.tag_for(path);
+        match fuwa_api::tag::check(&tag, self.cfg.tag_length_limit.0 as usize) {
+            Ok(()) => Some(tag),
+            Err(e) => {
+                let mut refused = self.refused_tags.lock().unwrap_or_else(|p| p.into_inner());
+                if refused.insert(path.to_path_buf()) {
+                    warn!(path = %path.display(), error = %e, "not tailing this file: the tag derived from its path is refused");
+                }
+                None
+            }
+        }
+    }
+
     fn tag_for(&self, path: &Path) -> Arc<str> {
         let file = path
             .file_name()
@@ -326,7 +355,8 @@ impl TailInput {
         } else {
             Some(0)
         });
-        match Tailed::open(path, self.tag_for(path), start) {
+        let tag = self.checked_tag(path)?;
+        match Tailed::open(path, tag, start) {
             Ok((t, _)) => {
                 debug!(path = %key, offset = t.offset, "tailing");
                 let emitted_to = t.offset;
@@ -380,7 +410,10 @@ impl TailInput {
                 if len == pos.offset {
                     break; // nothing left in it
                 }
-                if let Ok((mut t, _)) = Tailed::open(&cand, self.tag_for(path), Some(pos.offset)) {
+                let Some(tag) = self.checked_tag(path) else {
+                    break;
+                };
+                if let Ok((mut t, _)) = Tailed::open(&cand, tag, Some(pos.offset)) {
                     info!(path = %key, rotated_to = %cand.display(), offset = pos.offset, "reading the rest of a file rotated while fuwa was stopped");
                     t.draining = true;
                     let emitted_to = t.offset;

@@ -98,11 +98,25 @@ impl PositionFile {
         if !self.dirty {
             return Ok(());
         }
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        // positions name the files read and how far: the agent's own data,
+        // readable by its user only (0600 files, 0700 directories)
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
         let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&self.entries).unwrap_or_default())?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&serde_json::to_vec(&self.entries).unwrap_or_default())?;
+        drop(f);
         std::fs::rename(&tmp, &self.path)?;
         self.dirty = false;
         Ok(())
