@@ -385,6 +385,14 @@ struct Supervisor {
     current: Option<Generation>,
 }
 
+/// The listener's real address, else the configured one.
+fn bound_addr(
+    l: Option<&tokio::net::TcpListener>,
+    configured: Option<SocketAddr>,
+) -> Option<SocketAddr> {
+    l.and_then(|l| l.local_addr().ok()).or(configured)
+}
+
 pub async fn run(cfg: Config, src: String, opts: RunOptions) -> Result<()> {
     let registry = Registry::default();
     let api_cfg = cfg.agent.api.clone();
@@ -397,12 +405,15 @@ pub async fn run(cfg: Config, src: String, opts: RunOptions) -> Result<()> {
         .await
         .map_err(|(e, _)| e)?;
     let status = Arc::new(Status::new(opts.source.name(), live));
+    // the address the API really has (port 0 in the config: the kernel's
+    // pick), so a reload naming that address keeps the listener
+    let api_bind = bound_addr(listener.as_ref(), api_cfg.as_ref().map(|a| a.bind));
     let api = listener.map(|l| api::serve(l, status.clone()));
     let mut sup = Supervisor {
         opts,
         registry,
         status,
-        api_bind: api_cfg.map(|a| a.bind),
+        api_bind,
         api,
         current: Some(generation),
     };
@@ -497,12 +508,15 @@ impl Supervisor {
             warn!("log_format takes effect at the next start, not on reload");
         }
         // a new API address is bound before anything stops
-        let new_bind = cfg.agent.api.as_ref().map(|a| a.bind);
+        let mut new_bind = cfg.agent.api.as_ref().map(|a| a.bind);
         let mut new_listener = None;
         if new_bind != self.api_bind {
             if let Some(addr) = new_bind {
                 match api::bind(addr).await {
-                    Ok(l) => new_listener = Some(l),
+                    Ok(l) => {
+                        new_bind = bound_addr(Some(&l), new_bind);
+                        new_listener = Some(l);
+                    }
                     Err(e) => {
                         error!(error = %e, "reload refused: the running pipeline is unchanged");
                         self.status.reloaded(false, vec![e.to_string()]);

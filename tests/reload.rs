@@ -74,15 +74,19 @@ fn buffered_then_reloaded(kind: &str) {
     }));
     // the new config writes somewhere that works, adds a filter, and moves
     // the API to another port
-    let api2 = free_port();
     let filter = "[[filter]]\nmatch = \"**\"\ntype = \"record\"\nset = { reloaded = \"yes\" }\n";
     rewrite(
         &a,
         api,
-        &format!("{}\n{filter}", config("good", kind, "")).replace("{api}", &api2.to_string()),
+        &format!("{}\n{filter}", config("good", kind, "")).replace("{api}", "0"),
     );
     hup(&a);
     wait_reload(&a, 1);
+    // the new API address is port 0: the port the kernel gave, from the log
+    let moved = a.stderr();
+    let moved = &moved[moved.find("SIGHUP").expect("reload logged")..];
+    let api2 = listening_port(moved, "API listening").expect("the API moved");
+    assert_ne!(api2, api);
     // everything buffered before the reload arrives through the new output
     assert!(
         wait_until(Duration::from_secs(10), || ids(&a.path("good")).len() == 30),

@@ -290,9 +290,20 @@ fn pump<R: Read + Send + 'static>(r: R, into: Arc<Mutex<String>>) {
     });
 }
 
-/// Reads every JSON line below `dir` (recursively), with the file each came from.
+/// Reads every JSON line below `dir` (recursively), with the file each came
+/// from. A line cut short or a gzip member half written is what a reader
+/// sees while the agent is still writing: read again until the files are
+/// whole (the writer finishes within milliseconds), failing only when they
+/// stay broken.
 pub fn read_json_lines(dir: &Path) -> Vec<(PathBuf, serde_json::Value)> {
-    try_read_json_lines(dir).unwrap_or_else(|e| panic!("{e}"))
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match try_read_json_lines(dir) {
+            Ok(v) => return v,
+            Err(e) if Instant::now() > deadline => panic!("{e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 /// [`read_json_lines`], or what is wrong with a file: a gzip member or a line

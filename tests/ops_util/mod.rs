@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rmpv::Value as V;
 
-use crate::common::{aws::python, listening_port, mp, read_json_lines, spawn_agent_with, Agent};
+use crate::common::{aws::python, free_port, mp, read_json_lines, spawn_agent_with, Agent};
 
 /// GET `path` on 127.0.0.1:`port`: (status code, body).
 pub fn get(port: u16, path: &str) -> (u16, String) {
@@ -173,42 +173,55 @@ pub fn ids(dir: &std::path::Path) -> std::collections::BTreeMap<u64, usize> {
 }
 
 /// Like `Agent::start`, with extra environment variables (an empty value
-/// removes the variable); `{api}` in the config is the API's port. Both are
-/// bound as port 0 and read back from the agent's log (returned: the API's),
-/// then written into its config for restarts and reloads.
+/// removes the variable); `{api}` in the config is the API's port
+/// (returned). These agents reload their config and fall back to the old
+/// one, which must come back on the same ports, and some log only warnings,
+/// so their ports are chosen up front rather than read from the log: when
+/// one was taken in between (the agent exits saying "Address already in
+/// use"), the agent is started again on other ports, so a collision costs a
+/// retry, never a failed test.
 pub fn start_agent(config: &str, env: &[(&str, &str)]) -> (Agent, u16) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let render = |port: u16, api: u16| {
-        config
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let api = free_port();
+        let cfg = config
             .replace("{port}", &port.to_string())
             .replace("{api}", &api.to_string())
-            .replace("{dir}", &dir.path().display().to_string())
-    };
-    std::fs::write(dir.path().join("fuwa.toml"), render(0, 0)).expect("write config");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let stdout = Arc::new(Mutex::new(String::new()));
-    let child = spawn_agent_with(dir.path(), stdout.clone(), stderr.clone(), env);
-    let mut a = Agent {
-        child,
-        dir,
-        port: 0,
-        stderr,
-        stdout,
-    };
-    let uses_api = config.contains("{api}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut api = 0;
-    while uses_api && api == 0 {
-        api = listening_port(&a.stderr(), "API listening").unwrap_or(0);
-        if let Ok(Some(status)) = a.child.try_wait() {
-            panic!("fuwa exited early ({status}): {}", a.stderr());
+            .replace("{dir}", &dir.path().display().to_string());
+        std::fs::write(dir.path().join("fuwa.toml"), cfg).expect("write config");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let child = spawn_agent_with(dir.path(), stdout.clone(), stderr.clone(), env);
+        let mut a = Agent {
+            child,
+            dir,
+            port,
+            stderr,
+            stdout,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (a, api);
+            }
+            if let Ok(Some(status)) = a.child.try_wait() {
+                // let the pump take the last lines
+                std::thread::sleep(Duration::from_millis(50));
+                if a.stderr().contains("Address already in use") {
+                    break;
+                }
+                panic!("fuwa exited early ({status}): {}", a.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fuwa did not listen on {port}: {}",
+                a.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(Instant::now() < deadline, "no API port: {}", a.stderr());
-        std::thread::sleep(Duration::from_millis(20));
     }
-    a.wait_port();
-    std::fs::write(a.dir.path().join("fuwa.toml"), render(a.port, api)).expect("write config");
-    (a, api)
+    panic!("no free ports for fuwa after 10 tries");
 }
 
 /// Rewrites the agent's config (placeholders as in `start_agent`).

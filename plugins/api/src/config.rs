@@ -214,9 +214,11 @@ impl ByteSize {
             "gib" => 1 << 30,
             "t" | "tb" => 1_000_000_000_000,
             "tib" => 1 << 40,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown size unit `{other}` in `{s}` (use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"
-            )),
+            ))
+            }
         };
         let bytes = n * mult as f64;
         if !bytes.is_finite() || bytes > MAX_BYTE_SIZE as f64 {
