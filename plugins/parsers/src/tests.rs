@@ -272,3 +272,54 @@ proptest::proptest! {
         }
     }
 }
+
+/// A tailed line (or an HTTP body, or a field the parser filter reads) is
+/// client bytes: nesting as deep as a line can hold is a parse error (the
+/// line is kept unparsed), never a stack overflow; what fits the depth
+/// bound parses and comes out as msgpack the engine's walkers accept.
+#[test]
+fn deep_json_is_an_error_not_a_stack_overflow() {
+    let parser = p("format = \"json\"");
+    for depth in [200usize, 10_000, 1_000_000] {
+        for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+            let line = format!("{{\"x\":{}1{}}}", open.repeat(depth), close.repeat(depth));
+            assert!(parser.parse(&line).is_err(), "depth {depth} {open}");
+        }
+    }
+    let ok = format!("{{\"x\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+    let r = parser.parse(&ok).expect("100 levels parse");
+    assert!(fuwa_api::msgpack::skip(&r.record, 0).is_ok());
+}
+
+proptest::proptest! {
+    /// Lines biased to depth and length: runs of brackets and braces, long
+    /// strings and numbers, cut anywhere.
+    #[test]
+    fn json_lines_biased_to_depth_never_panic(
+        parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just("[".repeat(64)),
+                proptest::strategy::Just("{\"k\":".repeat(64)),
+                proptest::strategy::Just("]".repeat(64)),
+                proptest::strategy::Just("}".repeat(64)),
+                "\"[ -~]{0,300}\"",
+                "-?[0-9]{1,400}(\\.[0-9]{0,40})?([eE][+-]?[0-9]{1,5})?",
+                proptest::strategy::Just(",".to_string()),
+                proptest::strategy::Just("\\u00".to_string()),
+            ],
+            0..40,
+        ),
+        cut in 0usize..20_000,
+    ) {
+        let parser = p("format = \"json\"");
+        let line: String = format!("{{\"x\":{}", parts.concat());
+        let line = &line[..line.len().min(cut).max(1)];
+        let line = match line.char_indices().last() {
+            Some(_) if line.is_char_boundary(line.len()) => line,
+            _ => "{",
+        };
+        if let Ok(r) = parser.parse(line) {
+            proptest::prop_assert!(fuwa_api::msgpack::skip(&r.record, 0).is_ok());
+        }
+    }
+}
