@@ -26,6 +26,29 @@ pub enum BodyError {
     /// 413: over body_size_limit (after decompression too)
     #[error("the body is larger than body_size_limit ({0} bytes)")]
     TooLarge(usize),
+    /// 503: the bodies held across the input reached body_buffer_limit
+    #[error("too many request bodies are held at once (body_buffer_limit)")]
+    OverBudget,
+}
+
+/// Deepest nesting of arrays and objects (maps) accepted in a record, as
+/// the msgpack readers allow ([`msgpack::MAX_DEPTH`]).
+pub const MAX_DEPTH: usize = msgpack::MAX_DEPTH;
+
+/// An event time the entry format carries: 0 to 2^32-1 seconds (the
+/// EventTime ext has unsigned 32-bit seconds). A time outside would be
+/// written as another time, so it is refused before the ack.
+pub fn check_time(t: EventTime) -> Result<EventTime, String> {
+    if (0..=i64::from(u32::MAX)).contains(&t.secs) {
+        Ok(t)
+    } else {
+        Err(format!(
+            "time {}.{:09} is outside what an event carries (0 to {} epoch seconds)",
+            t.secs,
+            t.nanos,
+            u32::MAX
+        ))
+    }
 }
 
 fn bad(msg: impl Into<String>) -> BodyError {
@@ -221,7 +244,8 @@ impl Decoder {
                 };
                 bad(format!("record {} (byte {at}): {why}", n + 1))
             })?;
-            let time = parsed.time.unwrap_or(info.time);
+            let time = check_time(parsed.time.unwrap_or(info.time))
+                .map_err(|e| bad(format!("record {} (byte {at}): {e}", n + 1)))?;
             match info.remote_addr {
                 None => write_entry(out, time, &parsed.record),
                 Some(add) => {
@@ -300,7 +324,8 @@ impl Decoder {
         out: &mut Vec<u8>,
     ) -> Result<(), BodyError> {
         if self.time_key.is_none() && info.remote_addr.is_none() {
-            write_entry(out, info.time, rec);
+            let time = check_time(info.time).map_err(|e| bad(format!("record {}: {e}", n + 1)))?;
+            write_entry(out, time, rec);
             return Ok(());
         }
         scratch.clear();
@@ -317,6 +342,7 @@ impl Decoder {
             })?,
             _ => info.time,
         };
+        let time = check_time(time).map_err(|e| bad(format!("record {}: {e}", n + 1)))?;
         write_entry(out, time, scratch);
         Ok(())
     }
@@ -326,12 +352,13 @@ impl Decoder {
 pub fn parse_time_param(s: &str) -> Result<EventTime, String> {
     let s = s.trim();
     if let Ok(i) = s.parse::<i64>() {
-        return Ok(EventTime::new(i, 0));
+        return check_time(EventTime::new(i, 0));
     }
     s.parse::<f64>()
         .ok()
         .and_then(EventTime::from_f64)
         .ok_or_else(|| format!("`{s}` is not epoch seconds (like 1700000000 or 1700000000.5)"))
+        .and_then(check_time)
 }
 
 /// A time value inside a msgpack record: an EventTime ext, a number or a
@@ -475,7 +502,9 @@ fn skip_ws(b: &[u8], mut pos: usize) -> usize {
     pos
 }
 
-/// The offset just after the object or array that starts at `start`.
+/// The offset just after the object or array that starts at `start`;
+/// nesting deeper than [`MAX_DEPTH`] is refused here, before any parser
+/// sees it.
 fn object_end(b: &[u8], start: usize) -> Result<usize, BodyError> {
     let mut depth = 0usize;
     let mut i = start;
@@ -496,9 +525,16 @@ fn object_end(b: &[u8], start: usize) -> Result<usize, BodyError> {
                     }
                 }
             }
-            b'{' | b'[' => depth += 1,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(bad(format!(
+                        "byte {i}: nesting deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+            }
             b'}' | b']' => {
-                depth -= 1;
+                depth = depth.saturating_sub(1);
                 if depth == 0 {
                     return Ok(i + 1);
                 }
@@ -538,13 +574,45 @@ pub fn percent_decode(s: &[u8]) -> Result<Vec<u8>, String> {
 /// Inflates a gzip body (several members allowed), refusing to produce more
 /// than `limit` bytes: a small bomb cannot take memory.
 pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::with_capacity((body.len() * 4).min(limit).max(64));
-    let mut d = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
-    d.read_to_end(&mut out)
-        .map_err(|e| bad(format!("the gzip body does not inflate: {e}")))?;
-    if out.len() > limit {
-        return Err(BodyError::TooLarge(limit));
+    gunzip_with(body, limit, &mut |_| true)
+}
+
+/// [`gunzip`], asking `take` for every piece of memory it grows by (the
+/// input's body_buffer_limit); a `false` refuses with `OverBudget`.
+pub fn gunzip_with(
+    body: &[u8],
+    limit: usize,
+    take: &mut dyn FnMut(usize) -> bool,
+) -> Result<Vec<u8>, BodyError> {
+    const STEP: usize = 64 * 1024;
+    let mut out: Vec<u8> = Vec::new();
+    let mut d = flate2::read::MultiGzDecoder::new(body);
+    let mut filled = 0usize;
+    loop {
+        if filled == out.len() {
+            // a piece more, one byte over the limit at most
+            let grow = STEP.min(limit + 1 - out.len().min(limit));
+            if grow == 0 || out.len() > limit {
+                return Err(BodyError::TooLarge(limit));
+            }
+            if !take(grow) {
+                return Err(BodyError::OverBudget);
+            }
+            out.resize(out.len() + grow, 0);
+        }
+        match d.read(&mut out[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled > limit {
+                    return Err(BodyError::TooLarge(limit));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(bad(format!("the gzip body does not inflate: {e}"))),
+        }
     }
+    out.truncate(filled);
     Ok(out)
 }
 
