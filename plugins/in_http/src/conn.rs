@@ -431,7 +431,8 @@ async fn post(
     // the whole body, within the limit, the input's budget and the read
     // timeout; what it holds of the budget is given back with the answer
     let mut held = shared.budget.hold();
-    let body = read_body(req.into_body(), shared.limit, &mut held);
+    let mut incoming = req.into_body();
+    let body = read_body(&mut incoming, shared.limit, &mut held);
     let body = match tokio::time::timeout(shared.read_timeout, body).await {
         Err(_) => {
             // the rest of the body may still come: this connection is done
@@ -454,7 +455,15 @@ async fn post(
                 1,
             ));
         }
-        Ok(Err(ReadError::OverBudget)) => return shared.over_budget(peer, &tag),
+        Ok(Err(ReadError::OverBudget)) => {
+            // give back what it holds, then read the rest without keeping
+            // it (a close with unread bytes would reset the connection and
+            // the client might never see the answer)
+            drop(held);
+            let drain = drain(&mut incoming, shared.limit);
+            let _ = tokio::time::timeout(shared.read_timeout.min(DRAIN_TIME), drain).await;
+            return shared.over_budget(peer, &tag);
+        }
         Ok(Err(ReadError::Http(e))) => {
             return last(shared.refuse(
                 peer,
@@ -564,7 +573,24 @@ enum ReadError {
 /// Reads the whole body, refusing more than `limit` bytes, taking what it
 /// reads from the input's budget. A body that arrives in one piece is kept
 /// as it is, without a copy.
-async fn read_body(mut body: Incoming, limit: usize, held: &mut Held) -> Result<Bytes, ReadError> {
+/// How long a refused body is read on (and thrown away) so that the client
+/// sees the answer.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and drops the rest of a body, `limit` bytes at most.
+async fn drain(body: &mut Incoming, limit: usize) {
+    let mut total = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(d) = frame.into_data() {
+            total = total.saturating_add(d.len());
+            if total > limit {
+                return;
+            }
+        }
+    }
+}
+
+async fn read_body(body: &mut Incoming, limit: usize, held: &mut Held) -> Result<Bytes, ReadError> {
     let mut first: Option<Bytes> = None;
     let mut more: Vec<u8> = Vec::new();
     let mut total = 0usize;

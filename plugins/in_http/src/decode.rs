@@ -275,7 +275,17 @@ impl Decoder {
         let mut n = 0u32;
         let mut pos = 0;
         let mut scratch = Vec::new();
-        let mp_err = |e: msgpack::DecodeError, n: u32| bad(format!("record {}: {e}", n + 1));
+        let mp_err = |e: msgpack::DecodeError, n: u32| {
+            let e = e.to_string();
+            if e.contains("too deep") {
+                bad(format!(
+                    "record {}: {e} (nesting deeper than {MAX_DEPTH} levels)",
+                    n + 1
+                ))
+            } else {
+                bad(format!("record {}: {e}", n + 1))
+            }
+        };
         while pos < body.len() {
             let (head, after) = msgpack::read_head(body, pos).map_err(|e| mp_err(e, n))?;
             match head {
