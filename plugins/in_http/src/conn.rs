@@ -447,6 +447,11 @@ async fn post(
             ));
         }
         Ok(Err(ReadError::TooLarge)) => {
+            // as below: read the rest (a while, thrown away) so that the
+            // client sees the 413 rather than a reset
+            drop(held);
+            let drain = drain(&mut incoming, shared.limit);
+            let _ = tokio::time::timeout(shared.read_timeout.min(DRAIN_TIME), drain).await;
             return last(shared.invalid(
                 peer,
                 &tag,
