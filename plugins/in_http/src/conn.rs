@@ -607,24 +607,40 @@ async fn read_body(body: &mut Incoming, limit: usize, held: &mut Held) -> Result
         if total > limit {
             return Err(ReadError::TooLarge);
         }
-        // the first piece is held as it is; two or more are copied into one
-        // buffer of `total` bytes while both exist
-        let extra = if first.is_some() { total } else { data.len() };
-        if !held.take(extra) {
-            return Err(ReadError::OverBudget);
-        }
         if data.is_empty() {
             continue;
         }
-        match first.take() {
-            None if more.is_empty() => first = Some(data),
-            Some(f) => {
-                more.reserve(total);
-                more.extend_from_slice(&f);
-                more.extend_from_slice(&data);
+        // the first piece is held as it is (and counted); from the second
+        // on, pieces are copied into one buffer whose whole capacity is
+        // counted before it is allocated. It doubles (so a stalled sender
+        // holds at most twice what it sent, not what it announced), up to
+        // what the header announced and the limit.
+        let len = more.len() + first.as_ref().map_or(0, Bytes::len) + data.len();
+        if first.is_none() && more.is_empty() {
+            if !held.take(data.len()) {
+                return Err(ReadError::OverBudget);
             }
-            None => more.extend_from_slice(&data),
+            first = Some(data);
+            continue;
         }
+        if len > more.capacity() {
+            let announced =
+                usize::try_from(hyper::body::Body::size_hint(&*body).lower()).unwrap_or(usize::MAX);
+            let cap = more
+                .capacity()
+                .saturating_mul(2)
+                .min(len.saturating_add(announced))
+                .min(limit)
+                .max(len);
+            if !held.take(cap - more.capacity()) {
+                return Err(ReadError::OverBudget);
+            }
+            more.reserve_exact(cap - more.len());
+        }
+        if let Some(f) = first.take() {
+            more.extend_from_slice(&f);
+        }
+        more.extend_from_slice(&data);
     }
     Ok(first.unwrap_or_else(|| Bytes::from(more)))
 }
