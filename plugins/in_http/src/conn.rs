@@ -675,8 +675,10 @@ fn decode_body(
     };
     let mut out = Vec::with_capacity(body.len() + 32);
     let n = shared.decoder.decode(format, body, &info, &mut out)?;
-    // entries are about the size of the body; what they hold beyond it
-    if out.len() > body.len() + 32 && !held.take(out.len() - body.len() - 32) {
+    // entries are about the size of the body; what their buffer holds
+    // beyond it
+    let grown = out.capacity().saturating_sub(body.len() + 32);
+    if grown > 0 && !held.take(grown) {
         return Err(BodyError::OverBudget);
     }
     Ok((out, n))

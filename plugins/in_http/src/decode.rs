@@ -614,6 +614,8 @@ pub fn gunzip_with(
             if !take(grow) {
                 return Err(BodyError::OverBudget);
             }
+            // exact: what was taken is what is allocated
+            out.reserve_exact(grow);
             out.resize(out.len() + grow, 0);
         }
         match d.read(&mut out[filled..]) {
@@ -993,7 +995,7 @@ mod tests {
             );
             let under_time = json_nest(depth, &kinds, "1").replacen("\"a\"", "\"t\"", 1);
             let r = d.decode(Format::Json, under_time.as_bytes(), &info(), &mut Vec::new());
-            prop_assert!(r.is_err(), "a nested time is no time");
+            prop_assert_eq!(r.is_ok(), depth == 0, "a nested time is no time");
             // any cut of the body is refused
             let at = cut.index(body.len());
             let r = d.decode(Format::Json, &body.as_bytes()[..at], &info(), &mut Vec::new());
