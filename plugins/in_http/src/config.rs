@@ -34,9 +34,31 @@ pub struct HttpConfig {
     /// the `Retry-After` given with 503 (whole seconds, at least 1)
     #[serde(default = "default_retry_after")]
     pub retry_after: HumanDuration,
-    /// how long a client may take to send a request's headers and its body
+    /// how long a client may take to send a request's body once its head
+    /// arrived (a body that stops midway is answered 408 and closed)
     #[serde(default = "default_read_timeout")]
     pub read_timeout: HumanDuration,
+    /// how long a client may take to send a request head: from the accept
+    /// for the first request, from its first byte for later ones
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: HumanDuration,
+    /// how long a keep-alive connection may wait for its next request
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// open connections at most; more wait in the listen backlog (default:
+    /// a quarter of the soft RLIMIT_NOFILE at start, 16 to 16384)
+    pub max_connections: Option<usize>,
+    /// bytes of request bodies (read, inflated and decoded) held at once
+    /// across the input; a request that would go over gets 503 and is closed
+    /// (default: 4 × body_size_limit)
+    pub body_buffer_limit: Option<ByteSize>,
+    /// longest tag (the path after `/`) accepted, in bytes
+    #[serde(default = "default_tag_length_limit")]
+    pub tag_length_limit: ByteSize,
+    /// peers (IPs or CIDRs) whose `X-Forwarded-For` is believed for
+    /// remote_addr_key; empty: the header is never believed
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// answer 204 No Content instead of 200 OK (Fluentd's use_204_response)
     #[serde(default)]
     pub use_204_response: bool,
@@ -58,4 +80,13 @@ fn default_retry_after() -> HumanDuration {
 }
 fn default_read_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(30))
+}
+fn default_header_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(10))
+}
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+fn default_tag_length_limit() -> ByteSize {
+    ByteSize(fuwa_api::tag::DEFAULT_TAG_LENGTH_LIMIT as u64)
 }

@@ -15,7 +15,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use tracing::{debug, warn};
 
 use crate::cors::Cors;
-use crate::decode::{gunzip, parse_time_param, BodyError, Decoder, Format, RequestInfo};
+use crate::decode::{gunzip_with, parse_time_param, BodyError, Decoder, Format, RequestInfo};
+use crate::limits::{Budget, Held, Proxies};
 
 pub type Resp = Response<Full<Bytes>>;
 
@@ -38,6 +39,29 @@ pub struct Shared {
     pub ok_status: StatusCode,
     pub remote_addr_key: Option<String>,
     pub warn_every: RateLimit,
+    /// tag_length_limit
+    pub tag_limit: usize,
+    /// body_buffer_limit
+    pub budget: Arc<Budget>,
+    /// trusted_proxies
+    pub proxies: Proxies,
+    /// warnings about body_buffer_limit
+    pub budget_warn: RateLimit,
+}
+
+/// At most this much of a tag goes into a log line.
+const TAG_IN_LOG: usize = 128;
+
+/// A tag as logged: cut at TAG_IN_LOG bytes (on a character boundary).
+pub fn loggable(tag: &str) -> std::borrow::Cow<'_, str> {
+    if tag.len() <= TAG_IN_LOG {
+        return tag.into();
+    }
+    let mut end = TAG_IN_LOG;
+    while !tag.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &tag[..end], tag.len()).into()
 }
 
 fn respond(status: StatusCode, body: Bytes) -> Resp {
@@ -177,21 +201,22 @@ fn preflight(req: &Request<Incoming>, cors: &Cors) -> Resp {
     r
 }
 
-/// A tag from the path: dot-separated parts of letters, digits and `_-:@+~`.
-pub fn valid_tag(t: &str) -> Result<(), &'static str> {
+/// A tag from the path: at most `limit` bytes (tag_length_limit, checked
+/// as every input does), dot-separated parts of letters, digits and `_-:@+~`.
+pub fn valid_tag(t: &str, limit: usize) -> Result<(), String> {
     if t.is_empty() {
-        return Err("the tag (the path after /) is empty: POST /<tag>");
+        return Err("the tag (the path after /) is empty: POST /<tag>".into());
     }
-    if t.len() > 1024 {
-        return Err("the tag is longer than 1024 bytes");
+    if let Err(e) = fuwa_api::tag::check(t, limit) {
+        return Err(e.to_string());
     }
     if t.split('.').any(str::is_empty) {
-        return Err("the tag has an empty part (leading, trailing or double dot)");
+        return Err("the tag has an empty part (leading, trailing or double dot)".into());
     }
     if !t.bytes().all(|c| {
         c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b':' | b'@' | b'+' | b'~')
     }) {
-        return Err("the tag may hold only letters, digits and . _ - : @ + ~");
+        return Err("the tag may hold only letters, digits and . _ - : @ + ~".into());
     }
     Ok(())
 }
@@ -220,18 +245,58 @@ fn last(mut r: Resp) -> Resp {
 
 impl Shared {
     fn refuse(&self, peer: SocketAddr, tag: &str, status: StatusCode, why: String) -> Resp {
-        debug!(input = %self.id, %peer, tag, status = status.as_u16(), reason = %why, "request refused");
-        if status == StatusCode::BAD_REQUEST && self.warn_every.ready() {
-            warn!(input = %self.id, %peer, tag, reason = %why, "malformed request refused with 400 (nothing of it kept; repeats are logged at debug)");
+        let tag = loggable(tag);
+        debug!(input = %self.id, %peer, tag = %tag, status = status.as_u16(), reason = %why, "request refused");
+        if matches!(
+            status,
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE
+        ) && self.warn_every.ready()
+        {
+            warn!(input = %self.id, %peer, tag = %tag, status = status.as_u16(), reason = %why, "request refused (nothing of it kept, its events counted as invalid; repeats are logged at debug)");
         }
         text(status, why)
     }
 
-    fn unavailable(&self, peer: SocketAddr, tag: &str, why: String, close: bool) -> Resp {
-        if self.warn_every.ready() {
-            warn!(input = %self.id, %peer, tag, reason = %why, "answering 503 (backpressure); repeats are logged at debug");
+    /// Refuses a request whose events are invalid: they are counted
+    /// (`fuwa_input_invalid_records_total`, at least one per request).
+    fn invalid(
+        &self,
+        peer: SocketAddr,
+        tag: &str,
+        status: StatusCode,
+        why: String,
+        events: u32,
+    ) -> Resp {
+        self.emitter.invalid(u64::from(events.max(1)));
+        self.refuse(peer, tag, status, why)
+    }
+
+    /// 503 and close: the bodies held across the input are at
+    /// body_buffer_limit.
+    fn over_budget(&self, peer: SocketAddr, tag: &str) -> Resp {
+        let why = format!(
+            "too many request bodies are being received at once (body_buffer_limit, {} bytes): retry later",
+            self.budget.limit()
+        );
+        if self.budget_warn.ready() {
+            warn!(input = %self.id, %peer, tag = %loggable(tag), held = self.budget.used(), limit = self.budget.limit(), "body_buffer_limit reached: answering 503 and closing (repeats are logged at debug)");
         } else {
-            debug!(input = %self.id, %peer, tag, reason = %why, "answering 503");
+            debug!(input = %self.id, %peer, "body_buffer_limit reached: 503");
+        }
+        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, why);
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(self.retry_after_secs),
+        );
+        last(r)
+    }
+
+    fn unavailable(&self, peer: SocketAddr, tag: &str, why: String, close: bool) -> Resp {
+        let tag = loggable(tag);
+        if self.warn_every.ready() {
+            warn!(input = %self.id, %peer, tag = %tag, reason = %why, "answering 503 (backpressure); repeats are logged at debug");
+        } else {
+            debug!(input = %self.id, %peer, tag = %tag, reason = %why, "answering 503");
         }
         let mut r = text(StatusCode::SERVICE_UNAVAILABLE, why);
         r.headers_mut().insert(
@@ -338,17 +403,19 @@ async fn post(
             }
         }
     }
+    // the peer, or what a trusted proxy says the client is
     let remote = shared.remote_addr_key.as_ref().map(|_| {
-        h.get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| peer.ip().to_string())
+        shared
+            .proxies
+            .client(
+                peer.ip(),
+                h.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()),
+            )
+            .to_string()
     });
     // refusals that do not depend on the body are answered after reading
     // it, so that the connection stays usable (keep-alive)
-    let tag_ok = valid_tag(tag);
+    let tag_ok = valid_tag(tag, shared.tag_limit);
     let tag: Arc<str> = {
         let mut last = tags.lock().unwrap_or_else(|e| e.into_inner());
         match &*last {
@@ -361,11 +428,15 @@ async fn post(
         }
     };
 
-    // the whole body, within the limit and the read timeout
-    let body = read_body(req.into_body(), shared.limit);
+    // the whole body, within the limit, the input's budget and the read
+    // timeout; what it holds of the budget is given back with the answer
+    let mut held = shared.budget.hold();
+    let mut incoming = req.into_body();
+    let body = read_body(&mut incoming, shared.limit, &mut held);
     let body = match tokio::time::timeout(shared.read_timeout, body).await {
         Err(_) => {
-            return shared.refuse(
+            // the rest of the body may still come: this connection is done
+            return last(shared.refuse(
                 peer,
                 &tag,
                 StatusCode::REQUEST_TIMEOUT,
@@ -373,59 +444,99 @@ async fn post(
                     "the body did not arrive within read_timeout ({:?})",
                     shared.read_timeout
                 ),
-            )
+            ));
         }
-        Ok(Err(None)) => {
-            let mut r = shared.refuse(
+        Ok(Err(ReadError::TooLarge)) => {
+            // as below: read the rest (a while, thrown away) so that the
+            // client sees the 413 rather than a reset
+            drop(held);
+            let drain = drain(&mut incoming, shared.limit);
+            let _ = tokio::time::timeout(shared.read_timeout.min(DRAIN_TIME), drain).await;
+            return last(shared.invalid(
                 peer,
                 &tag,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 BodyError::TooLarge(shared.limit).to_string(),
-            );
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return r;
+                1,
+            ));
         }
-        Ok(Err(Some(e))) => {
-            return shared.refuse(
+        Ok(Err(ReadError::OverBudget)) => {
+            // give back what it holds, then read the rest without keeping
+            // it (a close with unread bytes would reset the connection and
+            // the client might never see the answer)
+            drop(held);
+            let drain = drain(&mut incoming, shared.limit);
+            let _ = tokio::time::timeout(shared.read_timeout.min(DRAIN_TIME), drain).await;
+            return shared.over_budget(peer, &tag);
+        }
+        Ok(Err(ReadError::Http(e))) => {
+            return last(shared.refuse(
                 peer,
                 &tag,
                 StatusCode::BAD_REQUEST,
                 format!("could not read the body: {e}"),
-            )
+            ))
         }
         Ok(Ok(b)) => b,
     };
 
-    if let Err(why) = tag_ok {
-        return shared.refuse(peer, &tag, StatusCode::BAD_REQUEST, why.to_string());
-    }
-    let time = match time {
-        Ok(t) => t.unwrap_or_else(EventTime::now),
-        Err(why) => return shared.refuse(peer, &tag, StatusCode::BAD_REQUEST, why),
+    // a bad time parameter refuses the request too, once its events are
+    // counted
+    let (time, time_err) = match time {
+        Ok(t) => (t.unwrap_or_else(EventTime::now), None),
+        Err(why) => (EventTime::now(), Some(why)),
     };
     let decoded = if body.len() <= INLINE_DECODE && !gzip {
-        decode_body(shared, format, false, &body, time, remote.as_deref())
+        decode_body(
+            shared,
+            format,
+            false,
+            &body,
+            time,
+            remote.as_deref(),
+            &mut held,
+        )
     } else {
         let s = shared.clone();
         match tokio::task::spawn_blocking(move || {
-            decode_body(&s, format, gzip, &body, time, remote.as_deref())
+            let r = decode_body(&s, format, gzip, &body, time, remote.as_deref(), &mut held);
+            (r, held)
         })
         .await
         {
-            Ok(r) => r,
-            Err(e) => Err(BodyError::Malformed(format!("decoding failed: {e}"))),
+            Ok((r, h)) => {
+                held = h;
+                r
+            }
+            Err(e) => {
+                held = shared.budget.hold();
+                Err(BodyError::Malformed(format!("decoding failed: {e}")))
+            }
         }
     };
     let (entries, count) = match decoded {
         Ok(x) => x,
         Err(e @ BodyError::TooLarge(_)) => {
-            return shared.refuse(peer, &tag, StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            return shared.invalid(peer, &tag, StatusCode::PAYLOAD_TOO_LARGE, e.to_string(), 1)
         }
         Err(BodyError::Malformed(m)) => {
-            return shared.refuse(peer, &tag, StatusCode::BAD_REQUEST, m)
+            return shared.invalid(peer, &tag, StatusCode::BAD_REQUEST, m, 1)
         }
+        Err(BodyError::OverBudget) => return shared.over_budget(peer, &tag),
     };
+    // a tag that cannot be taken refuses every event of the request: they
+    // are counted, and nothing is kept
+    if let Some(why) = tag_ok.err().or(time_err) {
+        return shared.invalid(
+            peer,
+            &tag,
+            StatusCode::BAD_REQUEST,
+            format!("{why}; none of the {count} events was kept"),
+            count,
+        );
+    }
+    // the body and its entries stay held until they are in the buffers
+    let _held = held;
     if count > 0 {
         let batch = Batch::new(tag.clone(), Bytes::from(entries), count);
         // Dropping the emit on timeout cancels it while it waits for room:
@@ -456,36 +567,86 @@ async fn post(
     respond(shared.ok_status, Bytes::new())
 }
 
-/// Reads the whole body, refusing more than `limit` bytes (`Err(None)`). A
-/// body that arrives in one piece is kept as it is, without a copy.
-async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Option<hyper::Error>> {
+enum ReadError {
+    /// over body_size_limit
+    TooLarge,
+    /// over body_buffer_limit (with the other requests' bodies)
+    OverBudget,
+    Http(hyper::Error),
+}
+
+/// Reads the whole body, refusing more than `limit` bytes, taking what it
+/// reads from the input's budget. A body that arrives in one piece is kept
+/// as it is, without a copy.
+/// How long a refused body is read on (and thrown away) so that the client
+/// sees the answer.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and drops the rest of a body, `limit` bytes at most.
+async fn drain(body: &mut Incoming, limit: usize) {
+    let mut total = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(d) = frame.into_data() {
+            total = total.saturating_add(d.len());
+            if total > limit {
+                return;
+            }
+        }
+    }
+}
+
+async fn read_body(body: &mut Incoming, limit: usize, held: &mut Held) -> Result<Bytes, ReadError> {
     let mut first: Option<Bytes> = None;
     let mut more: Vec<u8> = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(Some)?.into_data() else {
+        let Ok(data) = frame.map_err(ReadError::Http)?.into_data() else {
             continue; // trailers
         };
-        total += data.len();
+        total = total.saturating_add(data.len());
         if total > limit {
-            return Err(None);
+            return Err(ReadError::TooLarge);
         }
         if data.is_empty() {
             continue;
         }
-        match first.take() {
-            None if more.is_empty() => first = Some(data),
-            Some(f) => {
-                more.reserve(total);
-                more.extend_from_slice(&f);
-                more.extend_from_slice(&data);
+        // the first piece is held as it is (and counted); from the second
+        // on, pieces are copied into one buffer whose whole capacity is
+        // counted before it is allocated. It doubles (so a stalled sender
+        // holds at most twice what it sent, not what it announced), up to
+        // what the header announced and the limit.
+        let len = more.len() + first.as_ref().map_or(0, Bytes::len) + data.len();
+        if first.is_none() && more.is_empty() {
+            if !held.take(data.len()) {
+                return Err(ReadError::OverBudget);
             }
-            None => more.extend_from_slice(&data),
+            first = Some(data);
+            continue;
         }
+        if len > more.capacity() {
+            let announced =
+                usize::try_from(hyper::body::Body::size_hint(&*body).lower()).unwrap_or(usize::MAX);
+            let cap = more
+                .capacity()
+                .saturating_mul(2)
+                .min(len.saturating_add(announced))
+                .min(limit)
+                .max(len);
+            if !held.take(cap - more.capacity()) {
+                return Err(ReadError::OverBudget);
+            }
+            more.reserve_exact(cap - more.len());
+        }
+        if let Some(f) = first.take() {
+            more.extend_from_slice(&f);
+        }
+        more.extend_from_slice(&data);
     }
     Ok(first.unwrap_or_else(|| Bytes::from(more)))
 }
 
+/// Inflates and converts a body; the inflated and converted bytes are
+/// taken from the budget too.
 fn decode_body(
     shared: &Shared,
     format: Format,
@@ -493,14 +654,18 @@ fn decode_body(
     body: &[u8],
     time: EventTime,
     remote: Option<&str>,
+    held: &mut Held,
 ) -> Result<(Vec<u8>, u32), BodyError> {
     let inflated;
     let body = if gzip {
-        inflated = gunzip(body, shared.limit)?;
+        inflated = gunzip_with(body, shared.limit, &mut |n| held.take(n))?;
         &inflated[..]
     } else {
         body
     };
+    if !held.take(body.len() + 32) {
+        return Err(BodyError::OverBudget);
+    }
     let info = RequestInfo {
         time,
         remote_addr: match (&shared.remote_addr_key, remote) {
@@ -510,6 +675,12 @@ fn decode_body(
     };
     let mut out = Vec::with_capacity(body.len() + 32);
     let n = shared.decoder.decode(format, body, &info, &mut out)?;
+    // entries are about the size of the body; what their buffer holds
+    // beyond it
+    let grown = out.capacity().saturating_sub(body.len() + 32);
+    if grown > 0 && !held.take(grown) {
+        return Err(BodyError::OverBudget);
+    }
     Ok((out, n))
 }
 
@@ -519,11 +690,21 @@ mod tests {
 
     #[test]
     fn tags() {
-        assert!(valid_tag("app.access").is_ok());
-        assert!(valid_tag("a-b_c:d@e+f~g.1").is_ok());
-        for bad in ["", ".a", "a.", "a..b", "a b", "a/b", "a*", "a{b}", "é"] {
-            assert!(valid_tag(bad).is_err(), "{bad}");
+        assert!(valid_tag("app.access", 1024).is_ok());
+        assert!(valid_tag("a-b_c:d@e+f~g.1", 1024).is_ok());
+        for bad in [
+            "", ".a", "a.", "a..b", "a b", "a/b", "a*", "a{b}", "é", "a\nb",
+        ] {
+            assert!(valid_tag(bad, 1024).is_err(), "{bad}");
         }
+        let long = "a".repeat(300);
+        assert!(valid_tag(&long, 300).is_ok());
+        let why = valid_tag(&long, 299).unwrap_err();
+        assert!(why.contains("tag_length_limit"), "{why}");
+        assert_eq!(
+            loggable(&long).len(),
+            TAG_IN_LOG + " (300 bytes)".len() + "…".len()
+        );
     }
 
     #[test]

@@ -26,6 +26,35 @@ pub enum BodyError {
     /// 413: over body_size_limit (after decompression too)
     #[error("the body is larger than body_size_limit ({0} bytes)")]
     TooLarge(usize),
+    /// 503: the bodies held across the input reached body_buffer_limit
+    #[error("too many request bodies are held at once (body_buffer_limit)")]
+    OverBudget,
+}
+
+/// Deepest nesting of arrays and maps accepted in a msgpack record, the
+/// record itself counted ([`msgpack::MAX_DEPTH`]).
+pub const MAX_DEPTH: usize = msgpack::MAX_DEPTH;
+
+/// Deepest nesting of arrays and objects accepted in a JSON record, the
+/// record itself counted: serde_json's recursion limit (128) leaves 127.
+/// Checked by [`object_end`] before serde_json sees the text, so the limit
+/// and its message are ours.
+pub const JSON_MAX_DEPTH: usize = 127;
+
+/// An event time the entry format carries: 0 to 2^32-1 seconds (the
+/// EventTime ext has unsigned 32-bit seconds). A time outside would be
+/// written as another time, so it is refused before the ack.
+pub fn check_time(t: EventTime) -> Result<EventTime, String> {
+    if (0..=i64::from(u32::MAX)).contains(&t.secs) {
+        Ok(t)
+    } else {
+        Err(format!(
+            "time {}.{:09} is outside what an event carries (0 to {} epoch seconds)",
+            t.secs,
+            t.nanos,
+            u32::MAX
+        ))
+    }
 }
 
 fn bad(msg: impl Into<String>) -> BodyError {
@@ -221,7 +250,8 @@ impl Decoder {
                 };
                 bad(format!("record {} (byte {at}): {why}", n + 1))
             })?;
-            let time = parsed.time.unwrap_or(info.time);
+            let time = check_time(parsed.time.unwrap_or(info.time))
+                .map_err(|e| bad(format!("record {} (byte {at}): {e}", n + 1)))?;
             match info.remote_addr {
                 None => write_entry(out, time, &parsed.record),
                 Some(add) => {
@@ -251,7 +281,17 @@ impl Decoder {
         let mut n = 0u32;
         let mut pos = 0;
         let mut scratch = Vec::new();
-        let mp_err = |e: msgpack::DecodeError, n: u32| bad(format!("record {}: {e}", n + 1));
+        let mp_err = |e: msgpack::DecodeError, n: u32| {
+            let e = e.to_string();
+            if e.contains("too deep") {
+                bad(format!(
+                    "record {}: {e} (nesting deeper than {MAX_DEPTH} levels)",
+                    n + 1
+                ))
+            } else {
+                bad(format!("record {}: {e}", n + 1))
+            }
+        };
         while pos < body.len() {
             let (head, after) = msgpack::read_head(body, pos).map_err(|e| mp_err(e, n))?;
             match head {
@@ -300,7 +340,8 @@ impl Decoder {
         out: &mut Vec<u8>,
     ) -> Result<(), BodyError> {
         if self.time_key.is_none() && info.remote_addr.is_none() {
-            write_entry(out, info.time, rec);
+            let time = check_time(info.time).map_err(|e| bad(format!("record {}: {e}", n + 1)))?;
+            write_entry(out, time, rec);
             return Ok(());
         }
         scratch.clear();
@@ -317,6 +358,7 @@ impl Decoder {
             })?,
             _ => info.time,
         };
+        let time = check_time(time).map_err(|e| bad(format!("record {}: {e}", n + 1)))?;
         write_entry(out, time, scratch);
         Ok(())
     }
@@ -326,12 +368,13 @@ impl Decoder {
 pub fn parse_time_param(s: &str) -> Result<EventTime, String> {
     let s = s.trim();
     if let Ok(i) = s.parse::<i64>() {
-        return Ok(EventTime::new(i, 0));
+        return check_time(EventTime::new(i, 0));
     }
     s.parse::<f64>()
         .ok()
         .and_then(EventTime::from_f64)
         .ok_or_else(|| format!("`{s}` is not epoch seconds (like 1700000000 or 1700000000.5)"))
+        .and_then(check_time)
 }
 
 /// A time value inside a msgpack record: an EventTime ext, a number or a
@@ -475,7 +518,9 @@ fn skip_ws(b: &[u8], mut pos: usize) -> usize {
     pos
 }
 
-/// The offset just after the object or array that starts at `start`.
+/// The offset just after the object or array that starts at `start`;
+/// nesting deeper than [`JSON_MAX_DEPTH`] is refused here, before any parser
+/// sees it.
 fn object_end(b: &[u8], start: usize) -> Result<usize, BodyError> {
     let mut depth = 0usize;
     let mut i = start;
@@ -496,9 +541,16 @@ fn object_end(b: &[u8], start: usize) -> Result<usize, BodyError> {
                     }
                 }
             }
-            b'{' | b'[' => depth += 1,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > JSON_MAX_DEPTH {
+                    return Err(bad(format!(
+                        "byte {i}: nesting deeper than {JSON_MAX_DEPTH} levels"
+                    )));
+                }
+            }
             b'}' | b']' => {
-                depth -= 1;
+                depth = depth.saturating_sub(1);
                 if depth == 0 {
                     return Ok(i + 1);
                 }
@@ -538,13 +590,47 @@ pub fn percent_decode(s: &[u8]) -> Result<Vec<u8>, String> {
 /// Inflates a gzip body (several members allowed), refusing to produce more
 /// than `limit` bytes: a small bomb cannot take memory.
 pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::with_capacity((body.len() * 4).min(limit).max(64));
-    let mut d = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
-    d.read_to_end(&mut out)
-        .map_err(|e| bad(format!("the gzip body does not inflate: {e}")))?;
-    if out.len() > limit {
-        return Err(BodyError::TooLarge(limit));
+    gunzip_with(body, limit, &mut |_| true)
+}
+
+/// [`gunzip`], asking `take` for every piece of memory it grows by (the
+/// input's body_buffer_limit); a `false` refuses with `OverBudget`.
+pub fn gunzip_with(
+    body: &[u8],
+    limit: usize,
+    take: &mut dyn FnMut(usize) -> bool,
+) -> Result<Vec<u8>, BodyError> {
+    const STEP: usize = 64 * 1024;
+    let mut out: Vec<u8> = Vec::new();
+    let mut d = flate2::read::MultiGzDecoder::new(body);
+    let mut filled = 0usize;
+    loop {
+        if filled == out.len() {
+            // a piece more, one byte over the limit at most
+            let grow = STEP.min(limit + 1 - out.len().min(limit));
+            if grow == 0 || out.len() > limit {
+                return Err(BodyError::TooLarge(limit));
+            }
+            if !take(grow) {
+                return Err(BodyError::OverBudget);
+            }
+            // exact: what was taken is what is allocated
+            out.reserve_exact(grow);
+            out.resize(out.len() + grow, 0);
+        }
+        match d.read(&mut out[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled > limit {
+                    return Err(BodyError::TooLarge(limit));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(bad(format!("the gzip body does not inflate: {e}"))),
+        }
     }
+    out.truncate(filled);
     Ok(out)
 }
 
@@ -833,6 +919,231 @@ mod tests {
             let got: Vec<_> = run(&d, Format::Msgpack, &mp, &info()).unwrap().into_iter().map(|(_, v)| v).collect();
             prop_assert_eq!(&got, &objs);
         }
+    }
+
+    /// One level of JSON nesting: an array, or an object with one key.
+    fn json_nest(depth: usize, kinds: &[bool], inner: &str) -> String {
+        let mut open = String::new();
+        let mut close = String::new();
+        for i in 0..depth {
+            if kinds[i % kinds.len()] {
+                open.push('[');
+                close.insert(0, ']');
+            } else {
+                open.push_str("{\"k\":");
+                close.insert(0, '}');
+            }
+        }
+        format!("{{\"a\":{open}{inner}{close}}}")
+    }
+
+    /// msgpack heads that declare far more than follows
+    fn huge_head() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(vec![0xdd, 0xff, 0xff, 0xff, 0xff]),       // array32
+            Just(vec![0xdf, 0xff, 0xff, 0xff, 0xff]),       // map32
+            Just(vec![0xdb, 0xff, 0xff, 0xff, 0xff]),       // str32
+            Just(vec![0xc6, 0xff, 0xff, 0xff, 0xff]),       // bin32
+            Just(vec![0xc9, 0xff, 0xff, 0xff, 0xff, 0x00]), // ext32
+            Just(vec![0xdc, 0xff, 0xff]),                   // array16
+            Just(vec![0xde, 0xff, 0xff]),                   // map16
+        ]
+    }
+
+    fn gz(b: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// JSON nested to any depth: up to the bound it is taken whole, past
+        /// it a clear 400; in the body, in an array, as NDJSON, in a form and
+        /// under time_key; cut anywhere it is refused, never a panic
+        #[test]
+        fn json_depth_is_bounded(
+            depth in prop_oneof![0usize..140, 120usize..136, 1000usize..50_000],
+            kinds in prop::collection::vec(any::<bool>(), 1..4),
+            long in prop_oneof![Just(0usize), 1usize..100, 60_000usize..70_000],
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let d = Decoder::new(Some("t".into()), None, false, utc()).unwrap();
+            let leaf = format!("\"{}\"", "x".repeat(long));
+            let body = json_nest(depth, &kinds, &leaf);
+            // the record itself counts one level
+            let ok = depth < JSON_MAX_DEPTH;
+            for b in [
+                body.clone(),
+                format!("[{body}]"),
+                format!("{{}}\n{body}\n"),
+            ] {
+                let r = d.decode(Format::Json, b.as_bytes(), &info(), &mut Vec::new());
+                if ok {
+                    prop_assert!(r.is_ok(), "depth {}: {:?}", depth, r);
+                } else {
+                    let msg = format!("{r:?}");
+                    prop_assert!(msg.contains("deeper than"), "depth {}: {}", depth, &msg[..msg.len().min(200)]);
+                }
+            }
+            let form = format!("json={}", percent_encode(body.as_bytes()));
+            prop_assert_eq!(
+                d.decode(Format::Form, form.as_bytes(), &info(), &mut Vec::new()).is_ok(),
+                ok
+            );
+            let under_time = json_nest(depth, &kinds, "1").replacen("\"a\"", "\"t\"", 1);
+            let r = d.decode(Format::Json, under_time.as_bytes(), &info(), &mut Vec::new());
+            prop_assert_eq!(r.is_ok(), depth == 0, "a nested time is no time");
+            // any cut of the body is refused
+            let at = cut.index(body.len());
+            let r = d.decode(Format::Json, &body.as_bytes()[..at], &info(), &mut Vec::new());
+            prop_assert!(matches!(r, Err(BodyError::Malformed(_))));
+        }
+
+        /// msgpack nested to any depth, with huge declared lengths and cuts:
+        /// refused with a reason, never a panic, never a huge allocation
+        #[test]
+        fn msgpack_depth_and_lengths_are_bounded(
+            depth in prop_oneof![0usize..140, 1000usize..100_000],
+            map_levels in any::<bool>(),
+            tail in prop_oneof![Just(vec![0xc0u8]), huge_head()],
+            cut in any::<prop::sample::Index>(),
+            as_array in any::<bool>(),
+        ) {
+            let d = Decoder::new(Some("t".into()), None, false, utc()).unwrap();
+            let mut b = vec![0x81, 0xa1, b'a'];
+            for _ in 0..depth {
+                if map_levels {
+                    b.extend_from_slice(&[0x81, 0xa1, b'k']);
+                } else {
+                    b.push(0x91);
+                }
+            }
+            b.extend_from_slice(&tail);
+            if as_array {
+                b.insert(0, 0x91);
+            }
+            let complete = tail == [0xc0];
+            let r = d.decode(Format::Msgpack, &b, &info(), &mut Vec::new());
+            if complete && depth < MAX_DEPTH {
+                prop_assert!(r.is_ok(), "depth {}: {:?}", depth, r);
+            } else {
+                prop_assert!(matches!(r, Err(BodyError::Malformed(_))), "{:?}", r);
+            }
+            if depth + 1 > MAX_DEPTH {
+                let msg = format!("{r:?}");
+                prop_assert!(msg.contains("deeper than 128"), "{}", msg);
+            }
+            let at = cut.index(b.len());
+            if at < b.len() {
+                let r = d.decode(Format::Msgpack, &b[..at], &info(), &mut Vec::new());
+                prop_assert!(r.is_err());
+            }
+        }
+
+        /// gzip: truncated, corrupted, bombs and stacked members never
+        /// inflate past the limit or the budget, nor panic
+        #[test]
+        fn gzip_is_bounded(
+            len in prop_oneof![0usize..1000, 100_000usize..300_000],
+            members in 1usize..4,
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+            limit in prop_oneof![1usize..1000, 50_000usize..400_000],
+            budget in prop_oneof![Just(usize::MAX), 0usize..200_000],
+        ) {
+            let one = gz(&vec![b'{'; len]);
+            let all: Vec<u8> = std::iter::repeat_n(one, members).flatten().collect();
+            let total = len * members;
+            let mut left = budget;
+            let mut take = |n: usize| {
+                if n <= left { left -= n; true } else { false }
+            };
+            match gunzip_with(&all, limit, &mut take) {
+                Ok(v) => {
+                    prop_assert_eq!(v.len(), total);
+                    prop_assert!(v.len() <= limit);
+                }
+                Err(BodyError::TooLarge(l)) => prop_assert!(total > limit && l == limit),
+                Err(BodyError::OverBudget) => prop_assert!(budget < total.min(limit) + 64 * 1024),
+                Err(e) => prop_assert!(false, "{:?}", e),
+            }
+            let at = cut.index(all.len());
+            if let Ok(v) = gunzip(&all[..at], limit) {
+                prop_assert!(v.len() <= limit);
+            }
+            let mut bad = all.clone();
+            if !bad.is_empty() {
+                let i = flip.index(bad.len());
+                bad[i] ^= 0x5a;
+            }
+            if let Ok(v) = gunzip(&bad, limit) {
+                prop_assert!(v.len() <= limit);
+            }
+        }
+
+        /// form fields: long values, bad escapes, deep json= and msgpack=
+        #[test]
+        fn form_is_bounded(
+            fields in prop::collection::vec(
+                prop_oneof![
+                    "[a-z]{0,6}=[%+a-zA-Z0-9]{0,40}".prop_map(|s| s.into_bytes()),
+                    (1000usize..20_000).prop_map(|n| format!("json={}", "%5B".repeat(n)).into_bytes()),
+                    (1000usize..20_000).prop_map(|n| {
+                        let mut v = b"msgpack=".to_vec();
+                        v.extend(std::iter::repeat_n(&b"%91"[..], n).flatten());
+                        v
+                    }),
+                    prop::collection::vec(any::<u8>(), 0..64),
+                ],
+                0..5,
+            ),
+        ) {
+            let body = fields.join(&b'&');
+            let mut out = Vec::new();
+            match plain().decode(Format::Form, &body, &info(), &mut out) {
+                Ok(n) => prop_assert_eq!(fuwa_api::event::entries(&out).count(), n as usize),
+                Err(_) => prop_assert!(out.is_empty()),
+            }
+        }
+    }
+
+    fn percent_encode(b: &[u8]) -> String {
+        b.iter()
+            .map(|&c| {
+                if c.is_ascii_alphanumeric() {
+                    (c as char).to_string()
+                } else {
+                    format!("%{c:02X}")
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_time_must_fit_an_event() {
+        assert!(parse_time_param("-1").is_err());
+        assert!(parse_time_param("-0.5").is_err());
+        assert!(parse_time_param("4294967296").is_err());
+        assert_eq!(parse_time_param("4294967295").unwrap().secs, 4_294_967_295);
+        assert_eq!(parse_time_param("0").unwrap().secs, 0);
+        let d = Decoder::new(Some("t".into()), None, false, utc()).unwrap();
+        for body in [&br#"{"t":-1}"#[..], br#"{"t":"1969-12-31T23:59:59Z"}"#] {
+            let r = d.decode(Format::Json, body, &info(), &mut Vec::new());
+            assert!(
+                matches!(&r, Err(BodyError::Malformed(m)) if m.contains("outside")),
+                "{r:?}"
+            );
+        }
+        let mut mp = Vec::new();
+        msgpack::write_map_len(&mut mp, 1);
+        msgpack::write_str(&mut mp, b"t");
+        msgpack::write_int(&mut mp, -7);
+        assert!(d
+            .decode(Format::Msgpack, &mp, &info(), &mut Vec::new())
+            .is_err());
     }
 
     fn json_to_mp(out: &mut Vec<u8>, v: &serde_json::Value) {

@@ -6,11 +6,14 @@
 //! - `conn.rs`: one request's life (routing, CORS, auth, limits, emit)
 //! - `cors.rs`: allowed origins
 //! - `decode.rs`: the body formats
+//! - `limits.rs`: the body memory budget, head and idle deadlines, the
+//!   default connection limit, trusted proxies
 
 pub mod config;
 pub mod conn;
 pub mod cors;
 pub mod decode;
+pub mod limits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,13 +31,22 @@ use tracing::{debug, info, warn};
 
 pub use config::HttpConfig;
 
+/// hyper's read buffer per connection (a request head must fit in it).
+const MAX_BUF: usize = 64 * 1024;
+
 pub struct HttpInput {
     cfg: HttpConfig,
     addr: SocketAddr,
     decoder: Option<decode::Decoder>,
     cors: cors::Cors,
+    proxies: limits::Proxies,
     listener: Option<TcpListener>,
 }
+
+/// The first pause after a failed accept; it doubles up to ACCEPT_BACKOFF_MAX
+/// while accepts keep failing (EMFILE: wait for connections to close).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Builds the input from its config section.
 pub fn build(
@@ -75,6 +87,47 @@ pub fn build(
             "needs cors_allow_origins (the origins allowed to send credentials)",
         ));
     }
+    if cfg.cors_allow_credentials && cfg.cors_allow_origins.iter().any(|o| o.trim() == "*") {
+        // browsers refuse `*` with credentials; reflecting every origin
+        // instead would let any site post with the user's cookies
+        errors.push(section.error(
+            "cors_allow_credentials",
+            "cannot be true with cors_allow_origins = [\"*\"]: list the origins allowed to send credentials",
+        ));
+    }
+    let proxies = match limits::Proxies::new(&cfg.trusted_proxies) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.push(section.error("trusted_proxies", e));
+            limits::Proxies::default()
+        }
+    };
+    if !proxies.is_empty() && cfg.remote_addr_key.is_none() {
+        errors.push(section.error(
+            "trusted_proxies",
+            "is only used with remote_addr_key (set it, or remove trusted_proxies)",
+        ));
+    }
+    if cfg.tag_length_limit.0 == 0 || cfg.tag_length_limit.0 > (1 << 20) {
+        errors.push(section.error("tag_length_limit", "must be more than 0 and at most 1MiB"));
+    }
+    if cfg.max_connections == Some(0) {
+        errors.push(section.error("max_connections", "must be more than 0"));
+    }
+    if cfg.header_timeout.0.is_zero() {
+        errors.push(section.error("header_timeout", "must be more than 0"));
+    }
+    if cfg.idle_timeout.0.is_zero() {
+        errors.push(section.error("idle_timeout", "must be more than 0"));
+    }
+    if let Some(b) = cfg.body_buffer_limit {
+        if b.0 < cfg.body_size_limit.0 || b.0 > (1 << 40) {
+            errors.push(section.error(
+                "body_buffer_limit",
+                "must be at least body_size_limit (one body must fit) and at most 1TiB",
+            ));
+        }
+    }
     if cfg.body_size_limit.0 == 0 || cfg.body_size_limit.0 > (1 << 30) {
         errors.push(section.error("body_size_limit", "must be more than 0 and at most 1GiB"));
     }
@@ -103,6 +156,7 @@ pub fn build(
             addr,
             decoder: Some(decoder),
             cors,
+            proxies,
             listener: None,
         })),
         _ => Err(errors),
@@ -133,7 +187,16 @@ impl Input for HttpInput {
             .ok_or_else(|| PluginError::Other("already running".into()))?;
         let local = listener.local_addr()?;
         let cfg = &self.cfg;
-        info!(input = %ctx.id, addr = %local, cors = self.cors.enabled(), auth = cfg.auth_token.is_some(), "http input listening");
+        // read now: the agent raised its soft limit at start
+        let max_connections = cfg
+            .max_connections
+            .unwrap_or_else(|| limits::default_max_connections(limits::soft_nofile()));
+        let body_buffer_limit = cfg
+            .body_buffer_limit
+            .map(|b| b.0)
+            .unwrap_or(cfg.body_size_limit.0.saturating_mul(4));
+        let body_buffer_limit = usize::try_from(body_buffer_limit).unwrap_or(usize::MAX);
+        info!(input = %ctx.id, addr = %local, cors = self.cors.enabled(), auth = cfg.auth_token.is_some(), max_connections, body_buffer_limit, "http input listening");
         let shared = Arc::new(conn::Shared {
             id: ctx.id.clone(),
             emitter: ctx.emitter.clone(),
@@ -151,12 +214,23 @@ impl Input for HttpInput {
             },
             remote_addr_key: cfg.remote_addr_key.clone(),
             warn_every: RateLimit::new(10_000),
+            tag_limit: usize::try_from(cfg.tag_length_limit.0).unwrap_or(usize::MAX),
+            budget: limits::Budget::new(body_buffer_limit),
+            proxies: self.proxies.clone(),
+            budget_warn: RateLimit::new(10_000),
         });
         let mut http = hyper::server::conn::http1::Builder::new();
+        // head and idle deadlines are kept by each connection's Clock
         http.timer(TokioTimer::new())
-            .header_read_timeout(cfg.read_timeout.0)
+            .header_read_timeout(None)
             .keep_alive(true)
-            .max_buf_size(64 * 1024);
+            .max_buf_size(MAX_BUF);
+        let header_timeout = cfg.header_timeout.0;
+        let idle_timeout = cfg.idle_timeout.0;
+        let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+        let full_warn = RateLimit::new(10_000);
+        let accept_warn = RateLimit::new(10_000);
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         let http = Arc::new(http);
         // requests in flight may still wait for room in a buffer: give them
         // that long (plus reading time) before dropping them at shutdown
@@ -165,13 +239,46 @@ impl Input for HttpInput {
         let mut tasks = JoinSet::new();
         let mut shutdown = ctx.shutdown.clone();
         loop {
+            // a slot first: at max_connections new connections wait in the
+            // listen backlog (not accepted, no fd taken) until one closes
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(s) => s,
+                Err(_) => {
+                    if full_warn.ready() {
+                        warn!(input = %ctx.id, max_connections, "max_connections reached: new connections wait until one closes (repeats are logged at debug)");
+                    } else {
+                        debug!(input = %ctx.id, max_connections, "max_connections reached");
+                    }
+                    tokio::select! {
+                        s = slots.clone().acquire_owned() => match s {
+                            Ok(s) => s,
+                            Err(_) => break,
+                        },
+                        _ = shutdown.wait() => break,
+                    }
+                }
+            };
             tokio::select! {
                 r = listener.accept() => {
                     let (sock, peer) = match r {
-                        Ok(x) => x,
+                        Ok(x) => {
+                            backoff = ACCEPT_BACKOFF_MIN;
+                            x
+                        }
                         Err(e) => {
-                            warn!(input = %ctx.id, error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            // EMFILE and the like: retrying at once would
+                            // spin; wait, longer each time
+                            if let Some(suppressed) = accept_warn.check() {
+                                warn!(input = %ctx.id, error = %e, retry_in = ?backoff, suppressed, "accept failed (repeats are logged at debug)");
+                            } else {
+                                debug!(input = %ctx.id, error = %e, retry_in = ?backoff, "accept failed");
+                            }
+                            drop(slot);
+                            tokio::select! {
+                                _ = tokio::time::sleep(backoff) => {}
+                                _ = shutdown.wait() => break,
+                            }
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                             continue;
                         }
                     };
@@ -180,20 +287,46 @@ impl Input for HttpInput {
                     let http = http.clone();
                     let mut sd = ctx.shutdown.clone();
                     tasks.spawn(async move {
+                        let _slot = slot;
                         let svc_shared = shared.clone();
                         let tags = Arc::new(conn::TagCache::default());
+                        let clock = limits::Clock::new(header_timeout, idle_timeout);
+                        let svc_clock = clock.clone();
                         let svc = service_fn(move |req| {
                             let s = svc_shared.clone();
                             let t = tags.clone();
-                            async move { Ok::<_, std::convert::Infallible>(conn::handle(req, s, peer, t).await) }
+                            // the head is in: the clock waits for the answer
+                            let busy = svc_clock.request();
+                            async move {
+                                let r = conn::handle(req, s, peer, t).await;
+                                drop(busy);
+                                Ok::<_, std::convert::Infallible>(r)
+                            }
                         });
-                        let conn = http.serve_connection(TokioIo::new(sock), svc);
+                        let io = limits::Watched::new(sock, clock.clone());
+                        let conn = http.serve_connection(TokioIo::new(io), svc);
                         tokio::pin!(conn);
-                        let r = tokio::select! {
-                            r = conn.as_mut() => r,
-                            _ = sd.wait() => {
-                                conn.as_mut().graceful_shutdown();
-                                conn.await
+                        let r = loop {
+                            let (at, why) = match clock.deadline() {
+                                Some(d) => d,
+                                None => (tokio::time::Instant::now() + clock.recheck(), limits::Expired::Idle),
+                            };
+                            tokio::select! {
+                                r = conn.as_mut() => break r,
+                                _ = sd.wait() => {
+                                    conn.as_mut().graceful_shutdown();
+                                    break conn.await
+                                }
+                                _ = tokio::time::sleep_until(at) => {
+                                    // still due (not moved by a request meanwhile)?
+                                    if clock.deadline().is_some_and(|(d, _)| d <= tokio::time::Instant::now()) {
+                                        match why {
+                                            limits::Expired::Head => debug!(input = %shared.id, %peer, timeout = ?header_timeout, "closing: no complete request head within header_timeout"),
+                                            limits::Expired::Idle => debug!(input = %shared.id, %peer, timeout = ?idle_timeout, "closing an idle keep-alive connection (idle_timeout)"),
+                                        }
+                                        break Ok(());
+                                    }
+                                }
                             }
                         };
                         if let Err(e) = r {
