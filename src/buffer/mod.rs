@@ -63,6 +63,29 @@ pub struct Queued {
     pub bytes: usize,
     pub created: SystemTime,
     pub data: QueuedData,
+    /// its failed write attempts so far (kept while it waits in the queue,
+    /// and across a reload for chunks handed over in memory)
+    pub retry: RetryState,
+}
+
+/// A chunk's write attempts: a chunk that failed waits in the queue until
+/// `not_before` while the workers deliver the others.
+#[derive(Debug, Clone, Default)]
+pub struct RetryState {
+    /// failed attempts
+    pub attempts: u32,
+    /// when the first attempt started (wall clock, for the dead-letter note)
+    pub first_attempt: Option<SystemTime>,
+    /// when the first attempt started (for retry_timeout)
+    pub started: Option<Instant>,
+    /// not to be tried again before this
+    pub not_before: Option<Instant>,
+}
+
+impl Queued {
+    fn eligible(&self, now: Instant) -> bool {
+        self.retry.not_before.map(|t| t <= now).unwrap_or(true)
+    }
 }
 
 struct OpenChunk {
@@ -239,6 +262,53 @@ pub fn dead_letter_dir(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("dead-letter").join(id)
 }
 
+/// Buffer, dead-letter and corrupt/ directories hold user data: created
+/// 0700 (and made so when they exist), whatever the umask.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes a file readable by the agent's user only (0600), whatever the umask.
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// The default `max_open_chunks`: an eighth of the open-file limit (the
+/// soft RLIMIT_NOFILE, which fuwa raises to the hard limit at start),
+/// between 16 and 1,024, so sockets, tailed files and other outputs keep
+/// most of the descriptors.
+pub fn default_max_open_chunks() -> usize {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and nothing else
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0;
+    let soft = if ok && r.rlim_cur != libc::RLIM_INFINITY {
+        r.rlim_cur as usize
+    } else {
+        8192
+    };
+    (soft / 8).clamp(16, 1024)
+}
+
 impl OutputBuffer {
     /// Creates the buffer; with file storage, queues every chunk left on
     /// disk by an earlier run.
@@ -268,7 +338,7 @@ impl OutputBuffer {
         let mut writer = None;
         if cfg.kind == BufferType::File {
             let dir = buffer_dir(data_dir, id);
-            std::fs::create_dir_all(&dir).map_err(|e| {
+            create_private_dir(&dir).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!("cannot create buffer directory {}: {e}", dir.display()),
@@ -293,6 +363,10 @@ impl OutputBuffer {
                 chunk_limit_size: cfg.chunk_limit_size.0 as usize,
                 chunk_limit_records: cfg.chunk_limit_records,
                 flush_interval,
+                max_open_chunks: cfg
+                    .max_open_chunks
+                    .unwrap_or_else(default_max_open_chunks)
+                    .max(1),
             };
             writer = Some(Mutex::new(Writer::spawn(dir, limits, shared.clone(), id)?));
         }
@@ -596,36 +670,70 @@ impl OutputBuffer {
         }
     }
 
-    /// One worker: takes sealed chunks and writes them, retrying per config.
-    /// After `halt`, it stops once its current write attempt is over and
-    /// puts an unfinished chunk back at the head of the queue.
+    /// One worker: takes the first queued chunk that is not waiting for a
+    /// retry and makes one write attempt. A chunk that failed goes back to
+    /// the head of the queue with a not-before time (its backoff), and the
+    /// worker goes on with the next one: one failing chunk never holds the
+    /// others up. After `halt`, it stops once its current write attempt is
+    /// over; an unfinished chunk stays queued for `take_queue`.
     pub async fn worker(self: Arc<Self>) {
         loop {
             let notified = self.shared.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let halted = self.shared.halt.notified();
+            tokio::pin!(halted);
+            halted.as_mut().enable();
+            let mut wake_at = None;
             let next = {
                 let mut st = self.lock();
                 if st.halting {
                     return;
                 }
-                match st.queue.pop_front() {
-                    Some(c) => {
-                        st.in_flight += 1;
-                        st.flying.push(c.created);
-                        Some(c)
+                let now = Instant::now();
+                match st.queue.iter().position(|q| q.eligible(now)) {
+                    Some(i) => {
+                        let c = st.queue.remove(i);
+                        if let Some(c) = &c {
+                            st.in_flight += 1;
+                            st.flying.push(c.created);
+                        }
+                        c
                     }
-                    None if st.closing && st.open.is_empty() && st.open_files == 0 => return,
-                    None => None,
+                    None if st.queue.is_empty()
+                        && st.closing
+                        && st.open.is_empty()
+                        && st.open_files == 0 =>
+                    {
+                        return
+                    }
+                    None => {
+                        wake_at = st.queue.iter().filter_map(|q| q.retry.not_before).min();
+                        None
+                    }
                 }
             };
-            let Some(q) = next else {
-                notified.await;
+            let Some(mut q) = next else {
+                match wake_at {
+                    Some(t) => {
+                        tokio::select! {
+                            _ = notified => {}
+                            _ = halted => {}
+                            _ = tokio::time::sleep_until(t.into()) => {}
+                        }
+                    }
+                    None => {
+                        tokio::select! {
+                            _ = notified => {}
+                            _ = halted => {}
+                        }
+                    }
+                }
                 continue;
             };
             // more work may be waiting for another worker
             self.shared.work.notify_one();
-            let done = self.deliver(&q).await;
+            let done = self.attempt(&mut q).await;
             let bytes = q.bytes;
             {
                 let mut st = self.lock();
@@ -634,8 +742,18 @@ impl OutputBuffer {
                     st.flying.swap_remove(i);
                 }
                 if !done {
-                    st.queue.push_front(q);
-                    return;
+                    // back in its place (creation order), tried again first
+                    // among its elders once its backoff is over
+                    let at = st
+                        .queue
+                        .iter()
+                        .position(|c| c.created > q.created)
+                        .unwrap_or(st.queue.len());
+                    st.queue.insert(at, q);
+                    drop(st);
+                    // an idle worker recomputes when to wake up
+                    self.shared.work.notify_one();
+                    continue;
                 }
             }
             self.release(bytes);
@@ -809,14 +927,23 @@ impl OutputBuffer {
         })
     }
 
-    /// Writes one chunk, retrying per config. False when the buffer was
-    /// halted before the chunk was done with (it must be queued again).
-    async fn deliver(&self, q: &Queued) -> bool {
+    /// One write attempt of a chunk. True when the chunk is done with
+    /// (written, dead-lettered, or set aside as corrupt); false when it
+    /// failed and must be tried again at `q.retry.not_before`.
+    async fn attempt(&self, q: &mut Queued) -> bool {
         let chunk = match self.materialize(q).await {
             Ok(c) => c,
             Err(reason) => {
                 if let QueuedData::File(p) = &q.data {
-                    filestore::set_aside(p, &self.data_dir.join("corrupt"), &self.id, &reason);
+                    let (p, corrupt, id) = (
+                        p.clone(),
+                        self.data_dir.join("corrupt"),
+                        self.id.to_string(),
+                    );
+                    let _ = tokio::task::spawn_blocking(move || {
+                        filestore::set_aside(&p, &corrupt, &id, &reason)
+                    })
+                    .await;
                 }
                 self.counters
                     .records_dropped
@@ -824,88 +951,78 @@ impl OutputBuffer {
                 return true;
             }
         };
-        let first = SystemTime::now();
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            let t0 = Instant::now();
-            let result = self.output.write(&chunk).await;
-            self.counters.write_duration.observe(t0.elapsed());
-            match result {
-                Ok(()) => {
-                    self.counters
-                        .records_out
-                        .fetch_add(chunk.records as u64, Ordering::Relaxed);
-                    self.counters
-                        .bytes_out
-                        .fetch_add(chunk.bytes as u64, Ordering::Relaxed);
-                    self.counters.failing_streak.store(0, Ordering::Relaxed);
-                    if let QueuedData::File(p) = &q.data {
-                        if let Err(e) = std::fs::remove_file(p) {
-                            warn!(output = %self.id, path = %p.display(), error = %e, "delivered chunk could not be removed");
-                        }
+        let first = *q.retry.first_attempt.get_or_insert_with(SystemTime::now);
+        let started = *q.retry.started.get_or_insert_with(Instant::now);
+        let t0 = Instant::now();
+        let result = self.output.write(&chunk).await;
+        self.counters.write_duration.observe(t0.elapsed());
+        drop(chunk);
+        match result {
+            Ok(()) => {
+                self.counters
+                    .records_out
+                    .fetch_add(q.records as u64, Ordering::Relaxed);
+                self.counters
+                    .bytes_out
+                    .fetch_add(q.bytes as u64, Ordering::Relaxed);
+                self.counters.failing_streak.store(0, Ordering::Relaxed);
+                if let QueuedData::File(p) = &q.data {
+                    let p = p.clone();
+                    let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(&p))
+                        .await
+                        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                    if let (Err(e), QueuedData::File(p)) = (removed, &q.data) {
+                        warn!(output = %self.id, path = %p.display(), error = %e, "delivered chunk could not be removed");
                     }
+                }
+                true
+            }
+            Err(OutputError::Fatal(e)) => {
+                self.counters.failed(&q.id, &e);
+                let attempts = q.retry.attempts + 1;
+                self.dead_letter(q, "fatal error", &e, attempts, first)
+                    .await;
+                true
+            }
+            Err(OutputError::Retryable(e)) => {
+                self.counters.failed(&q.id, &e);
+                q.retry.attempts += 1;
+                let attempt = q.retry.attempts;
+                let exhausted = !self.cfg.retry_forever
+                    && (self
+                        .cfg
+                        .retry_max_times
+                        .map(|m| attempt > m)
+                        .unwrap_or(false)
+                        || started.elapsed() >= self.cfg.retry_timeout.0);
+                if exhausted {
+                    self.dead_letter(q, "retries exhausted", &e, attempt, first)
+                        .await;
                     return true;
                 }
-                Err(OutputError::Fatal(e)) => {
-                    self.counters.failed(&chunk.id, &e);
-                    self.dead_letter(q, "fatal error", &e, attempt + 1, first);
-                    return true;
+                let wait = self.backoff(attempt);
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = self.retry_warn.check() {
+                    warn!(output = %self.id, chunk = %q.id, tag = %q.tag, attempt, retry_in = ?wait, suppressed, error = %e, "write failed, will retry (the other chunks go on)");
                 }
-                Err(OutputError::Retryable(e)) => {
-                    self.counters.failed(&chunk.id, &e);
-                    attempt += 1;
-                    let exhausted = !self.cfg.retry_forever
-                        && (self
-                            .cfg
-                            .retry_max_times
-                            .map(|m| attempt > m)
-                            .unwrap_or(false)
-                            || started.elapsed() >= self.cfg.retry_timeout.0);
-                    if exhausted {
-                        self.dead_letter(q, "retries exhausted", &e, attempt, first);
-                        return true;
-                    }
-                    let wait = self.backoff(attempt);
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    if let Some(suppressed) = self.retry_warn.check() {
-                        warn!(output = %self.id, chunk = %chunk.id, attempt, retry_in = ?wait, suppressed, error = %e, "write failed, will retry");
-                    }
-                    let halted = self.shared.halt.notified();
-                    tokio::pin!(halted);
-                    halted.as_mut().enable();
-                    if self.lock().halting {
-                        return false;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = halted => return false,
-                    }
-                    if self.lock().halting {
-                        return false;
-                    }
-                }
+                q.retry.not_before = Some(Instant::now() + wait);
+                false
             }
         }
     }
 
     /// Moves a chunk, intact, to `data_dir/dead-letter/<output>/` with a JSON
-    /// file saying why.
-    fn dead_letter(&self, q: &Queued, reason: &str, err: &str, attempts: u32, first: SystemTime) {
+    /// file saying why (both 0600, the directory 0700), off the reactor.
+    async fn dead_letter(
+        &self,
+        q: &Queued,
+        reason: &str,
+        err: &str,
+        attempts: u32,
+        first: SystemTime,
+    ) {
         let dir = dead_letter_dir(&self.data_dir, &self.id);
         let dest = dir.join(format!("{}.chunk", q.id));
-        let moved = std::fs::create_dir_all(&dir).and_then(|_| match &q.data {
-            QueuedData::File(p) => std::fs::rename(p, &dest),
-            QueuedData::Memory(segs) => {
-                let meta = ChunkMeta {
-                    id: q.id.clone(),
-                    tag: q.tag.to_string(),
-                    key: q.key.to_string(),
-                    created_ms: millis(q.created),
-                };
-                std::fs::write(&dest, chunkfile::encode_chunk(&meta, segs))
-            }
-        });
         let note = DeadLetterNote {
             output: self.id.to_string(),
             chunk_id: q.id.clone(),
@@ -920,12 +1037,32 @@ impl OutputBuffer {
             first_attempt_ms: millis(first),
             last_attempt_ms: millis(SystemTime::now()),
         };
-        let written = moved.and_then(|_| {
-            std::fs::write(
-                dest.with_extension("json"),
-                serde_json::to_vec_pretty(&note).unwrap_or_default(),
+        let source = match &q.data {
+            QueuedData::File(p) => Ok(p.clone()),
+            QueuedData::Memory(segs) => {
+                let meta = ChunkMeta {
+                    id: q.id.clone(),
+                    tag: q.tag.to_string(),
+                    key: q.key.to_string(),
+                    created_ms: millis(q.created),
+                };
+                Err(chunkfile::encode_chunk(&meta, segs))
+            }
+        };
+        let dest2 = dest.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            create_private_dir(&dir)?;
+            match source {
+                Ok(p) => std::fs::rename(&p, &dest2)?,
+                Err(bytes) => write_private(&dest2, &bytes)?,
+            }
+            write_private(
+                &dest2.with_extension("json"),
+                &serde_json::to_vec_pretty(&note).unwrap_or_default(),
             )
-        });
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         self.counters.dead(q.records);
         match written {
             Ok(()) => {
@@ -950,6 +1087,7 @@ fn seal_memory(st: &mut State, (tag, key): (Arc<str>, Arc<str>), c: OpenChunk) {
         bytes: c.bytes,
         created: c.created_sys,
         data: QueuedData::Memory(c.segments),
+        retry: RetryState::default(),
     });
 }
 
@@ -998,6 +1136,139 @@ mod tests {
         }
     }
 
+    /// fails (retryable) every chunk of tag "bad", writes the others
+    #[derive(Default)]
+    struct FailsBad {
+        written: Mutex<Vec<(String, u32)>>,
+        bad_attempts: AtomicU64,
+    }
+    #[async_trait]
+    impl Output for FailsBad {
+        async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
+            if &*chunk.tag == "bad" {
+                self.bad_attempts.fetch_add(1, Ordering::Relaxed);
+                return Err(OutputError::Retryable("bad".into()));
+            }
+            self.written
+                .lock()
+                .unwrap()
+                .push((chunk.tag.to_string(), chunk.records));
+            Ok(())
+        }
+    }
+
+    fn tagged(tag: &str, n: u32) -> Batch {
+        let b = batch(n);
+        Batch::new(Arc::from(tag), b.entries, n)
+    }
+
+    async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while !cond() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunk_backing_off_does_not_hold_up_the_others() {
+        let cfg = BufferConfig {
+            retry_wait: fuwa_api::HumanDuration(Duration::from_millis(300)),
+            retry_randomize: false,
+            retry_max_times: Some(2),
+            ..BufferConfig::memory()
+        };
+        let out = Arc::new(FailsBad::default());
+        let dir = tempfile::tempdir().unwrap();
+        let b = OutputBuffer::new("o", out.clone(), cfg, dir.path()).unwrap();
+        b.append(&tagged("bad", 3)).await.unwrap();
+        b.seal_due(true);
+        let w = tokio::spawn(b.clone().worker());
+        for i in 0..5 {
+            b.append(&tagged(&format!("good{i}"), 2)).await.unwrap();
+            b.seal_due(true);
+        }
+        // one worker: every good chunk is written while "bad" backs off
+        wait_for("good chunks written", || {
+            out.written.lock().unwrap().len() == 5
+        })
+        .await;
+        assert!(out.bad_attempts.load(Ordering::Relaxed) <= 2);
+        // then "bad" runs out of its 2 retries (3 attempts) and is dead-lettered
+        wait_for("bad dead-lettered", || {
+            b.counters.chunks_dead.load(Ordering::Relaxed) == 1
+        })
+        .await;
+        assert_eq!(out.bad_attempts.load(Ordering::Relaxed), 3);
+        let note: DeadLetterNote = serde_json::from_slice(
+            &std::fs::read(
+                std::fs::read_dir(dead_letter_dir(dir.path(), "o"))
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path())
+                    .find(|p| p.extension().map(|x| x == "json").unwrap_or(false))
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (note.attempts, note.records, note.tag.as_str()),
+            (3, 3, "bad")
+        );
+        assert!(note.first_attempt_ms < note.last_attempt_ms);
+        assert_eq!(b.counters.records_out.load(Ordering::Relaxed), 10);
+        assert_eq!(b.counters.records_dead.load(Ordering::Relaxed), 3);
+        b.close();
+        tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .expect("the worker stopped")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn open_chunk_files_are_capped_least_recently_written_sealed_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BufferConfig {
+            max_open_chunks: Some(4),
+            flush_interval: Some(fuwa_api::HumanDuration(Duration::from_secs(3600))),
+            ..BufferConfig::default()
+        };
+        let b = OutputBuffer::new("o", Arc::new(Down), cfg, dir.path()).unwrap();
+        // "keep" is written between every other tag: never the least recent
+        for i in 0..40 {
+            b.append(&tagged(&format!("tag{i}"), 1)).await.unwrap();
+            b.append(&tagged("keep", 1)).await.unwrap();
+            assert!(b.lock().open_files <= 4, "{} open", b.lock().open_files);
+        }
+        let s = b.snapshot();
+        assert_eq!(s.queued_chunks, 37, "40 tags + keep, 4 still open");
+        assert!(b.lock().queue.iter().all(|q| &*q.tag != "keep"));
+        let chunk_files = std::fs::read_dir(buffer_dir(dir.path(), "o"))
+            .unwrap()
+            .count();
+        assert_eq!(chunk_files, 41);
+        let (_, records) = b.pending();
+        assert_eq!(
+            records, 37,
+            "queued records (the open ones are not counted)"
+        );
+        // private files and directories whatever the umask
+        use std::os::unix::fs::PermissionsExt;
+        for e in std::fs::read_dir(buffer_dir(dir.path(), "o"))
+            .unwrap()
+            .flatten()
+        {
+            let mode = e.metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", e.path().display());
+        }
+        let mode = std::fs::metadata(buffer_dir(dir.path(), "o"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
     fn batch(n: u32) -> Batch {
         let mut out = Vec::new();
         for i in 0..n {
@@ -1019,15 +1290,17 @@ mod tests {
         b.append(&batch(3)).await.unwrap();
         b.seal_due(true);
         b.append(&batch(2)).await.unwrap();
+        b.seal_due(true);
         let w = tokio::spawn(b.clone().worker());
-        // the worker takes the first chunk, fails, waits an hour
+        // the worker tries both chunks (the first failing does not hold up
+        // the second), then waits an hour
         let t0 = Instant::now();
-        while b.counters.retries.load(Ordering::Relaxed) == 0 {
+        while b.counters.retries.load(Ordering::Relaxed) < 2 {
             assert!(t0.elapsed() < Duration::from_secs(5));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let s = b.snapshot();
-        assert_eq!((s.in_flight_chunks, s.chunks), (1, 2));
+        assert_eq!((s.in_flight_chunks, s.queued_chunks, s.chunks), (0, 2, 2));
         assert!(s.oldest.is_some());
         b.halt();
         tokio::time::timeout(Duration::from_secs(5), w)
@@ -1040,7 +1313,8 @@ mod tests {
             vec![3, 2]
         );
         assert_eq!(b.snapshot().bytes, 0);
-        assert_eq!(b.counters.failing_streak.load(Ordering::Relaxed), 1);
+        assert_eq!(b.counters.failing_streak.load(Ordering::Relaxed), 2);
+        assert!(left.iter().all(|q| q.retry.attempts == 1));
         assert!(b.counters.last_error.lock().unwrap().is_some());
 
         // another buffer adopts them ahead of its own
