@@ -111,6 +111,40 @@ struct State {
     closing: bool,
     /// workers stop after their current write attempt (reload)
     halting: bool,
+    /// failed attempts (any chunk) since the last successful write
+    streak: u32,
+    /// after a failed attempt, no chunk is tried before this (the output's
+    /// own backoff, backoff(streak)): a down output sees about as many
+    /// attempts as with one chunk retried in place
+    gate: Option<Instant>,
+}
+
+impl State {
+    /// The queued chunk a worker should try now: with the last attempt
+    /// failed, one never tried before first (is the output down, or was it
+    /// that chunk?); otherwise the oldest eligible one.
+    fn pick(&mut self, now: Instant) -> Option<Queued> {
+        if self.gate.map(|g| g > now).unwrap_or(false) {
+            return None;
+        }
+        let fresh = if self.streak > 0 {
+            self.queue.iter().position(|q| q.retry.attempts == 0)
+        } else {
+            None
+        };
+        let i = fresh.or_else(|| self.queue.iter().position(|q| q.eligible(now)))?;
+        self.queue.remove(i)
+    }
+
+    /// When a worker with nothing to take should look again.
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let earliest = self
+            .queue
+            .iter()
+            .map(|q| q.retry.not_before.unwrap_or(now))
+            .min()?;
+        Some(self.gate.map(|g| g.max(earliest)).unwrap_or(earliest))
+    }
 }
 
 /// What the buffer and its file writer thread share.
@@ -370,9 +404,11 @@ impl OutputBuffer {
             };
             writer = Some(Mutex::new(Writer::spawn(dir, limits, shared.clone(), id)?));
         }
-        // one retry warning per output per retry_wait (at most 10s apart):
-        // a single failing chunk logs every attempt, many do not flood
-        let retry_warn_ms = (cfg.retry_wait.0.as_millis() as u64).clamp(50, RETRY_WARN_EVERY_MS);
+        // about one retry warning per output per retry_wait (at most 10s
+        // apart): the output's attempts are that far apart after a failure,
+        // so each is logged while few fail, and many do not flood
+        let retry_warn_ms =
+            (cfg.retry_wait.0.as_millis() as u64 * 3 / 4).clamp(50, RETRY_WARN_EVERY_MS);
         Ok(Arc::new(OutputBuffer {
             id: Arc::from(id),
             partitioner: output.partitioner(),
@@ -690,15 +726,11 @@ impl OutputBuffer {
                 if st.halting {
                     return;
                 }
-                let now = Instant::now();
-                match st.queue.iter().position(|q| q.eligible(now)) {
-                    Some(i) => {
-                        let c = st.queue.remove(i);
-                        if let Some(c) = &c {
-                            st.in_flight += 1;
-                            st.flying.push(c.created);
-                        }
-                        c
+                match st.pick(Instant::now()) {
+                    Some(c) => {
+                        st.in_flight += 1;
+                        st.flying.push(c.created);
+                        Some(c)
                     }
                     None if st.queue.is_empty()
                         && st.closing
@@ -708,7 +740,7 @@ impl OutputBuffer {
                         return
                     }
                     None => {
-                        wake_at = st.queue.iter().filter_map(|q| q.retry.not_before).min();
+                        wake_at = st.next_wake(Instant::now());
                         None
                     }
                 }
@@ -966,6 +998,11 @@ impl OutputBuffer {
                     .bytes_out
                     .fetch_add(q.bytes as u64, Ordering::Relaxed);
                 self.counters.failing_streak.store(0, Ordering::Relaxed);
+                {
+                    let mut st = self.lock();
+                    st.streak = 0;
+                    st.gate = None;
+                }
                 if let QueuedData::File(p) = &q.data {
                     let p = p.clone();
                     let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(&p))
@@ -1006,6 +1043,14 @@ impl OutputBuffer {
                     warn!(output = %self.id, chunk = %q.id, tag = %q.tag, attempt, retry_in = ?wait, suppressed, error = %e, "write failed, will retry (the other chunks go on)");
                 }
                 q.retry.not_before = Some(Instant::now() + wait);
+                let mut st = self.lock();
+                st.streak = st.streak.saturating_add(1);
+                let gate = if st.streak == attempt {
+                    wait
+                } else {
+                    self.backoff(st.streak)
+                };
+                st.gate = Some(Instant::now() + gate);
                 false
             }
         }
@@ -1226,6 +1271,47 @@ mod tests {
             .unwrap();
     }
 
+    /// counts its attempts, fails every one
+    #[derive(Default)]
+    struct CountingDown(AtomicU64);
+    #[async_trait]
+    impl Output for CountingDown {
+        async fn write(&self, _chunk: &Chunk) -> Result<(), OutputError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(OutputError::Retryable("down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_down_output_sees_one_backoff_not_one_attempt_per_chunk() {
+        let cfg = BufferConfig {
+            retry_wait: fuwa_api::HumanDuration(Duration::from_millis(100)),
+            retry_randomize: false,
+            retry_forever: true,
+            flush_thread_count: 4,
+            ..BufferConfig::memory()
+        };
+        let out = Arc::new(CountingDown::default());
+        let b = OutputBuffer::new("o", out.clone(), cfg, Path::new("/nonexistent")).unwrap();
+        for i in 0..20 {
+            b.append(&tagged(&format!("t{i}"), 1)).await.unwrap();
+        }
+        b.seal_due(true);
+        let workers: Vec<_> = (0..4).map(|_| tokio::spawn(b.clone().worker())).collect();
+        // attempts at about 0, 100ms, 300ms (the output's backoff doubles)
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = out.0.load(Ordering::Relaxed);
+        assert!((1..=5).contains(&n), "{n} attempts in 500ms");
+        b.halt();
+        for w in workers {
+            tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("stopped")
+                .unwrap();
+        }
+        assert_eq!(b.take_queue().len(), 20);
+    }
+
     #[tokio::test]
     async fn open_chunk_files_are_capped_least_recently_written_sealed_first() {
         let dir = tempfile::tempdir().unwrap();
@@ -1292,10 +1378,10 @@ mod tests {
         b.append(&batch(2)).await.unwrap();
         b.seal_due(true);
         let w = tokio::spawn(b.clone().worker());
-        // the worker tries both chunks (the first failing does not hold up
-        // the second), then waits an hour
+        // the worker tries the first chunk, fails, and the output waits an
+        // hour (its backoff) before trying any chunk
         let t0 = Instant::now();
-        while b.counters.retries.load(Ordering::Relaxed) < 2 {
+        while b.counters.retries.load(Ordering::Relaxed) < 1 || b.snapshot().queued_chunks < 2 {
             assert!(t0.elapsed() < Duration::from_secs(5));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -1313,8 +1399,11 @@ mod tests {
             vec![3, 2]
         );
         assert_eq!(b.snapshot().bytes, 0);
-        assert_eq!(b.counters.failing_streak.load(Ordering::Relaxed), 2);
-        assert!(left.iter().all(|q| q.retry.attempts == 1));
+        assert_eq!(b.counters.failing_streak.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            left.iter().map(|q| q.retry.attempts).collect::<Vec<_>>(),
+            vec![1, 0]
+        );
         assert!(b.counters.last_error.lock().unwrap().is_some());
 
         // another buffer adopts them ahead of its own
