@@ -94,12 +94,16 @@ struct OpenChunk {
     bytes: usize,
     created: Instant,
     created_sys: SystemTime,
+    /// when it was last appended to (`State::clock`)
+    last_used: u64,
 }
 
 #[derive(Default)]
 struct State {
     /// memory storage's open chunks (the file storage's live in its writer)
     open: HashMap<(Arc<str>, Arc<str>), OpenChunk>,
+    /// counts memory appends, for least-recently-used sealing
+    clock: u64,
     /// open chunk files held by the file storage's writer
     open_files: usize,
     queue: VecDeque<Queued>,
@@ -280,6 +284,8 @@ pub struct OutputBuffer {
     partitioner: Option<Arc<dyn Partitioner>>,
     cfg: BufferConfig,
     flush_interval: Duration,
+    /// max_open_chunks (resolved)
+    max_open: usize,
     shared: Arc<Shared>,
     writer: Option<Mutex<mpsc::Sender<Cmd>>>,
     data_dir: PathBuf,
@@ -369,6 +375,10 @@ impl OutputBuffer {
             .map(|d| d.0)
             .unwrap_or_else(|| output.default_flush_interval());
         let shared = Arc::new(Shared::default());
+        let max_open = cfg
+            .max_open_chunks
+            .unwrap_or_else(default_max_open_chunks)
+            .max(1);
         let mut writer = None;
         if cfg.kind == BufferType::File {
             let dir = buffer_dir(data_dir, id);
@@ -397,10 +407,7 @@ impl OutputBuffer {
                 chunk_limit_size: cfg.chunk_limit_size.0 as usize,
                 chunk_limit_records: cfg.chunk_limit_records,
                 flush_interval,
-                max_open_chunks: cfg
-                    .max_open_chunks
-                    .unwrap_or_else(default_max_open_chunks)
-                    .max(1),
+                max_open_chunks: max_open,
             };
             writer = Some(Mutex::new(Writer::spawn(dir, limits, shared.clone(), id)?));
         }
@@ -415,6 +422,7 @@ impl OutputBuffer {
             output,
             cfg,
             flush_interval,
+            max_open,
             shared,
             writer,
             data_dir: data_dir.to_path_buf(),
@@ -530,8 +538,9 @@ impl OutputBuffer {
                             if let Some(suppressed) = self.full_warn.check() {
                                 warn!(output = %self.id, records = old.records, tag = %old.tag, suppressed, "buffer full: dropped the oldest chunk (overflow_action = drop_oldest_chunk)");
                             }
-                            if let QueuedData::File(p) = &old.data {
-                                let _ = std::fs::remove_file(p);
+                            if let QueuedData::File(p) = old.data {
+                                // off the reactor; nothing waits for it
+                                tokio::task::spawn_blocking(move || std::fs::remove_file(p));
                             }
                             continue;
                         }
@@ -608,13 +617,34 @@ impl OutputBuffer {
                         sealed += 1;
                     }
                 }
+                // like the file storage: at most max_open_chunks open, the
+                // least recently written sealed first (each open chunk costs
+                // its tag and key beside the bytes total_limit_size counts)
+                if !st.open.contains_key(&k) {
+                    while st.open.len() >= self.max_open {
+                        let lru = st
+                            .open
+                            .iter()
+                            .min_by_key(|(_, c)| c.last_used)
+                            .map(|(k, _)| k.clone());
+                        let Some(old) = lru else { break };
+                        if let Some(c) = st.open.remove(&old) {
+                            seal_memory(&mut st, old, c);
+                            sealed += 1;
+                        }
+                    }
+                }
+                st.clock += 1;
+                let now = st.clock;
                 let c = st.open.entry(k.clone()).or_insert_with(|| OpenChunk {
                     segments: Vec::new(),
                     records: 0,
                     bytes: 0,
                     created: Instant::now(),
                     created_sys: SystemTime::now(),
+                    last_used: 0,
                 });
+                c.last_used = now;
                 c.segments.push((seg, count));
                 c.records += count;
                 c.bytes += len;
@@ -890,7 +920,11 @@ impl OutputBuffer {
                     moved += 1;
                     records += q.records as u64;
                     if let QueuedData::File(p) = &q.data {
-                        if let Err(e) = std::fs::remove_file(p) {
+                        let p2 = p.clone();
+                        let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(p2))
+                            .await
+                            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                        if let Err(e) = removed {
                             warn!(output = %self.id, path = %p.display(), error = %e, "re-keyed chunk could not be removed: its events may be written twice");
                         }
                     }
@@ -1310,6 +1344,21 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(b.take_queue().len(), 20);
+    }
+
+    #[tokio::test]
+    async fn memory_open_chunks_are_capped_too() {
+        let cfg = BufferConfig {
+            max_open_chunks: Some(3),
+            ..BufferConfig::memory()
+        };
+        let b = OutputBuffer::new("o", Arc::new(Down), cfg, Path::new("/x")).unwrap();
+        for i in 0..10 {
+            b.append(&tagged(&format!("t{i}"), 1)).await.unwrap();
+            assert!(b.lock().open.len() <= 3);
+        }
+        assert_eq!(b.snapshot().queued_chunks, 7);
+        assert_eq!(b.pending(), (10, 10));
     }
 
     #[tokio::test]

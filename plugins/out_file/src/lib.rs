@@ -136,7 +136,10 @@ fn write_blocking(
     compress: Compress,
 ) -> Result<(), OutputError> {
     const PIECE: usize = 1 << 20;
-    let path = Path::new(&*chunk.key);
+    // a key rendered by an older version (a chunk buffered then, a dead
+    // letter replayed) may still hold a component over 255 bytes
+    let key = fuwa_render::template::shorten_path(&chunk.key);
+    let path = Path::new(&key);
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir)
