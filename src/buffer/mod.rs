@@ -47,6 +47,16 @@ fn millis(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Why a queued chunk could not be read.
+enum Unreadable {
+    /// not a whole chunk: set aside in corrupt/
+    Corrupt(String),
+    /// the file is gone
+    Gone(String),
+    /// an I/O error that may pass (EMFILE, EIO...): retried
+    Io(String),
+}
+
 /// Where a sealed chunk's events are.
 pub enum QueuedData {
     /// segments and their record counts
@@ -969,16 +979,25 @@ impl OutputBuffer {
     }
 
     /// Reads a queued chunk into memory for the output.
-    async fn materialize(&self, q: &Queued) -> Result<Chunk, String> {
+    async fn materialize(&self, q: &Queued) -> Result<Chunk, Unreadable> {
         let segments = match &q.data {
             QueuedData::Memory(segs) => segs.iter().map(|(b, _)| b.clone()).collect(),
             QueuedData::File(path) => {
                 let p = path.clone();
                 let data = tokio::task::spawn_blocking(move || std::fs::read(&p))
                     .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("cannot read chunk {}: {e}", path.display()))?;
-                let scanned = chunkfile::scan(&data)?;
+                    .map_err(|e| Unreadable::Io(e.to_string()))?
+                    .map_err(|e| {
+                        let m = format!("cannot read chunk {}: {e}", path.display());
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            Unreadable::Gone(m)
+                        } else {
+                            // EMFILE, EIO, ENOMEM...: the chunk may read
+                            // fine later; it is retried, not set aside
+                            Unreadable::Io(m)
+                        }
+                    })?;
+                let scanned = chunkfile::scan(&data).map_err(Unreadable::Corrupt)?;
                 scanned.segments(&Bytes::from(data))
             }
         };
@@ -997,9 +1016,11 @@ impl OutputBuffer {
     /// (written, dead-lettered, or set aside as corrupt); false when it
     /// failed and must be tried again at `q.retry.not_before`.
     async fn attempt(&self, q: &mut Queued) -> bool {
+        let first = *q.retry.first_attempt.get_or_insert_with(SystemTime::now);
+        let started = *q.retry.started.get_or_insert_with(Instant::now);
         let chunk = match self.materialize(q).await {
             Ok(c) => c,
-            Err(reason) => {
+            Err(Unreadable::Corrupt(reason)) => {
                 if let QueuedData::File(p) = &q.data {
                     let (p, corrupt, id) = (
                         p.clone(),
@@ -1016,9 +1037,17 @@ impl OutputBuffer {
                     .fetch_add(q.records as u64, Ordering::Relaxed);
                 return true;
             }
+            Err(Unreadable::Gone(reason)) => {
+                error!(output = %self.id, chunk = %q.id, records = q.records, error = %reason, "a queued chunk file is gone (removed by someone else?): its records are lost");
+                self.counters
+                    .records_dropped
+                    .fetch_add(q.records as u64, Ordering::Relaxed);
+                return true;
+            }
+            Err(Unreadable::Io(reason)) => {
+                return self.retry_later(q, &reason, started, first).await
+            }
         };
-        let first = *q.retry.first_attempt.get_or_insert_with(SystemTime::now);
-        let started = *q.retry.started.get_or_insert_with(Instant::now);
         let t0 = Instant::now();
         let result = self.output.write(&chunk).await;
         self.counters.write_duration.observe(t0.elapsed());
@@ -1055,39 +1084,49 @@ impl OutputBuffer {
                     .await;
                 true
             }
-            Err(OutputError::Retryable(e)) => {
-                self.counters.failed(&q.id, &e);
-                q.retry.attempts += 1;
-                let attempt = q.retry.attempts;
-                let exhausted = !self.cfg.retry_forever
-                    && (self
-                        .cfg
-                        .retry_max_times
-                        .map(|m| attempt > m)
-                        .unwrap_or(false)
-                        || started.elapsed() >= self.cfg.retry_timeout.0);
-                if exhausted {
-                    self.dead_letter(q, "retries exhausted", &e, attempt, first)
-                        .await;
-                    return true;
-                }
-                let wait = self.backoff(attempt);
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                if let Some(suppressed) = self.retry_warn.check() {
-                    warn!(output = %self.id, chunk = %q.id, tag = %q.tag, attempt, retry_in = ?wait, suppressed, error = %e, "write failed, will retry (the other chunks go on)");
-                }
-                q.retry.not_before = Some(Instant::now() + wait);
-                let mut st = self.lock();
-                st.streak = st.streak.saturating_add(1);
-                let gate = if st.streak == attempt {
-                    wait
-                } else {
-                    self.backoff(st.streak)
-                };
-                st.gate = Some(Instant::now() + gate);
-                false
-            }
+            Err(OutputError::Retryable(e)) => self.retry_later(q, &e, started, first).await,
         }
+    }
+
+    /// After a retryable failure: the chunk waits its backoff in the queue
+    /// (false), or is dead-lettered when its retries are exhausted (true).
+    async fn retry_later(
+        &self,
+        q: &mut Queued,
+        e: &str,
+        started: Instant,
+        first: SystemTime,
+    ) -> bool {
+        self.counters.failed(&q.id, e);
+        q.retry.attempts += 1;
+        let attempt = q.retry.attempts;
+        let exhausted = !self.cfg.retry_forever
+            && (self
+                .cfg
+                .retry_max_times
+                .map(|m| attempt > m)
+                .unwrap_or(false)
+                || started.elapsed() >= self.cfg.retry_timeout.0);
+        if exhausted {
+            self.dead_letter(q, "retries exhausted", e, attempt, first)
+                .await;
+            return true;
+        }
+        let wait = self.backoff(attempt);
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.retry_warn.check() {
+            warn!(output = %self.id, chunk = %q.id, tag = %q.tag, attempt, retry_in = ?wait, suppressed, error = %e, "write failed, will retry (the other chunks go on)");
+        }
+        q.retry.not_before = Some(Instant::now() + wait);
+        let mut st = self.lock();
+        st.streak = st.streak.saturating_add(1);
+        let gate = if st.streak == attempt {
+            wait
+        } else {
+            self.backoff(st.streak)
+        };
+        st.gate = Some(Instant::now() + gate);
+        false
     }
 
     /// Moves a chunk, intact, to `data_dir/dead-letter/<output>/` with a JSON
@@ -1344,6 +1383,53 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(b.take_queue().len(), 20);
+    }
+
+    fn queued_file(path: PathBuf) -> Queued {
+        Queued {
+            id: new_chunk_id(),
+            tag: Arc::from("t"),
+            key: Arc::from(""),
+            records: 7,
+            bytes: 70,
+            created: SystemTime::now(),
+            data: QueuedData::File(path),
+            retry: RetryState::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunk_that_cannot_be_read_now_is_retried_not_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BufferConfig {
+            retry_wait: fuwa_api::HumanDuration(Duration::from_secs(3600)),
+            ..BufferConfig::default()
+        };
+        let out = Arc::new(FailsBad::default());
+        let b = OutputBuffer::new("o", out.clone(), cfg, dir.path()).unwrap();
+        // reading a directory fails with an I/O error (like EMFILE or EIO
+        // would), not with a corrupt chunk
+        let unreadable = dir.path().join("unreadable.chunk");
+        std::fs::create_dir(&unreadable).unwrap();
+        b.shared.enqueue(vec![
+            queued_file(dir.path().join("gone.chunk")),
+            queued_file(unreadable.clone()),
+        ]);
+        let w = tokio::spawn(b.clone().worker());
+        wait_for("both tried", || {
+            b.counters.retries.load(Ordering::Relaxed) == 1
+                && b.counters.records_dropped.load(Ordering::Relaxed) == 7
+        })
+        .await;
+        // the unreadable one waits for its retry; the gone one is counted lost
+        assert!(!dir.path().join("corrupt").exists());
+        assert!(unreadable.exists());
+        assert_eq!(b.snapshot().queued_chunks, 1);
+        b.halt();
+        tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .expect("stopped")
+            .unwrap();
     }
 
     #[tokio::test]
