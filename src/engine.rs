@@ -150,8 +150,14 @@ pub const LOCK_FILE: &str = "fuwa.lock";
 /// Another `fuwa run` holds data_dir (or it could not be locked): exit 2,
 /// a restart cannot fix it.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct LockError(String);
+pub enum LockError {
+    /// the lock file cannot be opened (EACCES, EROFS...)
+    #[error("{0}")]
+    Open(String),
+    /// held by another process, or flock failed
+    #[error("{0}")]
+    Held(String),
+}
 
 /// An exclusive lock (flock) on `data_dir/fuwa.lock`, holding the pid of
 /// the agent that has it; released when dropped or when the process ends,
@@ -175,7 +181,9 @@ impl DataDirLock {
             .truncate(false)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| LockError(format!("cannot open the lock file {}: {e}", path.display())))?;
+            .map_err(|e| {
+                LockError::Open(format!("cannot open the lock file {}: {e}", path.display()))
+            })?;
         match f.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -187,14 +195,14 @@ impl DataDirLock {
                 } else {
                     format!("another fuwa (pid {pid})")
                 };
-                return Err(LockError(format!(
+                return Err(LockError::Held(format!(
                     "data_dir {} is in use by {holder} (lock file {}): two agents on one data_dir would lose events; stop it or give this one another --data-dir",
                     dir.display(),
                     path.display()
                 )));
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(LockError(format!(
+                return Err(LockError::Held(format!(
                     "cannot lock data_dir {} ({}): {e}",
                     dir.display(),
                     path.display()
@@ -223,7 +231,20 @@ fn lock_data_dir(cfg: &Config) -> Result<Option<DataDirLock>> {
     if !create_data_dir(cfg)? {
         return Ok(None);
     }
-    Ok(Some(DataDirLock::acquire(&cfg.agent.data_dir)?))
+    let needs_dir = cfg
+        .outputs
+        .iter()
+        .any(|o| o.buffer.kind == BufferType::File);
+    match DataDirLock::acquire(&cfg.agent.data_dir) {
+        Ok(l) => Ok(Some(l)),
+        // a default data_dir this user cannot write (the package's, say)
+        // while only memory buffers run: as when it cannot be created
+        Err(LockError::Open(e)) if !cfg.data_dir_explicit && !needs_dir => {
+            warn!(data_dir = %cfg.agent.data_dir.display(), error = %e, "cannot lock the default data_dir; nothing needs it with memory buffers");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Starts a generation: binds the inputs, creates the buffers (a file
