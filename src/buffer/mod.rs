@@ -1,9 +1,16 @@
 //! An output's buffer: open chunks keyed by (tag, partition key), sealed by
-//! size, record count or age, queued, and written by the output's workers
-//! with retries (exponential backoff, jitter, cap). Past the retries, or on
-//! a fatal error, a chunk goes intact to the dead-letter directory. The
-//! total size is bounded: when full, `append` waits (block), refuses
+//! size, record count or age, or when more than `max_open_chunks` are open
+//! (the least recently written first), queued, and written by the output's
+//! workers with retries (exponential backoff, jitter, cap). A chunk that
+//! fails goes back to the queue with its own not-before time and attempt
+//! count, and the workers go on with the others (no head-of-line blocking);
+//! after any failure the output as a whole waits backoff(failures in a row)
+//! before its next attempt and tries a chunk never tried before first, so a
+//! down output is not hit by every queued chunk at once. Past the retries,
+//! or on a fatal error, a chunk goes intact to the dead-letter directory.
+//! The total size is bounded: when full, `append` waits (block), refuses
 //! (reject) or drops the oldest queued chunk (drop_oldest_chunk).
+//! Chunk files and dead letters are 0600 in 0700 directories.
 //!
 //! Two storages share all of that: `memory` keeps the inputs' bytes as
 //! segments (appending copies nothing); `file` (the default) writes every
