@@ -155,6 +155,10 @@ pub struct BufferConfig {
     pub retry_max_times: Option<u32>,
     #[serde(default)]
     pub retry_forever: bool,
+    /// file buffers: at most this many chunk files open at once (one per
+    /// distinct tag and partition key); at the cap the least recently
+    /// written one is sealed. Default: RLIMIT_NOFILE / 8, 16..=1024.
+    pub max_open_chunks: Option<usize>,
 }
 
 impl Default for BufferConfig {
@@ -174,6 +178,7 @@ impl Default for BufferConfig {
             retry_timeout: retry_timeout(),
             retry_max_times: None,
             retry_forever: false,
+            max_open_chunks: None,
         }
     }
 }

@@ -156,6 +156,37 @@ fn init_logging(cfg: &Config) -> Option<engine::LogReload> {
     (!env_rules).then_some(handle)
 }
 
+/// Raises the soft RLIMIT_NOFILE to the hard limit: each connection, tailed
+/// file and open buffer chunk is a file descriptor, and the usual soft limit
+/// (1,024) is far below what the hard limit allows. The file buffers' default
+/// `max_open_chunks` is derived from the result.
+fn raise_nofile_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read or write the struct they are given
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit (RLIMIT_NOFILE)");
+        return;
+    }
+    let before = r.rlim_cur;
+    if r.rlim_cur < r.rlim_max {
+        r.rlim_cur = r.rlim_max;
+        // SAFETY: as above
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+            tracing::warn!(soft = before, hard = r.rlim_max, error = %std::io::Error::last_os_error(), "cannot raise the open-file limit (RLIMIT_NOFILE) to the hard limit");
+            return;
+        }
+    }
+    tracing::info!(
+        soft = r.rlim_cur,
+        hard = r.rlim_max,
+        was = before,
+        "open-file limit (RLIMIT_NOFILE)"
+    );
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -286,6 +317,7 @@ fn main() -> ExitCode {
                 }
             };
             let log_reload = init_logging(&cfg);
+            raise_nofile_limit();
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -305,7 +337,13 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("fuwa: {e:#}");
-                    ExitCode::FAILURE
+                    // exit 2 (systemd's RestartPreventExitStatus): no restart
+                    // fixes a data_dir held by another agent
+                    if e.downcast_ref::<engine::LockError>().is_some() {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
             }
         }

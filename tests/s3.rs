@@ -741,3 +741,61 @@ fn the_agent_starts_with_s3_unreachable_and_delivers_once_it_is_up() {
     assert_eq!(d.lines().len(), 5);
     assert!(dead_letters(&a).is_empty());
 }
+
+/// A tag longer than a key component may be (1,000 bytes, under the inputs'
+/// tag limit) used to give a 1,100-byte key that S3 refuses (and no file
+/// system can mirror). The component is cut to 255 bytes with a hash of the
+/// whole, and the object is written like any other.
+#[test]
+fn a_tag_too_long_for_a_key_component_is_shortened_and_delivered() {
+    let moto = Moto::start();
+    moto.create_bucket();
+    let cfg = config(&moto.endpoint(), "", "flush_interval = \"1s\"")
+        .replace(r#"match = "action_logs page_views""#, r#"match = "**""#);
+    let a = Agent::start(&cfg);
+    let long = "a".repeat(1000);
+    let events = |from: u64| -> Vec<(u32, u32, V)> {
+        (from..from + 10)
+            .map(|id| {
+                (
+                    1_717_162_200u32,
+                    0u32,
+                    V::Map(vec![(V::from("id"), V::from(id))]),
+                )
+            })
+            .collect()
+    };
+    let mut s = a.connect();
+    send_packed(&mut s, &long, &events(0));
+    send_packed(&mut s, "action_logs", &events(10));
+    let out = tempfile::tempdir().unwrap();
+    let d = moto.wait_records(out.path(), 20, &a);
+    assert_eq!(d.objects.len(), 2, "{:?}", d.objects);
+    let keys: Vec<&str> = d
+        .objects
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    for k in &keys {
+        assert!(k.len() <= 1024, "{k}");
+        assert!(k.split('/').all(|c| c.len() <= 255), "{k}");
+    }
+    let cut = keys
+        .iter()
+        .find(|k| k.starts_with("content_type=aaa"))
+        .expect("the long tag's object");
+    let first = cut.split('/').next().unwrap();
+    assert_eq!(first.len(), 255, "{first}");
+    assert!(
+        first.starts_with(&format!("content_type={}-", "a".repeat(225))),
+        "{first}"
+    );
+    let mut ids: Vec<u64> = d
+        .lines()
+        .iter()
+        .map(|(_, j)| j["id"].as_u64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..20).collect::<Vec<_>>());
+    assert!(dead_letters(&a).is_empty());
+}

@@ -16,7 +16,9 @@ use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 use super::chunkfile::{self, block_header, encode_header, ChunkMeta};
-use super::{new_chunk_id, Queued, QueuedData, Shared};
+use super::{
+    create_private_dir, new_chunk_id, write_private, Queued, QueuedData, RetryState, Shared,
+};
 
 pub enum Cmd {
     Append {
@@ -32,6 +34,8 @@ pub struct Limits {
     pub chunk_limit_size: usize,
     pub chunk_limit_records: Option<u32>,
     pub flush_interval: Duration,
+    /// open chunk files at most (each holds a file descriptor)
+    pub max_open_chunks: usize,
 }
 
 struct OpenFile {
@@ -45,6 +49,8 @@ struct OpenFile {
     dirty: bool,
     /// bytes on disk, header included
     file_len: u64,
+    /// when it was last appended to (the writer's append counter)
+    last_used: u64,
 }
 
 pub struct Writer {
@@ -53,6 +59,11 @@ pub struct Writer {
     shared: Arc<Shared>,
     open: HashMap<(Arc<str>, Arc<str>), OpenFile>,
     dir_dirty: bool,
+    /// counts appends, for least-recently-used sealing
+    clock: u64,
+    /// an fsync of a chunk sealed in this round failed: the round's appends
+    /// are refused (their clients send them again) instead of acknowledged
+    seal_error: Option<io::Error>,
 }
 
 impl Writer {
@@ -69,6 +80,8 @@ impl Writer {
             shared,
             open: HashMap::new(),
             dir_dirty: false,
+            clock: 0,
+            seal_error: None,
         };
         std::thread::Builder::new()
             .name(format!("fuwa-buf-{id}"))
@@ -128,9 +141,24 @@ impl Writer {
                 self.seal(&k, sealed);
             }
             if !self.open.contains_key(&k) {
+                // one file descriptor per open chunk: at the cap, seal the
+                // least recently written one (it is queued like any other)
+                while self.open.len() >= self.limits.max_open_chunks {
+                    let lru = self
+                        .open
+                        .iter()
+                        .min_by_key(|(_, f)| f.last_used)
+                        .map(|(k, _)| k.clone());
+                    match lru {
+                        Some(old) => self.seal(&old, sealed),
+                        None => break,
+                    }
+                }
                 let f = self.create(tag, &key)?;
                 self.open.insert(k.clone(), f);
             }
+            self.clock += 1;
+            let now = self.clock;
             let f = self
                 .open
                 .get_mut(&k)
@@ -148,6 +176,7 @@ impl Writer {
             f.bytes += seg.len();
             f.records += count;
             f.dirty = true;
+            f.last_used = now;
             let seal_now = f.bytes >= self.limits.chunk_limit_size
                 || self
                     .limits
@@ -174,10 +203,15 @@ impl Writer {
                 .unwrap_or(0),
         };
         let path = self.dir.join(format!("{id}.chunk"));
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)?;
+        // user data: readable by the agent's user only, whatever the umask
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)?
+        };
         let header = encode_header(&meta);
         file.write_all(&header)?;
         self.dir_dirty = true;
@@ -191,6 +225,7 @@ impl Writer {
             created_sys,
             dirty: true,
             file_len: header.len() as u64,
+            last_used: 0,
         })
     }
 
@@ -203,6 +238,7 @@ impl Writer {
             if f.dirty {
                 if let Err(e) = f.file.sync_data() {
                     error!(path = %f.path.display(), error = %e, "cannot fsync a chunk being sealed");
+                    self.seal_error = Some(e);
                 }
             }
             sealed.push(Queued {
@@ -213,6 +249,7 @@ impl Writer {
                 bytes: f.bytes,
                 created: f.created_sys,
                 data: QueuedData::File(f.path),
+                retry: RetryState::default(),
             });
         }
     }
@@ -232,7 +269,10 @@ impl Writer {
     /// fsync every file written in this round, and the directory when files
     /// were created, before anyone is told their data is safe.
     fn sync(&mut self, _sealed: &mut [Queued]) -> io::Result<()> {
-        let mut result = Ok(());
+        let mut result = match self.seal_error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
         for f in self.open.values_mut() {
             if f.dirty {
                 if let Err(e) = f.file.sync_data() {
@@ -265,6 +305,7 @@ pub fn recover(dir: &Path, corrupt_dir: &Path, output: &str) -> io::Result<Vec<Q
     }
     let mut queued = Vec::new();
     for path in found {
+        make_private(&path, output);
         let data = match std::fs::read(&path) {
             Ok(d) => d,
             Err(e) => {
@@ -297,12 +338,28 @@ pub fn recover(dir: &Path, corrupt_dir: &Path, output: &str) -> io::Result<Vec<Q
                     bytes: s.payload_bytes(),
                     created: SystemTime::UNIX_EPOCH + Duration::from_millis(s.meta.created_ms),
                     data: QueuedData::File(path),
+                    retry: RetryState::default(),
                 });
             }
         }
     }
     queued.sort_by_key(|q| q.created);
     Ok(queued)
+}
+
+/// A chunk left by an older fuwa (created under the umask) is made 0600.
+fn make_private(path: &Path, output: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode();
+        if mode & 0o077 != 0 {
+            if let Err(e) =
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+            {
+                warn!(output, path = %path.display(), error = %e, "cannot make a buffered chunk private (0600)");
+            }
+        }
+    }
 }
 
 /// Moves a corrupt chunk, intact, to `corrupt_dir` with a `.reason.json`.
@@ -312,7 +369,7 @@ pub fn set_aside(path: &Path, corrupt_dir: &Path, output: &str, reason: &str) {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "chunk".into());
     let dest = corrupt_dir.join(format!("{output}-{name}"));
-    let moved = std::fs::create_dir_all(corrupt_dir).and_then(|_| std::fs::rename(path, &dest));
+    let moved = create_private_dir(corrupt_dir).and_then(|_| std::fs::rename(path, &dest));
     match moved {
         Ok(()) => {
             let note = serde_json::json!({
@@ -321,7 +378,10 @@ pub fn set_aside(path: &Path, corrupt_dir: &Path, output: &str, reason: &str) {
                 "reason": reason,
                 "moved_at_ms": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             });
-            let _ = std::fs::write(dest.with_extension("reason.json"), note.to_string());
+            let _ = write_private(
+                &dest.with_extension("reason.json"),
+                note.to_string().as_bytes(),
+            );
             error!(output, path = %path.display(), moved_to = %dest.display(), reason, "corrupt chunk set aside (kept intact, not delivered)");
         }
         Err(e) => {

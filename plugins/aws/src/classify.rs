@@ -46,6 +46,18 @@ const RETRYABLE_CODES: &[&str] = &[
     "TokenRefreshRequired",
     "IDPCommunicationError",
     "OperationAborted",
+    // throttling under other names (HTTP 400, so the status alone would
+    // make them fatal and dead-letter chunks a moment's wait would deliver)
+    "LimitExceededException",
+    "KMS.ThrottlingException",
+    "KMSThrottlingException",
+    "BandwidthLimitExceeded",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+    "TransactionInProgressException",
+    // a signature that expired in transit: the retry signs again
+    "RequestExpired",
+    "IDPCommunicationErrorException",
 ];
 
 /// Error codes that no retry will fix.
@@ -144,6 +156,9 @@ mod tests {
             (None, Some(503)),
             (None, Some(429)),
             (Some("Whatever"), Some(500)),
+            (Some("LimitExceededException"), Some(400)),
+            (Some("KMS.ThrottlingException"), Some(400)),
+            (Some("RequestExpired"), Some(400)),
             (None, None),
         ] {
             assert_eq!(
@@ -167,6 +182,11 @@ mod tests {
             (None, Some(301)),
             (None, Some(403)),
             (None, Some(404)),
+            // client errors no retry fixes: a bad record, a too-big body
+            (Some("InvalidArgumentException"), Some(400)),
+            (Some("KeyTooLongError"), Some(400)),
+            (None, Some(413)),
+            (None, Some(400)),
         ] {
             assert_eq!(
                 classify_code(code, status),

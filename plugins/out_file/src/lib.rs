@@ -115,7 +115,14 @@ impl Output for FileOutput {
         let id = self.id.clone();
         tokio::task::spawn_blocking(move || write_blocking(&id, &chunk, &lines, compress))
             .await
-            .map_err(|e| OutputError::Retryable(format!("writer task failed: {e}")))?
+            .map_err(|e| {
+                // a panic would come back on every retry of this chunk
+                if e.is_panic() {
+                    OutputError::Fatal(format!("writer task panicked: {e}"))
+                } else {
+                    OutputError::Retryable(format!("writer task failed: {e}"))
+                }
+            })?
     }
 }
 
@@ -129,7 +136,10 @@ fn write_blocking(
     compress: Compress,
 ) -> Result<(), OutputError> {
     const PIECE: usize = 1 << 20;
-    let path = Path::new(&*chunk.key);
+    // a key rendered by an older version (a chunk buffered then, a dead
+    // letter replayed) may still hold a component over 255 bytes
+    let key = fuwa_render::template::shorten_path(&chunk.key);
+    let path = Path::new(&key);
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir)
@@ -188,12 +198,69 @@ impl Sink {
     }
 }
 
+/// Errors that no retry of the same chunk can fix are `Fatal` (the chunk is
+/// dead-lettered at once and the output goes on with the others): a path too
+/// long or invalid (ENAMETOOLONG, EINVAL, ELOOP), a directory where the file
+/// should be or a file where a directory should be (EISDIR, ENOTDIR), no
+/// permission, a read-only file system. The rest (disk full, I/O errors, a
+/// file where the output's directory should be: an operator can fix those
+/// while the chunk waits) is `Retryable`.
 fn classify(e: std::io::Error, what: &str) -> OutputError {
     use std::io::ErrorKind::*;
-    match e.kind() {
-        PermissionDenied | IsADirectory | NotADirectory | InvalidInput | ReadOnlyFilesystem => {
-            OutputError::Fatal(format!("{what}: {e}"))
+    const ELOOP: i32 = 40;
+    let permanent = matches!(
+        e.kind(),
+        PermissionDenied
+            | IsADirectory
+            | NotADirectory
+            | InvalidInput
+            | InvalidFilename
+            | ReadOnlyFilesystem
+    ) || e.raw_os_error() == Some(ELOOP);
+    if permanent {
+        OutputError::Fatal(format!("{what}: {e}"))
+    } else {
+        OutputError::Retryable(format!("{what}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_no_retry_can_fix_are_fatal() {
+        let long = std::env::temp_dir().join("x".repeat(300));
+        let e = std::fs::File::open(&long).unwrap_err();
+        assert!(
+            matches!(classify(e, "open"), OutputError::Fatal(_)),
+            "ENAMETOOLONG"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let e = std::fs::File::open(f.join("below")).unwrap_err();
+        assert!(
+            matches!(classify(e, "open"), OutputError::Fatal(_)),
+            "ENOTDIR"
+        );
+        let e = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.path())
+            .unwrap_err();
+        assert!(
+            matches!(classify(e, "open"), OutputError::Fatal(_)),
+            "EISDIR"
+        );
+        for kind in [
+            std::io::ErrorKind::StorageFull,
+            std::io::ErrorKind::Interrupted,
+        ] {
+            assert!(matches!(
+                classify(std::io::Error::from(kind), "write"),
+                OutputError::Retryable(_)
+            ));
         }
-        _ => OutputError::Retryable(format!("{what}: {e}")),
     }
 }

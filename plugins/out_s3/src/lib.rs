@@ -300,15 +300,55 @@ impl Output for S3Output {
     }
 
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
-        let client = self.client.get().await?;
         let key = object_key(&chunk.key, &chunk.id);
+        check_key(&key)?;
+        let client = self.client.get().await?;
         upload::write_object(self, client, chunk, &key).await
     }
+}
+
+/// S3 refuses keys over 1,024 bytes (UTF-8): no retry makes one shorter,
+/// so such a chunk is `Fatal` (dead-lettered, replayable once the key
+/// template is fixed). Components are already at most 255 bytes each (see
+/// `fuwa_render::template`); a key needs more than four long ones to get here.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+fn check_key(key: &str) -> Result<(), OutputError> {
+    if key.len() > MAX_KEY_BYTES {
+        let start: String = key.chars().take(80).collect();
+        return Err(OutputError::Fatal(format!(
+            "object key is {} bytes, over S3's limit of {MAX_KEY_BYTES} (key starts `{start}`): shorten the key template",
+            key.len()
+        )));
+    }
+    if key.is_empty() {
+        return Err(OutputError::Fatal("object key is empty".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_over_the_s3_limit_are_fatal() {
+        assert!(check_key(&"k".repeat(1024)).is_ok());
+        assert!(matches!(
+            check_key(&"k".repeat(1025)),
+            Err(OutputError::Fatal(m)) if m.contains("1025 bytes")
+        ));
+        // five long tag components: each cut to 255, the key still too long
+        let tz = fuwa_render::parse_timezone("UTC").unwrap();
+        let t = key::KeyTemplate(
+            fuwa_render::Template::parse("${tag}/${tag}/${tag}/${tag}/${tag}/${chunk_id}", tz, "h")
+                .unwrap(),
+        );
+        let k = t.key(&"t".repeat(2000), fuwa_api::EventTime::default(), &[0x80]);
+        let full = object_key(&k, "abc");
+        assert!(full.split('/').all(|c| c.len() <= 255));
+        assert!(matches!(check_key(&full), Err(OutputError::Fatal(_))));
+    }
 
     fn ctx() -> BuildContext {
         BuildContext {

@@ -56,7 +56,8 @@ pub async fn write_object(
             if let Some(m) = &multipart {
                 m.abort(out, client, key).await;
             }
-            return Err(OutputError::Retryable(format!(
+            // encoding the same chunk again fails the same way
+            return Err(OutputError::Fatal(format!(
                 "s3://{}/{key}: encoding failed: {e}",
                 out.bucket
             )));

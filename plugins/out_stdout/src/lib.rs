@@ -54,6 +54,19 @@ pub fn build(
     }))
 }
 
+/// A closed stdout (EPIPE) or none at all (EBADF) stays so for the life of
+/// the process: no retry can write the chunk, so it is dead-lettered
+/// (replayable) instead of filling the buffer. Other errors are retried.
+fn classify(e: std::io::Error) -> OutputError {
+    const EBADF: i32 = 9;
+    let msg = format!("cannot write to stdout: {e}");
+    if e.kind() == std::io::ErrorKind::BrokenPipe || e.raw_os_error() == Some(EBADF) {
+        OutputError::Fatal(msg)
+    } else {
+        OutputError::Retryable(msg)
+    }
+}
+
 #[async_trait]
 impl Output for StdoutOutput {
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
@@ -62,9 +75,29 @@ impl Output for StdoutOutput {
         if bad > 0 {
             warn!(output = %self.id, bad, "entries that could not be rendered as JSON were skipped");
         }
-        let mut so = std::io::stdout().lock();
-        so.write_all(&out)
-            .and_then(|_| so.flush())
-            .map_err(|e| OutputError::Retryable(format!("cannot write to stdout: {e}")))
+        // a full pipe blocks: off the reactor
+        tokio::task::spawn_blocking(move || {
+            let mut so = std::io::stdout().lock();
+            so.write_all(&out).and_then(|_| so.flush())
+        })
+        .await
+        .map_err(|e| OutputError::Retryable(format!("stdout writer task failed: {e}")))?
+        .map_err(classify)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_stdout_is_fatal_a_busy_one_is_not() {
+        let fatal = |e| matches!(classify(e), OutputError::Fatal(_));
+        assert!(fatal(std::io::Error::from(std::io::ErrorKind::BrokenPipe)));
+        assert!(fatal(std::io::Error::from_raw_os_error(9)));
+        assert!(!fatal(std::io::Error::from(
+            std::io::ErrorKind::Interrupted
+        )));
+        assert!(!fatal(std::io::Error::from_raw_os_error(28)), "ENOSPC");
     }
 }

@@ -1,13 +1,31 @@
 //! Path and key templates: `${tag}`, `${tag[N]}`, `${hostname}`,
 //! `${record.a.b}`, `${chunk_id}`, `${uuid}` and strftime (`%Y`, `%m`, ...)
 //! of the event time in the agent's time zone.
+//!
+//! Every rendered path or key component (the text between two `/`) is at
+//! most [`MAX_COMPONENT`] (255) bytes, the NAME_MAX of every common file
+//! system: a longer one becomes its first 238 bytes (cut back to a UTF-8
+//! character boundary) + `-` + the first 16 hex digits of the SHA-256 of the
+//! whole component, so two long values stay apart. A component holding
+//! `${chunk_id}`/`${uuid}` is shortened only by [`Template::finish`], once
+//! they are filled, so shortening never cuts away the chunk's identity.
+//! Substituted values cannot add `/`, NUL or any other control character,
+//! and `.`/`..` alone become `_`, so a value never climbs out of or breaks
+//! the directory structure the template gives.
 
 use chrono::format::Item;
 use chrono_tz::Tz;
 use fuwa_api::msgpack::{read_head, skip, Head};
 use fuwa_api::EventTime;
 
+use sha2::{Digest, Sha256};
+
 use crate::time::{parse_strftime, to_datetime};
+
+/// The longest rendered path or key component, in bytes.
+pub const MAX_COMPONENT: usize = 255;
+/// What a shortened component keeps of its start: 238 + `-` + 16 hex = 255.
+const KEEP: usize = MAX_COMPONENT - 17;
 
 #[derive(Debug, Clone)]
 enum Part {
@@ -118,15 +136,63 @@ impl Template {
                 Part::Uuid => out.push_str("${uuid}"),
             }
         }
-        out
+        shorten_components(&out, true)
     }
 
-    /// Fills the chunk-level placeholders of a rendered key.
+    /// Fills the chunk-level placeholders of a rendered key (and shortens
+    /// the components that held them, like `render` does the others).
     pub fn finish(rendered: &str, chunk_id: &str, uuid: &str) -> String {
-        rendered
+        let filled = rendered
             .replace("${chunk_id}", chunk_id)
-            .replace("${uuid}", uuid)
+            .replace("${uuid}", uuid);
+        shorten_components(&filled, false)
     }
+}
+
+/// A rendered path with every component over [`MAX_COMPONENT`] bytes
+/// shortened (the same rule as `render`): for keys rendered by an older
+/// version, kept in buffered chunks and dead letters.
+pub fn shorten_path(s: &str) -> String {
+    shorten_components(s, false)
+}
+
+/// Every component over [`MAX_COMPONENT`] bytes shortened (see the module
+/// doc); with `keep_placeholders`, components still holding `${chunk_id}` or
+/// `${uuid}` are left for `finish`.
+fn shorten_components(s: &str, keep_placeholders: bool) -> String {
+    if s.split('/').all(|c| c.len() <= MAX_COMPONENT) {
+        return s.to_string();
+    }
+    let parts: Vec<String> = s
+        .split('/')
+        .map(|c| {
+            let held = keep_placeholders && (c.contains("${chunk_id}") || c.contains("${uuid}"));
+            if c.len() <= MAX_COMPONENT || held {
+                c.to_string()
+            } else {
+                shorten(c)
+            }
+        })
+        .collect();
+    parts.join("/")
+}
+
+/// A component over [`MAX_COMPONENT`] bytes as its first 238 bytes (at a
+/// char boundary) + `-` + 16 hex digits of SHA-256 of the whole component.
+pub fn shorten(c: &str) -> String {
+    let mut end = KEEP.min(c.len());
+    while !c.is_char_boundary(end) {
+        end -= 1;
+    }
+    let d = Sha256::digest(c.as_bytes());
+    let mut out = String::with_capacity(MAX_COMPONENT);
+    out.push_str(&c[..end]);
+    out.push('-');
+    for b in &d[..8] {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 fn flush_lit(parts: &mut Vec<Part>, lit: &mut String) -> Result<(), String> {
@@ -254,6 +320,85 @@ mod tests {
         let t = Template::parse("/var/log/${tag}/${record.evil}/x", tz, "h").unwrap();
         let k = t.render("..", EventTime::default(), &rec());
         assert_eq!(k, "/var/log/_/.._.._etc_passwd/x");
+    }
+
+    #[test]
+    fn long_components_are_cut_with_a_hash_of_the_whole() {
+        let tz = crate::parse_timezone("UTC").unwrap();
+        let t = Template::parse("/var/log/${tag}/x-${tag}.log", tz, "h").unwrap();
+        let tag = "a".repeat(5000);
+        let k = t.render(&tag, EventTime::default(), &rec());
+        let comps: Vec<&str> = k.split('/').collect();
+        assert_eq!(comps.len(), 5, "{k}");
+        assert_eq!(comps[3].len(), 255);
+        assert_eq!(comps[4].len(), 255);
+        assert!(comps[3].starts_with(&"a".repeat(238)));
+        assert_eq!(&comps[3][238..239], "-");
+        assert!(comps[3][239..].bytes().all(|b| b.is_ascii_hexdigit()));
+        // idempotent, and what an older version rendered comes out the same
+        assert_eq!(shorten_path(&k), k);
+        assert_eq!(shorten_path(&format!("/var/log/{tag}/x-{tag}.log")), k);
+        // another long tag sharing the first 238 bytes goes elsewhere
+        let other = format!("{}b", "a".repeat(4999));
+        let k2 = t.render(&other, EventTime::default(), &rec());
+        assert_ne!(k, k2);
+        // a short one is untouched; 255 bytes exactly is kept as it is
+        assert_eq!(
+            t.render("app", EventTime::default(), &rec()),
+            "/var/log/app/x-app.log"
+        );
+        let t2 = Template::parse("${tag}", tz, "h").unwrap();
+        let exact = "é".repeat(127) + "a";
+        assert_eq!(t2.render(&exact, EventTime::default(), &rec()), exact);
+        // multi-byte characters are never split
+        let long = "é".repeat(300);
+        let r = t2.render(&long, EventTime::default(), &rec());
+        assert!(r.len() <= 255 && r.starts_with(&"é".repeat(119)), "{r}");
+    }
+
+    #[test]
+    fn placeholders_survive_shortening_and_keep_keys_apart() {
+        let tz = crate::parse_timezone("UTC").unwrap();
+        let t = Template::parse("p/${tag}-${chunk_id}.gz", tz, "h").unwrap();
+        let k = t.render(&"t".repeat(3000), EventTime::default(), &rec());
+        assert!(k.contains("${chunk_id}"));
+        let a = Template::finish(&k, "chunk-a", "u");
+        let b = Template::finish(&k, "chunk-b", "u");
+        assert_ne!(a, b);
+        assert!(a.split('/').all(|c| c.len() <= 255), "{a}");
+        assert_eq!(a, Template::finish(&k, "chunk-a", "u"), "stable per chunk");
+    }
+
+    #[test]
+    fn control_characters_and_nul_never_reach_a_path() {
+        let tz = crate::parse_timezone("UTC").unwrap();
+        let t = Template::parse("/d/${tag}/${tag[1]}", tz, "h").unwrap();
+        let k = t.render("a\0b\n/../c.\0", EventTime::default(), &rec());
+        assert!(!k.contains('\0') && !k.contains('\n'), "{k:?}");
+        assert_eq!(k.split('/').count(), 4, "{k:?}");
+        assert!(k.split('/').all(|c| c != ".." && c != "."), "{k:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_rendered_component_is_valid(
+            tag in proptest::string::string_regex("([a-z./\\x00\n]{0,8}|[a-zé]{200,600}|\\.{1,3})(\\.[a-z./]{0,300}){0,3}").unwrap(),
+            field in proptest::string::string_regex("(.{0,40}|x{250,2000}|\\.\\.)").unwrap(),
+        ) {
+            let tz = crate::parse_timezone("UTC").unwrap();
+            let t = Template::parse("/root/${tag}/${tag[1]}/a${record.f}b/${hostname}-%Y.log", tz, "host").unwrap();
+            let v = Value::Map(vec![(Value::from("f"), Value::from(field.as_str()))]);
+            let mut r = Vec::new();
+            rmpv::encode::write_value(&mut r, &v).unwrap();
+            let k = t.render(&tag, EventTime::default(), &r);
+            let comps: Vec<&str> = k.split('/').collect();
+            proptest::prop_assert_eq!(comps.len(), 6, "{:?}", k);
+            for c in &comps[1..] {
+                proptest::prop_assert!(!c.is_empty() && c.len() <= 255, "{:?}", c);
+                proptest::prop_assert!(*c != "." && *c != "..", "{:?}", c);
+                proptest::prop_assert!(!c.contains('\0'));
+            }
+        }
     }
 
     #[test]
