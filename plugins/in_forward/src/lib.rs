@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod json;
 pub mod protocol;
 
 use std::io::BufReader;
@@ -16,13 +17,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use fuwa_api::ratelimit::RateLimit;
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, Input, InputContext, PluginError};
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 pub use config::ForwardConfig;
+
+const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct ForwardInput {
     cfg: ForwardConfig,
@@ -43,6 +49,27 @@ pub fn build(
         .socket_addr("bind", &cfg.bind, "127.0.0.1:24224")
         .map_err(|e| errors.push(e))
         .ok();
+    if cfg.pending_bytes_limit.0 < cfg.message_length_limit.0 {
+        errors.push(section.error(
+            "pending_bytes_limit",
+            format!(
+                "must be at least message_length_limit ({} bytes), or no message that large could ever arrive",
+                cfg.message_length_limit.0
+            ),
+        ));
+    }
+    if cfg.max_connections == Some(0) {
+        errors.push(section.error("max_connections", "must be at least 1"));
+    }
+    for (key, d) in [
+        ("handshake_timeout", cfg.handshake_timeout.0),
+        ("idle_timeout", cfg.idle_timeout.0),
+        ("message_timeout", cfg.message_timeout.0),
+    ] {
+        if d.is_zero() {
+            errors.push(section.error(key, "must be longer than 0s"));
+        }
+    }
     if cfg.shared_key.is_none() && (!cfg.users.is_empty() || cfg.self_hostname.is_some()) {
         errors.push(section.error(
             "shared_key",
@@ -136,13 +163,22 @@ impl Input for ForwardInput {
                 .unwrap_or_else(|| "fuwa".to_string()),
             users: self.cfg.users.clone(),
         });
-        let shared = Arc::new(conn::ConnShared {
-            id: ctx.id.clone(),
-            emitter: ctx.emitter.clone(),
-            limit: self.cfg.message_length_limit.0 as usize,
+        let shared = Arc::new(conn::ConnShared::new(
+            ctx.id.clone(),
+            ctx.emitter.clone(),
+            &self.cfg,
             security,
-            skip_warn: fuwa_api::ratelimit::RateLimit::new(10_000),
-        });
+        ));
+        let max_connections = self
+            .cfg
+            .max_connections
+            .unwrap_or_else(|| config::default_max_connections(config::soft_nofile()));
+        info!(input = %ctx.id, max_connections, "forward input connection limit");
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let full_warn = RateLimit::new(10_000);
+        let accept_warn = RateLimit::new(10_000);
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        let handshake_timeout = self.cfg.handshake_timeout.0;
         let mut tasks = JoinSet::new();
         if let Some(udp) = self.udp.take() {
             let mut sd = ctx.shutdown.clone();
@@ -166,25 +202,49 @@ impl Input for ForwardInput {
             tokio::select! {
                 r = listener.accept() => {
                     let (sock, peer) = match r {
-                        Ok(x) => x,
+                        Ok(x) => {
+                            backoff = ACCEPT_BACKOFF_MIN;
+                            x
+                        }
                         Err(e) => {
-                            // EMFILE and friends: wait a little rather than spin
-                            warn!(input = %ctx.id, error = %e, "accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            // EMFILE and friends: back off (10 ms doubling up
+                            // to 1 s) rather than spin, and say so rarely
+                            if let Some(suppressed) = accept_warn.check() {
+                                warn!(input = %ctx.id, error = %e, suppressed, retry_in = ?backoff, "accept failed");
+                            }
+                            tokio::select! {
+                                _ = tokio::time::sleep(backoff) => {}
+                                _ = shutdown.wait() => break,
+                            }
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                             continue;
                         }
+                    };
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        // over max_connections: closed at once (the client
+                        // sees the connection end and tries again later)
+                        if let Some(suppressed) = full_warn.check() {
+                            warn!(input = %ctx.id, %peer, max_connections, suppressed, "connection refused: max_connections reached");
+                        }
+                        drop(sock);
+                        continue;
                     };
                     let _ = sock.set_nodelay(true);
                     let shared = shared.clone();
                     let sd = ctx.shutdown.clone();
                     let tls = self.tls.clone();
+                    let deadline = tokio::time::Instant::now() + handshake_timeout;
                     tasks.spawn(async move {
+                        let _permit = permit;
                         match tls {
-                            None => conn::serve(sock, peer, shared, sd).await,
-                            Some(acceptor) => match acceptor.accept(sock).await {
-                                Ok(s) => conn::serve(s, peer, shared, sd).await,
-                                Err(e) => warn!(input = %shared.id, %peer, error = %e, "TLS handshake failed"),
-                            },
+                            None => conn::serve(sock, peer, shared, sd, deadline).await,
+                            Some(acceptor) => {
+                                match tokio::time::timeout_at(deadline, acceptor.accept(sock)).await {
+                                    Ok(Ok(s)) => conn::serve(s, peer, shared, sd, deadline).await,
+                                    Ok(Err(e)) => warn!(input = %shared.id, %peer, error = %e, "TLS handshake failed"),
+                                    Err(_) => warn!(input = %shared.id, %peer, "TLS handshake not complete within handshake_timeout; closing connection"),
+                                }
+                            }
                         }
                     });
                     // reap finished connections so the set does not grow

@@ -36,8 +36,29 @@ pub struct Decoded {
     pub batches: Vec<Batch>,
     /// raw msgpack bytes of the `chunk` option, to echo in the ack
     pub ack: Option<Bytes>,
-    /// entries that were skipped (bad time, record not a map, ...), with why
+    /// entries that were skipped (bad time, record not a map, tag refused,
+    /// ...), with why
     pub skipped: Vec<String>,
+    /// events refused (never delivered), counted with `Emitter::invalid`
+    /// before the ack; a run of broken bytes counts as one
+    pub invalid: u64,
+}
+
+impl Decoded {
+    fn refuse(&mut self, n: u64, why: String) {
+        self.invalid += n;
+        self.skipped.push(why);
+    }
+
+    /// Moves what `other` holds to the end of this.
+    pub fn append(&mut self, other: &mut Decoded) {
+        self.batches.append(&mut other.batches);
+        self.skipped.append(&mut other.skipped);
+        self.invalid += std::mem::take(&mut other.invalid);
+        if other.ack.is_some() {
+            self.ack = other.ack.take();
+        }
+    }
 }
 
 /// Collects consecutive Message-mode events of one tag into one batch, so
@@ -78,8 +99,42 @@ impl MessageGrouper {
 
 /// Decodes one complete msgpack message (as found by the framer).
 /// Message-mode events go to `grouper`, everything else into `out.batches`
-/// (after flushing the grouper, so order is kept).
+/// (after flushing the grouper, so order is kept). Events whose tag
+/// `fuwa_api::tag::check` refuses are decoded (for their ack), counted in
+/// `out.invalid` and dropped.
 pub fn decode_message(
+    msg: &Bytes,
+    limit: usize,
+    tag_limit: usize,
+    grouper: &mut MessageGrouper,
+    out: &mut Decoded,
+) -> Result<(), ProtocolError> {
+    let b: &[u8] = msg;
+    if let Ok((Head::Array(2..=4), p)) = msgpack::read_head(b, 0) {
+        if let Ok((tag, _)) = msgpack::read_bytes_like(b, p) {
+            if let Err(e) = std::str::from_utf8(tag)
+                .map_err(|_| shape("the tag is not valid UTF-8"))
+                .and_then(|t| fuwa_api::tag::check(t, tag_limit).map_err(|e| shape(e.to_string())))
+            {
+                let mut g = MessageGrouper::default();
+                let mut refused = Decoded::default();
+                decode_message_inner(msg, limit, &mut g, &mut refused)?;
+                g.flush(&mut refused.batches);
+                let n: u64 = refused.batches.iter().map(|b| b.count as u64).sum();
+                out.invalid += refused.invalid + n;
+                out.skipped.append(&mut refused.skipped);
+                if n > 0 {
+                    out.skipped.push(format!("{n} events refused: {e}"));
+                }
+                out.ack = refused.ack;
+                return Ok(());
+            }
+        }
+    }
+    decode_message_inner(msg, limit, grouper, out)
+}
+
+fn decode_message_inner(
     msg: &Bytes,
     limit: usize,
     grouper: &mut MessageGrouper,
@@ -99,10 +154,10 @@ pub fn decode_message(
     };
     let (tag_bytes, next) =
         msgpack::read_bytes_like(b, p).map_err(|_| shape("the tag must be a string"))?;
-    let tag = std::str::from_utf8(tag_bytes).map_err(|_| shape("the tag is not valid UTF-8"))?;
-    if tag.is_empty() {
-        return Err(shape("the tag is empty"));
-    }
+    // checked by `decode_message` (a refused tag decodes here only to be
+    // counted); lossy so that an invalid one is still walked
+    let tag = String::from_utf8_lossy(tag_bytes);
+    let tag: &str = &tag;
     p = next;
     let (second, sp) = msgpack::read_head(b, p)?;
     match second {
@@ -186,15 +241,13 @@ fn decode_single(
     let time = match time {
         Ok((t, _, _)) => t,
         Err(e) => {
-            out.skipped.push(format!("event skipped: {e}"));
+            out.refuse(1, format!("event refused: {e}"));
             return Ok(());
         }
     };
     match msgpack::read_head(b, rec_pos)? {
         (Head::Map(_), _) => grouper.push(tag, time, &b[rec_pos..rec_end], &mut out.batches),
-        _ => out
-            .skipped
-            .push("event skipped: record is not a map".into()),
+        _ => out.refuse(1, "event refused: record is not a map".into()),
     }
     Ok(())
 }
@@ -206,6 +259,7 @@ fn push_entries(tag: &str, body: Bytes, out: &mut Decoded) {
     let b: &[u8] = &body;
     let mut pos = 0;
     let mut count = 0u32;
+    let mut skipped = 0u64;
     let mut rewritten: Option<Vec<u8>> = None;
     while pos < b.len() {
         match read_entry(b, pos) {
@@ -228,18 +282,16 @@ fn push_entries(tag: &str, body: Bytes, out: &mut Decoded) {
                 // rest when the bytes themselves are broken
                 match msgpack::skip(b, pos) {
                     Ok(next) => {
-                        out.skipped.push(format!(
-                            "entry {} skipped: {err}",
-                            count as usize + out.skipped.len()
-                        ));
+                        let i = count as u64 + skipped;
+                        skipped += 1;
+                        out.refuse(1, format!("entry {i} refused: {err}"));
                         if rewritten.is_none() {
                             rewritten = Some(b[..pos].to_vec());
                         }
                         pos = next;
                     }
                     Err(_) => {
-                        out.skipped
-                            .push(format!("entries from byte {pos} dropped: {err}"));
+                        out.refuse(1, format!("entries from byte {pos} refused: {err}"));
                         if rewritten.is_none() {
                             rewritten = Some(b[..pos].to_vec());
                         }
@@ -322,8 +374,11 @@ pub fn ack_msgpack(out: &mut Vec<u8>, chunk: &[u8]) {
 
 /// The JSON variant (fluent-logger-golang's MarshalAsJSON): concatenated
 /// arrays `[tag, time, record, option?]` or `[tag, [[time, record], ...], option?]`.
+/// Events whose tag `fuwa_api::tag::check` refuses are counted in
+/// `out.invalid` and dropped (the message is still acked).
 pub fn decode_json(
     v: serde_json::Value,
+    tag_limit: usize,
     grouper: &mut MessageGrouper,
     out: &mut Decoded,
     ack: &mut Option<serde_json::Value>,
@@ -338,9 +393,10 @@ pub fn decode_json(
     };
     let mut it = arr.into_iter();
     let tag = match it.next() {
-        Some(serde_json::Value::String(s)) if !s.is_empty() => s,
-        _ => return Err(shape("the tag must be a non-empty string")),
+        Some(serde_json::Value::String(s)) => s,
+        _ => return Err(shape("the tag must be a string")),
     };
+    let tag_ok = fuwa_api::tag::check(&tag, tag_limit);
     let second = it.next().unwrap_or(serde_json::Value::Null);
     let rest: Vec<serde_json::Value> = it.collect();
     let option_of = |o: Option<&serde_json::Value>| -> Option<serde_json::Value> {
@@ -349,6 +405,15 @@ pub fn decode_json(
     match second {
         serde_json::Value::Array(entries) => {
             *ack = option_of(rest.first());
+            if let Err(e) = &tag_ok {
+                if !entries.is_empty() {
+                    out.refuse(
+                        entries.len() as u64,
+                        format!("{} events refused: {e}", entries.len()),
+                    );
+                }
+                return Ok(());
+            }
             grouper.flush(&mut out.batches);
             let mut buf = Vec::new();
             let mut count = 0;
@@ -362,14 +427,13 @@ pub fn decode_json(
                                 write_entry(&mut buf, t, &r);
                                 count += 1;
                             }
-                            _ => out
-                                .skipped
-                                .push(format!("entry {i} skipped: expected [time, {{record}}]")),
+                            _ => out.refuse(
+                                1,
+                                format!("entry {i} refused: expected [time, {{record}}]"),
+                            ),
                         }
                     }
-                    _ => out
-                        .skipped
-                        .push(format!("entry {i} skipped: expected [time, {{record}}]")),
+                    _ => out.refuse(1, format!("entry {i} refused: expected [time, {{record}}]")),
                 }
             }
             if count > 0 {
@@ -382,30 +446,35 @@ pub fn decode_json(
                 .first()
                 .ok_or_else(|| shape("Message mode is [tag, time, record, option?]"))?;
             *ack = option_of(rest.get(1));
+            if let Err(e) = &tag_ok {
+                out.refuse(1, format!("event refused: {e}"));
+                return Ok(());
+            }
             match (json_time(&t), rec) {
                 (Some(t), rec @ serde_json::Value::Object(_)) => {
                     let mut r = Vec::new();
                     fuwa_parsers::json_value_to_msgpack(&mut r, rec);
                     grouper.push(&tag, t, &r, &mut out.batches);
                 }
-                (None, _) => out
-                    .skipped
-                    .push("event skipped: time must be a number".into()),
-                _ => out
-                    .skipped
-                    .push("event skipped: record is not an object".into()),
+                (None, _) => out.refuse(1, "event refused: time must be a number".into()),
+                _ => out.refuse(1, "event refused: record is not an object".into()),
             }
         }
     }
     Ok(())
 }
 
+/// A JSON time: an integer that fits i64 seconds (negative ones are before
+/// 1970) or a finite float.
 fn json_time(v: &serde_json::Value) -> Option<EventTime> {
     let n = v.as_number()?;
-    if let Some(i) = n.as_u64() {
-        return (i <= u32::MAX as u64).then(|| EventTime::new(i as i64, 0));
+    if let Some(i) = n.as_i64() {
+        return Some(EventTime::new(i, 0));
     }
-    EventTime::from_f64(n.as_f64()?).filter(|t| t.secs >= 0)
+    if n.is_u64() {
+        return None; // beyond i64 seconds
+    }
+    EventTime::from_f64(n.as_f64()?)
 }
 
 #[cfg(test)]
@@ -433,7 +502,7 @@ mod tests {
     fn decode(msg: &Bytes) -> Result<Decoded, ProtocolError> {
         let mut g = MessageGrouper::default();
         let mut out = Decoded::default();
-        decode_message(msg, 1 << 20, &mut g, &mut out)?;
+        decode_message(msg, 1 << 20, 1024, &mut g, &mut out)?;
         g.flush(&mut out.batches);
         Ok(out)
     }
@@ -619,7 +688,7 @@ mod tests {
         let msg = enc(&V::Array(vec![V::from("c"), V::Binary(gz), opt]));
         let mut g = MessageGrouper::default();
         let mut out = Decoded::default();
-        let r = decode_message(&msg, 1 << 20, &mut g, &mut out);
+        let r = decode_message(&msg, 1 << 20, 1024, &mut g, &mut out);
         assert_eq!(r.unwrap_err(), ProtocolError::TooLarge(1 << 20));
     }
 
@@ -635,6 +704,7 @@ mod tests {
         let d = decode(&enc(&V::Array(vec![V::from("p"), V::Binary(body)]))).unwrap();
         assert_eq!(events(&d).len(), 2);
         assert_eq!(d.skipped.len(), 3);
+        assert_eq!(d.invalid, 3);
     }
 
     #[test]
@@ -643,7 +713,6 @@ mod tests {
             V::from(1),
             V::Array(vec![V::from(1), V::from(2), rec(1)]),
             V::Array(vec![V::from("t")]),
-            V::Array(vec![V::from(""), V::from(1), rec(1)]),
             V::Array(vec![V::from("t"), V::from(1)]),
             V::Array(vec![V::from("t"), V::Binary(vec![]), V::from("opt")]),
         ] {
@@ -684,6 +753,7 @@ mod tests {
             decode_message(
                 &enc(&V::Array(vec![V::from(tag), V::from(1), rec(i)])),
                 1 << 20,
+                1024,
                 &mut g,
                 &mut out,
             )
@@ -707,7 +777,7 @@ mod tests {
         let mut out = Decoded::default();
         let mut ack = None;
         let v: serde_json::Value = serde_json::from_str(r#"["go.json", 1795544471, {"a": [1, -1, 18446744073709551615], "f": 1.5}, {"chunk": "abc"}]"#).unwrap();
-        decode_json(v, &mut g, &mut out, &mut ack).unwrap();
+        decode_json(v, 1024, &mut g, &mut out, &mut ack).unwrap();
         g.flush(&mut out.batches);
         assert_eq!(ack, Some(serde_json::json!("abc")));
         let ev = events(&out);
@@ -724,7 +794,7 @@ mod tests {
             let msg = Bytes::from(b);
             let mut g = MessageGrouper::default();
             let mut out = Decoded::default();
-            let _ = decode_message(&msg, 1 << 16, &mut g, &mut out);
+            let _ = decode_message(&msg, 1 << 16, 1024, &mut g, &mut out);
             // whatever was accepted is well-formed
             g.flush(&mut out.batches);
             for batch in &out.batches {
@@ -742,7 +812,7 @@ mod tests {
             let msg = Bytes::from(msg);
             let mut g = MessageGrouper::default();
             let mut out = Decoded::default();
-            let _ = decode_message(&msg, 1 << 16, &mut g, &mut out);
+            let _ = decode_message(&msg, 1 << 16, 1024, &mut g, &mut out);
             for batch in &out.batches {
                 prop_assert_eq!(batch.iter().filter(|e| e.is_ok()).count() as u32, batch.count);
             }
