@@ -153,7 +153,6 @@ impl Input for ForwardInput {
             .take()
             .ok_or_else(|| PluginError::Other("not started".into()))?;
         let local = listener.local_addr()?;
-        info!(input = %ctx.id, addr = %local, tls = self.tls.is_some(), handshake = self.cfg.shared_key.is_some(), "forward input listening");
         let security = self.cfg.shared_key.clone().map(|k| auth::Security {
             shared_key: k,
             self_hostname: self
@@ -173,7 +172,7 @@ impl Input for ForwardInput {
             .cfg
             .max_connections
             .unwrap_or_else(|| config::default_max_connections(config::soft_nofile()));
-        info!(input = %ctx.id, max_connections, "forward input connection limit");
+        info!(input = %ctx.id, addr = %local, tls = self.tls.is_some(), handshake = self.cfg.shared_key.is_some(), max_connections, "forward input listening");
         let slots = Arc::new(Semaphore::new(max_connections));
         let full_warn = RateLimit::new(10_000);
         let accept_warn = RateLimit::new(10_000);
