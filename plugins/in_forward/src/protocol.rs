@@ -805,6 +805,59 @@ mod tests {
         }
 
         #[test]
+        fn hostile_packed_bodies_never_panic_nor_recurse(
+            depth in 0usize..20_000,
+            meta in any::<bool>(),
+            heads in proptest::collection::vec(prop_oneof![Just(0x91u8), Just(0x92), Just(0x81), Just(0xdd), Just(0xdb)], 0..8),
+            reps in 0usize..5000,
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+            compressed in 0u8..3,
+            tag_len in prop_oneof![1usize..8, 1000usize..1100],
+        ) {
+            use std::io::Write;
+            // a good entry, one with a nested [time, {meta}] time, one of
+            // arbitrary deep or huge-length bytes, a good one again
+            let mut body = packed(&[V::Array(vec![et(1, 0), rec(1)])]);
+            body.push(0x92);
+            body.extend(std::iter::repeat(0x92u8).take(depth));
+            body.extend_from_slice(&[0xd7, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+            body.extend(std::iter::repeat(if meta { 0x80u8 } else { 0x90 }).take(depth));
+            body.extend(packed(&[rec(2)]));
+            for i in 0..reps { if !heads.is_empty() { body.push(heads[i % heads.len()]); } }
+            body.extend(tail);
+            body.extend(packed(&[V::Array(vec![et(3, 0), rec(3)])]));
+            let (body, opt) = match compressed {
+                0 => (body, V::Map(vec![(V::from("chunk"), V::from("c"))])),
+                1 => {
+                    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    e.write_all(&body).unwrap();
+                    (e.finish().unwrap(), V::Map(vec![(V::from("chunk"), V::from("c")), (V::from("compressed"), V::from("gzip"))]))
+                }
+                _ => (zstd::encode_all(&body[..], 1).unwrap(), V::Map(vec![(V::from("chunk"), V::from("c")), (V::from("compressed"), V::from("zstd"))])),
+            };
+            let tag = "t".repeat(tag_len);
+            let msg = enc(&V::Array(vec![V::from(tag.as_str()), V::Binary(body), opt]));
+            let mut g = MessageGrouper::default();
+            let mut out = Decoded::default();
+            let r = decode_message(&msg, 1 << 20, 1024, &mut g, &mut out);
+            g.flush(&mut out.batches);
+            prop_assert!(r.is_ok(), "{r:?}");
+            prop_assert!(out.ack.is_some());
+            let accepted: u64 = out.batches.iter().map(|b| b.count as u64).sum();
+            for batch in &out.batches {
+                prop_assert_eq!(batch.iter().filter(|e| e.is_ok()).count() as u32, batch.count);
+            }
+            if tag_len > 1024 {
+                prop_assert_eq!(accepted, 0);
+                prop_assert!(out.invalid >= 1);
+            } else {
+                // the first entry always survives; the nested one never does
+                prop_assert!(accepted >= 1);
+                prop_assert!(out.invalid >= 1);
+            }
+        }
+
+        #[test]
         fn mutated_valid_messages_never_panic(seed in proptest::collection::vec((0usize..400, any::<u8>()), 0..8)) {
             let body = packed(&[V::Array(vec![et(1, 2), rec(1)]), V::Array(vec![V::from(7u32), rec(2)])]);
             let mut msg = enc(&V::Array(vec![V::from("p"), V::Binary(body), V::Map(vec![(V::from("chunk"), V::from("c"))])])).to_vec();
