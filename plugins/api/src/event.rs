@@ -405,7 +405,7 @@ mod tests {
         let depth = 1_000_000;
         let mut b = vec![0x92u8; depth];
         b.extend_from_slice(&EventTime::new(1, 0).to_msgpack());
-        b.extend(std::iter::repeat(0x80u8).take(depth));
+        b.extend(std::iter::repeat_n(0x80u8, depth));
         assert!(matches!(
             EventTime::read(&b, 0),
             Err(DecodeError::Invalid { .. })

@@ -7,8 +7,8 @@
 //! `handshake_timeout`; a connection idle between messages for
 //! `idle_timeout` is closed (quietly: clients reconnect); a message begun
 //! must be complete within `message_timeout`; the bytes of messages begun
-//! and not complete, across every connection, stay under
-//! `pending_bytes_limit`.
+//! and not complete, and of events decoded and waiting for the pipeline,
+//! across every connection, stay under `pending_bytes_limit`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -190,6 +190,12 @@ where
                 warn!(input = %shared.id, %peer, refused = out.invalid, suppressed, "events refused: {first}");
             }
         }
+        // decoded events wait in this connection until the pipeline takes
+        // them (it may push back): they count against the same budget
+        let decoded: usize = out.batches.iter().map(|b| b.entries.len()).sum();
+        if decoded > 0 && !held.set(buf.len() + decoded) {
+            return Err(over_budget(shared, buf.len() + decoded - held.n));
+        }
         emit_all(shared, out.batches).await?;
         for a in &ack_list {
             ack_msgpack(&mut acks, a);
@@ -213,11 +219,7 @@ where
             message_began = Some(Instant::now());
         }
         if !held.set(buf.len()) {
-            return Err(format!(
-                "message not acked: {} bytes of messages not yet complete are held by the input's connections, pending_bytes_limit is {} bytes",
-                shared.pending.load(Ordering::Relaxed) + buf.len() - held.n,
-                shared.pending_limit
-            ));
+            return Err(over_budget(shared, buf.len() - held.n));
         }
         let deadline = match message_began {
             Some(t) => t + shared.message_timeout,
@@ -253,6 +255,14 @@ where
             return Ok(());
         }
     }
+}
+
+fn over_budget(shared: &ConnShared, more: usize) -> String {
+    format!(
+        "message not acked: the input's connections hold {} bytes of messages not complete or not yet accepted, {more} more would pass pending_bytes_limit ({} bytes)",
+        shared.pending.load(Ordering::Relaxed),
+        shared.pending_limit
+    )
 }
 
 /// Takes every complete msgpack message off the front of `buf`.

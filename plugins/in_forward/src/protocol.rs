@@ -819,9 +819,9 @@ mod tests {
             // arbitrary deep or huge-length bytes, a good one again
             let mut body = packed(&[V::Array(vec![et(1, 0), rec(1)])]);
             body.push(0x92);
-            body.extend(std::iter::repeat(0x92u8).take(depth));
+            body.extend(std::iter::repeat_n(0x92u8, depth));
             body.extend_from_slice(&[0xd7, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
-            body.extend(std::iter::repeat(if meta { 0x80u8 } else { 0x90 }).take(depth));
+            body.extend(std::iter::repeat_n(if meta { 0x80u8 } else { 0x90 }, depth));
             body.extend(packed(&[rec(2)]));
             for i in 0..reps { if !heads.is_empty() { body.push(heads[i % heads.len()]); } }
             body.extend(tail);
