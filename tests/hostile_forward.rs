@@ -765,3 +765,26 @@ fn inflated_messages_count_against_pending_bytes_limit() {
     let want: Vec<u64> = (0..3500).collect();
     assert_all_delivered(&f, &want);
 }
+
+/// Accept errors (EMFILE here: max_connections set above the fd limit on
+/// purpose) back off and warn rarely instead of spinning; once the
+/// descriptors are back a good client is served.
+#[test]
+fn accept_errors_back_off_and_recover() {
+    let f = Fuwa::start_limited(&config("max_connections = 1000"), Some(128));
+    let mut idle: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", f.port)).ok())
+        .collect();
+    assert!(f.logged("accept failed"), "{}", f.stderr());
+    // an observation window, not a wait for a condition: how often the
+    // agent warns while the error lasts
+    let cpu_before = cpu_seconds(f.child.id());
+    std::thread::sleep(Duration::from_secs(3));
+    let cpu = cpu_seconds(f.child.id()) - cpu_before;
+    let warnings = f.stderr().matches("accept failed").count();
+    assert!(warnings <= 2, "{warnings} warnings: {}", f.stderr());
+    assert!(cpu < 1.0, "{cpu} s of CPU while accept fails");
+    idle.clear();
+    let acked = good_client(&f, 0..20);
+    assert_all_delivered(&f, &acked);
+}

@@ -81,9 +81,13 @@ impl Held<'_> {
         let pending = &self.shared.pending;
         if n > self.n {
             let add = n - self.n;
-            let before = pending.fetch_add(add, Ordering::AcqRel);
-            if before.saturating_add(add) > self.shared.pending_limit {
-                pending.fetch_sub(add, Ordering::AcqRel);
+            // compare-and-swap, so that a connection refused never counts
+            // for a moment and makes another one refused too
+            let limit = self.shared.pending_limit;
+            let grown = pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                now.checked_add(add).filter(|total| *total <= limit)
+            });
+            if grown.is_err() {
                 return false;
             }
         } else {
