@@ -464,15 +464,15 @@ pub fn decode_json(
     Ok(())
 }
 
-/// A JSON time: an integer that fits i64 seconds (negative ones are before
-/// 1970) or a finite float.
+/// A JSON time: integer or float seconds (negative ones are before 1970),
+/// within `fuwa_api::event::MAX_TIME_SECS`.
 fn json_time(v: &serde_json::Value) -> Option<EventTime> {
     let n = v.as_number()?;
     if let Some(i) = n.as_i64() {
-        return Some(EventTime::new(i, 0));
+        return EventTime::from_secs(i);
     }
     if n.is_u64() {
-        return None; // beyond i64 seconds
+        return None; // beyond MAX_TIME_SECS
     }
     EventTime::from_f64(n.as_f64()?)
 }
