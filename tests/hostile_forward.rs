@@ -591,6 +591,7 @@ fn negative_and_far_times_are_delivered_and_bad_ones_counted() {
     assert_eq!(time_of(1), -1.0);
     assert_eq!(time_of(2), -86_400.0);
     assert_eq!(time_of(3), (1u64 << 33) as f64);
+    assert_eq!(time_of(4), -0.5);
     assert!(!lines
         .iter()
         .any(|(_, j)| matches!(j["id"].as_u64(), Some(5 | 6))));
