@@ -789,3 +789,33 @@ fn accept_errors_back_off_and_recover() {
     let acked = good_client(&f, 0..20);
     assert_all_delivered(&f, &acked);
 }
+
+/// A TLS client that never finishes its handshake is closed after
+/// `handshake_timeout` (it used to hold its socket forever).
+#[test]
+fn a_stalled_tls_handshake_is_closed() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let f = Fuwa::start(&config(&format!(
+        "handshake_timeout = \"2s\"\n[input.tls]\ncert_path = \"{}\"\nkey_path = \"{}\"",
+        cert_path.display(),
+        key_path.display()
+    )));
+    let mut silent = f.connect();
+    let mut partial = f.connect();
+    // the first bytes of a ClientHello record, and then nothing
+    partial.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    let t = Instant::now();
+    assert!(closed_within(&mut silent, Duration::from_secs(30)));
+    assert!(closed_within(&mut partial, Duration::from_secs(30)));
+    assert!(t.elapsed() >= Duration::from_millis(1500));
+    assert!(
+        f.logged("TLS handshake not complete within handshake_timeout"),
+        "{}",
+        f.stderr()
+    );
+}
