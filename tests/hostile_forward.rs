@@ -524,20 +524,18 @@ fn stalled_senders_are_bounded_by_pending_bytes_limit() {
         let _ = s.write_all(&body);
         senders.push(s);
     }
-    // two fit (6 MiB), the third would not: closed, never acked
+    // two fit (6 MiB), all three do not: at least one is closed, never
+    // acked (two when the agent read the last two at the same time: each
+    // was refused while the other still held its bytes)
     let closed: Vec<bool> = senders
         .iter_mut()
         .map(|s| closed_within(s, Duration::from_secs(10)))
         .collect();
-    assert_eq!(
-        closed.iter().filter(|c| **c).count(),
-        1,
-        "{closed:?}: {}",
-        f.stderr()
-    );
+    let n = closed.iter().filter(|c| **c).count();
+    assert!((1..=2).contains(&n), "{closed:?}: {}", f.stderr());
     assert!(f.logged("pending_bytes_limit"), "{}", f.stderr());
-    // one of the two left goes away; the good client is served beside the
-    // other, which still holds 3 MiB
+    // one left open goes away; the good client is served beside what
+    // is still held
     let open = closed.iter().position(|c| !*c).unwrap();
     drop(senders.remove(open));
     let acked = good_client(&f, 0..50);
@@ -808,7 +806,9 @@ fn a_stalled_tls_handshake_is_closed() {
     let mut silent = f.connect();
     let mut partial = f.connect();
     // the first bytes of a ClientHello record, and then nothing
-    partial.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
     let t = Instant::now();
     assert!(closed_within(&mut silent, Duration::from_secs(30)));
     assert!(closed_within(&mut partial, Duration::from_secs(30)));
@@ -818,4 +818,31 @@ fn a_stalled_tls_handshake_is_closed() {
         "{}",
         f.stderr()
     );
+}
+
+/// `message_timeout` is per message: a client streaming messages back to
+/// back, each read ending inside the next message, is never cut off.
+#[test]
+fn a_streaming_client_is_not_cut_off_by_message_timeout() {
+    let f = Fuwa::start(&config("message_timeout = \"1s\""));
+    let mut s = f.connect();
+    let mut stream = Vec::new();
+    let mut id = 0u64;
+    while id < 400 {
+        stream.extend(packed("stream", id..id + 10, &format!("s{id}")));
+        id += 10;
+    }
+    // pieces that never end on a message boundary, over about 4 s
+    let t = Instant::now();
+    for piece in stream.chunks(stream.len() / 40 + 7) {
+        s.write_all(piece)
+            .expect("the agent closed a streaming connection");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(t.elapsed() > Duration::from_secs(2));
+    for first in (0..400).step_by(10) {
+        expect_ack(&mut s, &format!("s{first}"));
+    }
+    let want: Vec<u64> = (0..400).collect();
+    assert_all_delivered(&f, &want);
 }

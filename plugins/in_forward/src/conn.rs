@@ -156,6 +156,7 @@ where
         // a fatal problem closes the connection, but only after what came
         // before it has been accepted and acked
         let mut fatal: Option<String> = None;
+        let len_before = buf.len();
         if !buf.is_empty() {
             let is_json =
                 *json.get_or_insert_with(|| matches!(buf.first(), Some(b'[') | Some(b'{')));
@@ -216,10 +217,11 @@ where
         if let Some(e) = fatal {
             return Err(e);
         }
-        // what is left is one message begun and not complete
+        // what is left is one message begun and not complete: a new one
+        // when anything was taken off the front
         if buf.is_empty() {
             message_began = None;
-        } else if message_began.is_none() {
+        } else if message_began.is_none() || buf.len() < len_before {
             message_began = Some(Instant::now());
         }
         if !held.set(buf.len()) {
