@@ -5,6 +5,18 @@
 //! - `conn.rs`: one connection's life
 //! - `protocol.rs`: the wire protocol (modes, options, acks, JSON variant)
 //! - `auth.rs`: the handshake
+//! - `json.rs`: where a JSON-mode message ends, found incrementally
+//!
+//! Limits (all in `config.rs`): `max_connections` (over it a connection is
+//! accepted and closed at once), `handshake_timeout` (TLS and
+//! HELO/PING/PONG), `idle_timeout` (between messages, and for a client that
+//! does not read its acks), `message_timeout` (a message begun must be
+//! complete within it), `pending_bytes_limit` (bytes of messages not
+//! complete or not yet accepted, across connections), `message_length_limit`
+//! (also the decompressed size) and `tag_length_limit`. Accept errors back
+//! off from 10 ms to 1 s. Memory of the input is at most about
+//! 2 × pending_bytes_limit + max_connections × 512 KiB (read buffers) +
+//! worker threads × 2 × message_length_limit (a message being decoded).
 
 pub mod auth;
 pub mod config;
@@ -183,13 +195,20 @@ impl Input for ForwardInput {
             let mut sd = ctx.shutdown.clone();
             let id = ctx.id.clone();
             tasks.spawn(async move {
+                let udp_warn = RateLimit::new(10_000);
                 let mut b = [0u8; 1024];
                 loop {
                     tokio::select! {
                         r = udp.recv_from(&mut b) => match r {
                             // Fluentd answers a heartbeat datagram with one NUL byte
                             Ok((_, from)) => { let _ = udp.send_to(b"\0", from).await; }
-                            Err(e) => { warn!(input = %id, error = %e, "UDP heartbeat receive failed"); }
+                            // rarely said, and never a spin
+                            Err(e) => {
+                                if let Some(suppressed) = udp_warn.check() {
+                                    warn!(input = %id, error = %e, suppressed, "UDP heartbeat receive failed");
+                                }
+                                tokio::time::sleep(ACCEPT_BACKOFF_MIN).await;
+                            }
                         },
                         _ = sd.wait() => break,
                     }
