@@ -16,7 +16,9 @@
 //! (also the decompressed size) and `tag_length_limit`. Accept errors back
 //! off from 10 ms to 1 s. Memory of the input is at most about
 //! 2 × pending_bytes_limit + max_connections × 512 KiB (read buffers) +
-//! worker threads × 2 × message_length_limit (a message being decoded).
+//! worker threads × 3 × message_length_limit (a message being decompressed
+//! or rewritten: decoding never awaits, so one per worker thread; in JSON
+//! mode serde's value tree takes up to ~10 × the message instead).
 
 pub mod auth;
 pub mod config;
