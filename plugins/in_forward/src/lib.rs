@@ -41,6 +41,9 @@ use tracing::{info, warn};
 
 pub use config::ForwardConfig;
 
+/// The longest timeout accepted (deadlines are instants: far beyond this
+/// they would overflow).
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
 const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -80,8 +83,11 @@ pub fn build(
         ("idle_timeout", cfg.idle_timeout.0),
         ("message_timeout", cfg.message_timeout.0),
     ] {
-        if d.is_zero() {
-            errors.push(section.error(key, "must be longer than 0s"));
+        if d.is_zero() || d > MAX_TIMEOUT {
+            errors.push(section.error(
+                key,
+                "must be longer than 0s and at most 365d (a duration like \"30s\")",
+            ));
         }
     }
     if cfg.shared_key.is_none() && (!cfg.users.is_empty() || cfg.self_hostname.is_some()) {
@@ -276,5 +282,45 @@ impl Input for ForwardInput {
         drop(listener);
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn try_build(src: &str) -> Result<(), Vec<String>> {
+        let section = ConfigSection::from_toml("input[0]", src).expect("section");
+        let ctx = BuildContext {
+            id: "forward.0".into(),
+            hostname: "h".into(),
+            timezone: "UTC".into(),
+            data_dir: std::env::temp_dir(),
+        };
+        build(&section, &ctx)
+            .map(|_| ())
+            .map_err(|e| e.into_iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn limits_are_checked_not_trusted() {
+        assert!(try_build("").is_ok());
+        assert!(try_build(
+            "max_connections = 10\nidle_timeout = \"5m\"\ntag_length_limit = \"2KiB\""
+        )
+        .is_ok());
+        for (bad, key) in [
+            ("max_connections = 0", "max_connections"),
+            ("idle_timeout = \"0s\"", "idle_timeout"),
+            ("message_timeout = \"100000d\"", "message_timeout"),
+            ("handshake_timeout = 0", "handshake_timeout"),
+            (
+                "message_length_limit = \"64MiB\"\npending_bytes_limit = \"32MiB\"",
+                "pending_bytes_limit",
+            ),
+        ] {
+            let errs = try_build(bad).unwrap_err();
+            assert!(errs.iter().any(|e| e.contains(key)), "{bad}: {errs:?}");
+        }
     }
 }
