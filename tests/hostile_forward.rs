@@ -846,3 +846,58 @@ fn a_streaming_client_is_not_cut_off_by_message_timeout() {
     let want: Vec<u64> = (0..400).collect();
     assert_all_delivered(&f, &want);
 }
+
+/// A message whose end is known but which cannot be decoded (unknown or
+/// corrupt compression, wrong shape) is refused, counted and acked: not
+/// acking it made the client send it again forever, ahead of its later
+/// chunks.
+#[test]
+fn undecodable_messages_are_refused_and_acked_not_retried_forever() {
+    let f = Fuwa::start(&config(""));
+    let mut s = f.connect();
+    for (compressed, body, chunk) in [
+        ("lz4", vec![1u8, 2, 3], "lz4"),
+        (
+            "gzip",
+            vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff],
+            "badgz",
+        ),
+    ] {
+        s.write_all(&mp(&V::Array(vec![
+            V::from("poison"),
+            V::Binary(body),
+            V::Map(vec![
+                (V::from("chunk"), V::from(chunk)),
+                (V::from("compressed"), V::from(compressed)),
+            ]),
+        ])))
+        .unwrap();
+        expect_ack(&mut s, chunk);
+    }
+    // the same connection goes on
+    s.write_all(&packed("good", 0..3, "g")).unwrap();
+    expect_ack(&mut s, "g");
+    // JSON: a tag that is not a string
+    let mut j = f.connect();
+    j.write_all(br#"[42, 1, {"id": 500}, {"chunk": "j"}] ["good", 1, {"id": 3}, {"chunk": "j2"}]"#)
+        .unwrap();
+    let mut reply = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reply.ends_with(br#"{"ack":"j2"}"#) {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+        let mut b = [0u8; 64];
+        let n = j.read(&mut b).unwrap();
+        assert!(n > 0, "closed");
+        reply.extend_from_slice(&b[..n]);
+    }
+    assert_eq!(reply, br#"{"ack":"j"}{"ack":"j2"}"#);
+    assert_all_delivered(&f, &[0, 1, 2, 3]);
+    wait_for("the invalid counter", Duration::from_secs(10), || {
+        f.invalid() == 3
+    });
+    assert!(f.logged("message refused"), "{}", f.stderr());
+}

@@ -25,7 +25,9 @@ use tracing::{debug, warn};
 
 use crate::auth::{Handshake, Security};
 use crate::json::JsonFramer;
-use crate::protocol::{ack_msgpack, decode_json, decode_message, Decoded, MessageGrouper};
+use crate::protocol::{
+    ack_msgpack, chunk_of, decode_json, decode_message, Decoded, MessageGrouper, ProtocolError,
+};
 
 pub struct ConnShared {
     pub id: Arc<str>,
@@ -294,12 +296,26 @@ fn decode_msgpack_stream(
             Ok(Some(len)) => {
                 let msg = buf.split_to(len).freeze();
                 let mut one = Decoded::default();
-                decode_message(&msg, shared.limit, shared.tag_limit, grouper, &mut one)
-                    .map_err(|e| format!("bad message: {e}"))?;
-                if let Some(a) = one.ack.take() {
-                    ack_list.push(a);
+                match decode_message(&msg, shared.limit, shared.tag_limit, grouper, &mut one) {
+                    Ok(()) => {
+                        if let Some(a) = one.ack.take() {
+                            ack_list.push(a);
+                        }
+                        out.append(&mut one);
+                    }
+                    // over the limit once inflated: not acked, as a message
+                    // over the limit on the wire (raising the limit fixes it)
+                    Err(e @ ProtocolError::TooLarge(_)) => return Err(format!("bad message: {e}")),
+                    // the message's end is known, so the stream goes on: it
+                    // is refused (counted, logged) and acked, as no retry
+                    // can make it good
+                    Err(e) => {
+                        out.refuse(1, format!("message refused: {e}"));
+                        if let Some(a) = chunk_of(&msg) {
+                            ack_list.push(a);
+                        }
+                    }
                 }
-                out.append(&mut one);
             }
             Ok(None) => {
                 if framer.progress() > shared.limit {
@@ -357,8 +373,18 @@ fn decode_json_stream(
                 let v: serde_json::Value =
                     serde_json::from_slice(&msg).map_err(|e| format!("malformed JSON: {e}"))?;
                 let mut ack = None;
-                decode_json(v, shared.tag_limit, grouper, out, &mut ack)
-                    .map_err(|e| format!("bad JSON message: {e}"))?;
+                // where the option is in a well-formed message, to ack a
+                // refused one
+                let chunk = match v.as_array() {
+                    Some(a) if (3..=4).contains(&a.len()) => {
+                        a.last().and_then(|o| o.get("chunk")).cloned()
+                    }
+                    _ => None,
+                };
+                if let Err(e) = decode_json(v, shared.tag_limit, grouper, out, &mut ack) {
+                    out.refuse(1, format!("JSON message refused: {e}"));
+                    ack = chunk;
+                }
                 if let Some(a) = ack {
                     // acks wait until the batches are accepted; collect them
                     let body = serde_json::json!({ "ack": a });

@@ -45,7 +45,7 @@ pub struct Decoded {
 }
 
 impl Decoded {
-    fn refuse(&mut self, n: u64, why: String) {
+    pub fn refuse(&mut self, n: u64, why: String) {
         self.invalid += n;
         self.skipped.push(why);
     }
@@ -309,6 +309,24 @@ fn push_entries(tag: &str, body: Bytes, out: &mut Decoded) {
         None => body,
     };
     out.batches.push(Batch::new(Arc::from(tag), entries, count));
+}
+
+/// The `chunk` option of a message that could not be decoded, where a
+/// well-formed message has it (a map as the last of 3 or 4 elements), so
+/// that the refusal can be acked: a message no retry can fix must not come
+/// back forever.
+pub fn chunk_of(msg: &Bytes) -> Option<Bytes> {
+    let b: &[u8] = msg;
+    let (head, mut p) = msgpack::read_head(b, 0).ok()?;
+    let n = match head {
+        Head::Array(n @ 3..=4) => n,
+        _ => return None,
+    };
+    for _ in 0..n - 1 {
+        p = msgpack::skip(b, p).ok()?;
+    }
+    let (s, e) = read_options(b, p).ok()?.chunk?;
+    Some(msg.slice(s..e))
 }
 
 #[derive(Default)]
