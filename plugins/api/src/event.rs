@@ -17,10 +17,11 @@ pub struct EventTime {
     pub nanos: u32,
 }
 
-/// The furthest a time may be from 1970, in seconds either way (about 31.7
-/// million years): any time a client sends within it is kept, and times in
-/// milliseconds (`secs * 1000`) cannot overflow an i64 in any output.
-pub const MAX_TIME_SECS: i64 = 1_000_000_000_000_000;
+/// The furthest a time may be from 1970, in seconds either way (about
+/// 253,000 years): any time a client sends within it is kept, every output
+/// can write it (chrono's dates end at ±262,143 years; beyond them a path
+/// or key would silently read 1970), and `secs * 1000` cannot overflow.
+pub const MAX_TIME_SECS: i64 = 8_000_000_000_000;
 
 impl EventTime {
     /// Whole seconds, `None` beyond [`MAX_TIME_SECS`].
@@ -76,7 +77,7 @@ impl EventTime {
         }
         // float64 only where it still tells nanoseconds apart from whole
         // seconds (and where `from_f64` reads it back)
-        if self.nanos == 0 || self.secs.unsigned_abs() > 1_000_000_000_000_000 {
+        if self.nanos == 0 || self.secs.unsigned_abs() >= MAX_TIME_SECS as u64 {
             b[0] = 0xd3;
             b[1..9].copy_from_slice(&self.secs.to_be_bytes());
         } else {
@@ -147,14 +148,14 @@ impl EventTime {
                 .map(|t| (t, p, true))
                 .ok_or(DecodeError::invalid(
                     pos,
-                    "time is more than 10^15 seconds after 1970",
+                    "time is more than 8 * 10^12 seconds (253,000 years) after 1970",
                 )),
             Head::Int(v) => {
                 EventTime::from_secs(v)
                     .map(|t| (t, p, true))
                     .ok_or(DecodeError::invalid(
                         pos,
-                        "time is more than 10^15 seconds before 1970",
+                        "time is more than 8 * 10^12 seconds (253,000 years) before 1970",
                     ))
             }
             Head::F64(f) => EventTime::from_f64(f)
@@ -407,7 +408,7 @@ mod tests {
             let b = t.to_msgpack();
             let (back, end, _) = EventTime::read(&b, 0).unwrap();
             assert_eq!(end, b.len(), "{t:?}");
-            // float64 far from 1970 rounds to its precision (1/8 s at 10^15)
+            // float64 far from 1970 rounds to its precision (2 ms at 8 * 10^12)
             let f = |t: EventTime| t.secs as f64 + t.nanos as f64 / 1e9;
             assert!(
                 (f(back) - f(t)).abs() <= f(t).abs() * 1e-15 + 1e-6,
