@@ -511,12 +511,13 @@ fn idle_and_stalled_connections_are_closed() {
 #[test]
 fn stalled_senders_are_bounded_by_pending_bytes_limit() {
     let f = Fuwa::start(&config(
-        "message_length_limit = \"4MiB\"\npending_bytes_limit = \"6MiB\"\nmessage_timeout = \"60s\"",
+        "message_length_limit = \"3MiB\"\npending_bytes_limit = \"6MiB\"\nmessage_timeout = \"60s\"",
     ));
-    // a PackedForward declaring 3.5 MiB of entries, 3 MiB of them sent
+    // a PackedForward declaring almost 3 MiB of entries, 2.875 MiB of them
+    // sent
     let mut head = vec![0x93, 0xa4, b's', b'l', b'o', b'w', 0xc6];
-    head.extend_from_slice(&((7u32 << 20) / 2).to_be_bytes());
-    let body = vec![0xc0u8; (3 << 20) - 4096];
+    head.extend_from_slice(&((3u32 << 20) - 65536).to_be_bytes());
+    let body = vec![0xc0u8; (3 << 20) - 131072];
     let mut senders: Vec<TcpStream> = Vec::new();
     for _ in 0..3 {
         let mut s = f.connect();
@@ -706,15 +707,22 @@ fn cpu_seconds(pid: u32) -> f64 {
 #[test]
 fn inflated_messages_count_against_pending_bytes_limit() {
     let f = Fuwa::start(&config(
-        "message_length_limit = \"4MiB\"\npending_bytes_limit = \"6MiB\"\nmessage_timeout = \"60s\"",
+        "message_length_limit = \"3MiB\"\npending_bytes_limit = \"6MiB\"\nmessage_timeout = \"60s\"",
     ));
-    let mut hold = f.connect();
+    // two connections hold 2.5 MiB each of messages not complete
     let mut head = vec![0x93, 0xa4, b'h', b'o', b'l', b'd', 0xc6];
-    head.extend_from_slice(&((7u32 << 20) / 2).to_be_bytes());
-    hold.write_all(&head).unwrap();
-    hold.write_all(&vec![0xc0u8; 3 << 20]).unwrap();
+    head.extend_from_slice(&((3u32 << 20) - 65536).to_be_bytes());
+    let holds: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut hold = f.connect();
+            hold.write_all(&head).unwrap();
+            hold.write_all(&vec![0xc0u8; 5 << 19]).unwrap();
+            hold
+        })
+        .collect();
+    // 2.6 MB of events in a 30 KB gzip message
     let mut body = Vec::new();
-    for id in 0..3500u64 {
+    for id in 0..2600u64 {
         let r = V::Map(vec![
             (V::from("id"), V::from(id)),
             (V::from("pad"), V::from("x".repeat(1000))),
@@ -732,8 +740,8 @@ fn inflated_messages_count_against_pending_bytes_limit() {
         ]),
     ]));
     assert!(msg.len() < 200_000);
-    // wait until the agent holds the 3 MiB, then the inflated message
-    // does not fit beside them
+    // once the agent holds the 5 MiB, the inflated message does not fit
+    // beside them
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut s = f.connect();
@@ -743,11 +751,11 @@ fn inflated_messages_count_against_pending_bytes_limit() {
         }
         assert!(
             Instant::now() < deadline,
-            "the inflated message was acked beside 3 MiB held"
+            "the inflated message was acked beside 5 MiB held"
         );
     }
     assert!(f.logged("pending_bytes_limit"), "{}", f.stderr());
-    drop(hold);
+    drop(holds);
     let mut s = f.connect();
     let acked = loop {
         s.write_all(&msg).unwrap();
@@ -761,7 +769,7 @@ fn inflated_messages_count_against_pending_bytes_limit() {
         }
     };
     assert_eq!(acked, V::Map(vec![(V::from("ack"), V::from("z"))]));
-    let want: Vec<u64> = (0..3500).collect();
+    let want: Vec<u64> = (0..2600).collect();
     assert_all_delivered(&f, &want);
 }
 

@@ -33,9 +33,10 @@ pub struct ForwardConfig {
     /// once a message has begun, its last byte must arrive within this
     #[serde(default = "default_message_timeout")]
     pub message_timeout: HumanDuration,
-    /// bytes of messages begun but not complete, held across every
-    /// connection of the input; the connection that would go over it is
-    /// closed (its message was never acked)
+    /// bytes of messages begun but not complete, and of events decoded and
+    /// waiting for the pipeline, across every connection of the input; the
+    /// connection that would go over it is closed (its message was never
+    /// acked). At least twice message_length_limit.
     #[serde(default = "default_pending")]
     pub pending_bytes_limit: ByteSize,
     /// answer UDP heartbeats on the same port

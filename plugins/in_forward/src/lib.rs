@@ -66,11 +66,13 @@ pub fn build(
         .socket_addr("bind", &cfg.bind, "127.0.0.1:24224")
         .map_err(|e| errors.push(e))
         .ok();
-    if cfg.pending_bytes_limit.0 < cfg.message_length_limit.0 {
+    // a message as large as message_length_limit, once decoded (times
+    // rewritten, entries inflated up to the same limit), must fit alone
+    if cfg.pending_bytes_limit.0 < cfg.message_length_limit.0.saturating_mul(2) {
         errors.push(section.error(
             "pending_bytes_limit",
             format!(
-                "must be at least message_length_limit ({} bytes), or no message that large could ever arrive",
+                "must be at least twice message_length_limit ({} bytes), or the largest message could never be accepted",
                 cfg.message_length_limit.0
             ),
         ));
@@ -315,7 +317,7 @@ mod tests {
             ("message_timeout = \"100000d\"", "message_timeout"),
             ("handshake_timeout = 0", "handshake_timeout"),
             (
-                "message_length_limit = \"64MiB\"\npending_bytes_limit = \"32MiB\"",
+                "message_length_limit = \"64MiB\"\npending_bytes_limit = \"100MiB\"",
                 "pending_bytes_limit",
             ),
         ] {
