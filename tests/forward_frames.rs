@@ -175,15 +175,8 @@ fn bad_input_closes_only_that_connection() {
     let a = Agent::start(&forward_to_file(""));
     let mut good = a.connect();
     let mut bad = a.connect();
-    // a map at top level is not a message
-    send(&mut bad, &mp(&V::Map(vec![(V::from("x"), V::from(1))])));
     let mut buf = [0u8; 16];
-    assert_eq!(
-        bad.read(&mut buf).unwrap_or(0),
-        0,
-        "the bad connection is closed"
-    );
-    // reserved byte 0xc1: malformed msgpack
+    // reserved byte 0xc1: malformed msgpack, the stream is lost: closed
     let mut bad2 = a.connect();
     send(&mut bad2, &[0x93, 0xc1]);
     assert_eq!(bad2.read(&mut buf).unwrap_or(0), 0);
@@ -216,6 +209,34 @@ fn bad_input_closes_only_that_connection() {
         a.stderr()
     );
     assert!(a.stderr().contains("record is not a map"), "{}", a.stderr());
+    // a map at top level is not a message: refused (counted, logged), and
+    // as its end is known the connection goes on
+    send(&mut bad, &mp(&V::Map(vec![(V::from("x"), V::from(1))])));
+    // so is an unknown compression, acked so that it does not come back
+    send(
+        &mut bad,
+        &mp(&V::Array(vec![
+            V::from("g"),
+            V::Binary(vec![1, 2, 3]),
+            V::Map(vec![
+                (V::from("chunk"), V::from("lz4")),
+                (V::from("compressed"), V::from("lz4")),
+            ]),
+        ])),
+    );
+    expect_ack(&mut bad, "lz4");
+    send(
+        &mut bad,
+        &mp(&V::Array(vec![
+            V::from("g"),
+            V::from(1),
+            rec(2),
+            chunk_opt("after"),
+        ])),
+    );
+    expect_ack(&mut bad, "after");
+    let lines = wait_lines(&a.path("out"), 2, Duration::from_secs(10));
+    assert_eq!(by_i(&lines), vec![1, 2]);
 }
 
 #[test]

@@ -17,7 +17,18 @@ pub struct EventTime {
     pub nanos: u32,
 }
 
+/// The furthest a time may be from 1970, in seconds either way (about
+/// 253,000 years): any time a client sends within it is kept, every output
+/// can write it (chrono's dates end at ±262,143 years; beyond them a path
+/// or key would silently read 1970), and `secs * 1000` cannot overflow.
+pub const MAX_TIME_SECS: i64 = 8_000_000_000_000;
+
 impl EventTime {
+    /// Whole seconds, `None` beyond [`MAX_TIME_SECS`].
+    pub fn from_secs(secs: i64) -> Option<Self> {
+        (secs.unsigned_abs() <= MAX_TIME_SECS as u64).then_some(EventTime { secs, nanos: 0 })
+    }
+
     pub fn new(secs: i64, nanos: u32) -> Self {
         EventTime { secs, nanos }
     }
@@ -35,7 +46,7 @@ impl EventTime {
     /// From fractional seconds (Fluentd float times). Rounds to the nearest
     /// nanosecond; `None` for NaN, infinities and out-of-range values.
     pub fn from_f64(t: f64) -> Option<Self> {
-        if !t.is_finite() || t.abs() > 1.0e15 {
+        if !t.is_finite() || t.abs() > MAX_TIME_SECS as f64 {
             return None;
         }
         let secs = t.floor();
@@ -51,26 +62,74 @@ impl EventTime {
         })
     }
 
-    /// The 10-byte msgpack encoding: fixext8, type 0, seconds and nanoseconds
-    /// as big-endian u32.
-    pub fn to_msgpack(self) -> [u8; 10] {
+    /// The canonical msgpack encoding of the time: the EventTime ext
+    /// (fixext8, type 0, seconds and nanoseconds as big-endian u32) when the
+    /// seconds fit its u32; otherwise (before 1970, after 2106) what Fluentd
+    /// also reads: an integer when there are no nanoseconds, else a float64.
+    pub fn to_msgpack(self) -> TimeBytes {
         let mut b = [0u8; 10];
-        b[0] = 0xd7;
-        b[1] = 0x00;
-        b[2..6].copy_from_slice(&(self.secs as u32).to_be_bytes());
-        b[6..10].copy_from_slice(&self.nanos.to_be_bytes());
-        b
+        if let Ok(secs) = u32::try_from(self.secs) {
+            b[0] = 0xd7;
+            b[1] = 0x00;
+            b[2..6].copy_from_slice(&secs.to_be_bytes());
+            b[6..10].copy_from_slice(&self.nanos.to_be_bytes());
+            return TimeBytes { b, len: 10 };
+        }
+        // float64 only where it still tells nanoseconds apart from whole
+        // seconds (and where `from_f64` reads it back)
+        if self.nanos == 0 || self.secs.unsigned_abs() >= MAX_TIME_SECS as u64 {
+            b[0] = 0xd3;
+            b[1..9].copy_from_slice(&self.secs.to_be_bytes());
+        } else {
+            let f = self.secs as f64 + self.nanos as f64 / 1e9;
+            b[0] = 0xcb;
+            b[1..9].copy_from_slice(&f.to_bits().to_be_bytes());
+        }
+        TimeBytes { b, len: 9 }
     }
 
     /// Reads a time value: EventTime (ext 0 with 8 bytes), an integer of any
-    /// width, a float, or Fluent Bit 2.1+'s `[EventTime, {metadata}]`.
-    /// Returns the time, the offset after it and whether it was already in
-    /// canonical form (EventTime ext or a non-negative integer).
+    /// width within [`MAX_TIME_SECS`] (negative ones are times before 1970), a
+    /// float, or Fluent Bit 2.1+'s `[EventTime, {metadata}]` (exactly one
+    /// level: the inner time is never itself an array, so hostile nesting
+    /// cannot recurse). Returns the time, the offset after it and whether it
+    /// was already in canonical form (EventTime ext or an integer).
     pub fn read(buf: &[u8], pos: usize) -> Result<(EventTime, usize, bool), DecodeError> {
         let (head, p) = msgpack::read_head(buf, pos)?;
         match head {
+            Head::Array(2) => {
+                // Fluent Bit 2.1+: [EventTime, {metadata}]
+                let (t, after, _) = match msgpack::read_head(buf, p)? {
+                    (Head::Array(_), _) => {
+                        return Err(DecodeError::invalid(
+                            p,
+                            "time inside [time, {metadata}] must not be an array",
+                        ))
+                    }
+                    (inner, q) => Self::read_scalar(buf, p, inner, q)?,
+                };
+                match msgpack::read_head(buf, after)? {
+                    (Head::Map(_), _) => {}
+                    _ => return Err(DecodeError::invalid(after, "time metadata is not a map")),
+                }
+                let end = msgpack::skip(buf, after)?;
+                Ok((t, end, false))
+            }
+            _ => Self::read_scalar(buf, pos, head, p),
+        }
+    }
+
+    /// A time that is one value (no array): `head` was read at `pos` and
+    /// its body starts at `p`.
+    fn read_scalar(
+        buf: &[u8],
+        pos: usize,
+        head: Head,
+        p: usize,
+    ) -> Result<(EventTime, usize, bool), DecodeError> {
+        match head {
             Head::Ext(0, 8) => {
-                if buf.len() < p + 8 {
+                if buf.len().saturating_sub(p) < 8 {
                     return Err(DecodeError::Incomplete);
                 }
                 let secs = u32::from_be_bytes([buf[p], buf[p + 1], buf[p + 2], buf[p + 3]]);
@@ -83,24 +142,28 @@ impl EventTime {
                 }
                 Ok((EventTime::new(secs as i64, nanos), p + 8, true))
             }
-            Head::Uint(v) if v <= u32::MAX as u64 => Ok((EventTime::new(v as i64, 0), p, true)),
-            Head::Int(v) if v >= 0 && v <= u32::MAX as i64 => Ok((EventTime::new(v, 0), p, true)),
+            Head::Uint(v) => i64::try_from(v)
+                .ok()
+                .and_then(EventTime::from_secs)
+                .map(|t| (t, p, true))
+                .ok_or(DecodeError::invalid(
+                    pos,
+                    "time is more than 8 * 10^12 seconds (253,000 years) after 1970",
+                )),
+            Head::Int(v) => {
+                EventTime::from_secs(v)
+                    .map(|t| (t, p, true))
+                    .ok_or(DecodeError::invalid(
+                        pos,
+                        "time is more than 8 * 10^12 seconds (253,000 years) before 1970",
+                    ))
+            }
             Head::F64(f) => EventTime::from_f64(f)
                 .map(|t| (t, p, false))
                 .ok_or(DecodeError::invalid(pos, "time is not a finite number")),
             Head::F32(f) => EventTime::from_f64(f as f64)
                 .map(|t| (t, p, false))
                 .ok_or(DecodeError::invalid(pos, "time is not a finite number")),
-            Head::Array(2) => {
-                // Fluent Bit 2.1+: [EventTime, {metadata}]
-                let (t, after, _) = EventTime::read(buf, p)?;
-                match msgpack::read_head(buf, after)? {
-                    (Head::Map(_), _) => {}
-                    _ => return Err(DecodeError::invalid(after, "time metadata is not a map")),
-                }
-                let end = msgpack::skip(buf, after)?;
-                Ok((t, end, false))
-            }
             Head::Ext(_, _) => Err(DecodeError::invalid(
                 pos,
                 "time is an ext type other than EventTime",
@@ -110,6 +173,27 @@ impl EventTime {
                 "time must be an EventTime, an integer or a float",
             )),
         }
+    }
+}
+
+/// The msgpack bytes of one time (see [`EventTime::to_msgpack`]): 10 bytes
+/// for the EventTime ext, 9 for an int64 or float64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBytes {
+    b: [u8; 10],
+    len: u8,
+}
+
+impl std::ops::Deref for TimeBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.b[..self.len as usize]
+    }
+}
+
+impl AsRef<[u8]> for TimeBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
     }
 }
 
@@ -272,6 +356,179 @@ mod tests {
         // bad ones
         assert!(EventTime::read(&[0xa1, b'x'], 0).is_err());
         assert!(EventTime::read(&[0xd7, 5, 0, 0, 0, 0, 0, 0, 0, 0], 0).is_err());
-        assert!(EventTime::read(&[0xff], 0).is_err());
+        assert!(EventTime::read(&[0xc1], 0).is_err());
+        // uint64 beyond i64 seconds
+        assert!(EventTime::read(&[0xcf, 0xff, 0, 0, 0, 0, 0, 0, 0], 0).is_err());
+    }
+
+    #[test]
+    fn negative_and_far_times_are_times() {
+        // -1 as a negative fixint, as int8, as int64
+        for b in [
+            &[0xffu8][..],
+            &[0xd0, 0xff],
+            &[0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ] {
+            assert_eq!(
+                EventTime::read(b, 0).unwrap(),
+                (EventTime::new(-1, 0), b.len(), true)
+            );
+        }
+        // beyond what any output can write in milliseconds
+        let mut b = vec![0xd3];
+        b.extend_from_slice(&i64::MIN.to_be_bytes());
+        assert!(EventTime::read(&b, 0).is_err());
+        // beyond the u32 of the EventTime ext
+        let far = 1u64 << 33;
+        let mut b = vec![0xcf];
+        b.extend_from_slice(&far.to_be_bytes());
+        assert_eq!(
+            EventTime::read(&b, 0).unwrap().0,
+            EventTime::new(far as i64, 0)
+        );
+        assert_eq!(
+            EventTime::from_f64(-1.5),
+            Some(EventTime::new(-2, 500_000_000))
+        );
+    }
+
+    #[test]
+    fn every_time_survives_its_own_encoding() {
+        for t in [
+            EventTime::new(0, 0),
+            EventTime::new(u32::MAX as i64, 999_999_999),
+            EventTime::new(-1, 0),
+            EventTime::new(-2, 500_000_000),
+            EventTime::new(u32::MAX as i64 + 1, 0),
+            EventTime::new(u32::MAX as i64 + 1, 250_000_000),
+            EventTime::new(-MAX_TIME_SECS, 0),
+            EventTime::new(MAX_TIME_SECS, 123),
+            EventTime::new(MAX_TIME_SECS - 1, 999_999_999),
+        ] {
+            let b = t.to_msgpack();
+            let (back, end, _) = EventTime::read(&b, 0).unwrap();
+            assert_eq!(end, b.len(), "{t:?}");
+            // float64 far from 1970 rounds to its precision (2 ms at 8 * 10^12)
+            let f = |t: EventTime| t.secs as f64 + t.nanos as f64 / 1e9;
+            assert!(
+                (f(back) - f(t)).abs() <= f(t).abs() * 1e-15 + 1e-6,
+                "{t:?} -> {back:?}"
+            );
+            // rmpv (and so Fluentd's msgpack) reads every form as one value
+            let v = rmpv::decode::read_value(&mut &b[..]).unwrap();
+            assert!(matches!(
+                v,
+                rmpv::Value::Ext(0, _) | rmpv::Value::Integer(_) | rmpv::Value::F64(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn nested_metadata_times_are_refused_not_recursed() {
+        // [[[[...[EventTime, {}]...], {}], {}], {}] a million levels deep:
+        // refused at the second level, no recursion
+        let depth = 1_000_000;
+        let mut b = vec![0x92u8; depth];
+        b.extend_from_slice(&EventTime::new(1, 0).to_msgpack());
+        b.extend(std::iter::repeat_n(0x80u8, depth));
+        assert!(matches!(
+            EventTime::read(&b, 0),
+            Err(DecodeError::Invalid { .. })
+        ));
+        let mut e = vec![0x92u8];
+        e.extend_from_slice(&b);
+        e.push(0x80);
+        assert!(read_entry(&e, 0).is_err());
+        // exactly one level is Fluent Bit's, still accepted
+        let mut one = vec![0x92u8];
+        one.extend_from_slice(&EventTime::new(7, 8).to_msgpack());
+        one.push(0x81);
+        one.extend_from_slice(&[0xa1, b'k', 0x01]);
+        assert_eq!(
+            EventTime::read(&one, 0).unwrap(),
+            (EventTime::new(7, 8), one.len(), false)
+        );
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Times as clients send them, biased to nesting and odd widths.
+        fn time_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let scalar = prop_oneof![
+                any::<i64>().prop_map(|v| {
+                    let mut b = Vec::new();
+                    msgpack::write_int(&mut b, v);
+                    b
+                }),
+                any::<u64>().prop_map(|v| {
+                    let mut b = Vec::new();
+                    msgpack::write_uint(&mut b, v);
+                    b
+                }),
+                any::<f64>().prop_map(|v| {
+                    let mut b = Vec::new();
+                    msgpack::write_f64(&mut b, v);
+                    b
+                }),
+                (any::<u32>(), any::<u32>()).prop_map(|(s, n)| {
+                    let mut b = vec![0xd7, 0];
+                    b.extend_from_slice(&s.to_be_bytes());
+                    b.extend_from_slice(&n.to_be_bytes());
+                    b
+                }),
+                proptest::collection::vec(any::<u8>(), 0..12),
+            ];
+            (scalar, 0usize..5000, 0usize..5000, any::<bool>()).prop_map(
+                |(inner, open, close, meta)| {
+                    let mut b = vec![0x92u8; open];
+                    b.extend(inner);
+                    for _ in 0..close {
+                        if meta {
+                            b.push(0x80)
+                        } else {
+                            b.push(0x91)
+                        }
+                    }
+                    b
+                },
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn read_never_panics_nor_recurses(b in time_bytes()) {
+                if let Ok((t, end, _)) = EventTime::read(&b, 0) {
+                    prop_assert!(end <= b.len());
+                    prop_assert!(t.nanos < 1_000_000_000);
+                }
+                let mut e = vec![0x92u8];
+                e.extend_from_slice(&b);
+                e.push(0x80);
+                let _ = read_entry(&e, 0);
+            }
+
+            #[test]
+            fn every_time_reads_back(secs in prop_oneof![-MAX_TIME_SECS..=MAX_TIME_SECS, -10_000i64..10_000, 4_000_000_000i64..5_000_000_000], nanos in 0u32..1_000_000_000) {
+                let t = EventTime::new(secs, nanos);
+                let b = t.to_msgpack();
+                let (back, end, _) = EventTime::read(&b, 0).unwrap();
+                prop_assert_eq!(end, b.len());
+                if u32::try_from(secs).is_ok() {
+                    prop_assert_eq!(back, t);
+                } else {
+                    // float64: nanoseconds are as exact as the float is
+                    let got = back.secs as f64 + back.nanos as f64 / 1e9;
+                    let want = t.secs as f64 + t.nanos as f64 / 1e9;
+                    prop_assert!((got - want).abs() <= want.abs() * 1e-15 + 1e-6, "{t:?} -> {back:?}");
+                }
+                let mut entry = Vec::new();
+                write_entry(&mut entry, t, &[0x80]);
+                let (e, end, _) = read_entry(&entry, 0).unwrap();
+                prop_assert_eq!(end, entry.len());
+                prop_assert_eq!(e.record, &[0x80u8][..]);
+            }
+        }
     }
 }

@@ -555,6 +555,36 @@ mod tests {
         assert!(skip(&b, 0).is_err());
     }
 
+    /// msgpack biased to what hurts: long runs of container headers (deep
+    /// nesting), headers declaring huge lengths, then arbitrary bytes.
+    fn hostile_msgpack() -> impl Strategy<Value = Vec<u8>> {
+        let head = prop_oneof![
+            Just(vec![0x91u8]),
+            Just(vec![0x92u8]),
+            Just(vec![0x81u8]),
+            Just(vec![0xdcu8, 0xff, 0xff]),
+            Just(vec![0xddu8, 0xff, 0xff, 0xff, 0xff]),
+            Just(vec![0xdfu8, 0xff, 0xff, 0xff, 0xff]),
+            Just(vec![0xdbu8, 0xff, 0xff, 0xff, 0xff]),
+            Just(vec![0xc6u8, 0x7f, 0xff, 0xff, 0xff]),
+            Just(vec![0xc9u8, 0xff, 0xff, 0xff, 0xff, 0x00]),
+            Just(vec![0xa1u8, b'k']),
+        ];
+        (
+            proptest::collection::vec(head, 1..8),
+            0usize..3000,
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(heads, reps, tail)| {
+                let mut b = Vec::new();
+                for i in 0..reps {
+                    b.extend_from_slice(&heads[i % heads.len()]);
+                }
+                b.extend(tail);
+                b
+            })
+    }
+
     fn arb_value() -> impl Strategy<Value = rmpv::Value> {
         let leaf = prop_oneof![
             Just(rmpv::Value::Nil),
@@ -591,6 +621,25 @@ mod tests {
                 }
             }
             prop_assert_eq!(f.advance(&b), Ok(Some(b.len())));
+        }
+
+        #[test]
+        fn deep_and_huge_declared_input_is_refused_or_incomplete(b in hostile_msgpack(), cut in 0usize..10_000) {
+            match skip(&b, 0) {
+                Ok(end) => prop_assert!(end <= b.len()),
+                Err(DecodeError::Incomplete) => {}
+                Err(DecodeError::Invalid { offset, .. }) => prop_assert!(offset <= b.len()),
+            }
+            // the framer agrees with skip, fed in two pieces
+            let mut f = Framer::with_limit(1 << 20);
+            let c = cut % (b.len() + 1);
+            let first = f.advance(&b[..c]);
+            if let Ok(None) = first {
+                let second = f.advance(&b);
+                if let (Ok(Some(n)), Ok(end)) = (&second, skip(&b, 0)) {
+                    prop_assert_eq!(*n, end);
+                }
+            }
         }
 
         #[test]

@@ -650,6 +650,36 @@ mod tests {
         assert_eq!(dec(&b).as_map().map(Vec::len), Some(15));
     }
 
+    /// msgpack biased to what hurts: long runs of container headers (deep
+    /// nesting), headers declaring huge lengths, then arbitrary bytes.
+    fn hostile_msgpack() -> impl Strategy<Value = Vec<u8>> {
+        let head = prop_oneof![
+            Just(vec![0x91u8]),
+            Just(vec![0x92u8]),
+            Just(vec![0x81u8]),
+            Just(vec![0xdcu8, 0xff, 0xff]),
+            Just(vec![0xddu8, 0xff, 0xff, 0xff, 0xff]),
+            Just(vec![0xdfu8, 0xff, 0xff, 0xff, 0xff]),
+            Just(vec![0xdbu8, 0xff, 0xff, 0xff, 0xff]),
+            Just(vec![0xc6u8, 0x7f, 0xff, 0xff, 0xff]),
+            Just(vec![0xc9u8, 0xff, 0xff, 0xff, 0xff, 0x00]),
+            Just(vec![0xa1u8, b'k']),
+        ];
+        (
+            proptest::collection::vec(head, 1..8),
+            0usize..3000,
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(heads, reps, tail)| {
+                let mut b = Vec::new();
+                for i in 0..reps {
+                    b.extend_from_slice(&heads[i % heads.len()]);
+                }
+                b.extend(tail);
+                b
+            })
+    }
+
     fn value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Nil),
@@ -744,6 +774,27 @@ mod tests {
                 fresh.build(&b);
                 prop_assert_eq!(format!("{:?}", fresh.slots), format!("{:?}", ix.slots));
             }
+        }
+
+        #[test]
+        fn deep_records_never_panic_nor_recurse(b in hostile_msgpack(), p in "[a-c]{1,2}(\\.[a-c]{1,2}){0,2}") {
+            // a map whose values are the hostile bytes: the index, find,
+            // set and delete walk them without a stack
+            let mut r = vec![0x82, 0xa1, b'a'];
+            r.extend_from_slice(&b);
+            r.extend_from_slice(&[0xa1, b'b', 0x01]);
+            let path = crate::record::path(&p);
+            let _ = find(&r, &path);
+            let mut idx = Index::default();
+            idx.build(&r);
+            let mut w = r.clone();
+            let _ = set(&mut w, &path, &[0xc0]);
+            let mut w = r.clone();
+            let _ = delete_all(&mut w, &path);
+            let _ = crate::record::decode(&r);
+            let mut rec = crate::record::Record::from_slice(&r);
+            let _ = rec.get(&path);
+            let _ = rec.value_mut();
         }
 
         #[test]

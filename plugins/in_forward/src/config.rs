@@ -1,8 +1,9 @@
 //! Settings of the forward input (`[[input]] type = "forward"`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use fuwa_api::ByteSize;
+use fuwa_api::{ByteSize, HumanDuration};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -14,6 +15,30 @@ pub struct ForwardConfig {
     /// largest message accepted, also the cap on decompressed size
     #[serde(default = "default_limit")]
     pub message_length_limit: ByteSize,
+    /// longest tag accepted; events with a longer one are refused (counted
+    /// and logged, never delivered)
+    #[serde(default = "default_tag_limit")]
+    pub tag_length_limit: ByteSize,
+    /// connections served at once; over it a new connection is accepted and
+    /// closed at once. Default: a quarter of the soft RLIMIT_NOFILE read at
+    /// start, between 16 and 4096.
+    pub max_connections: Option<usize>,
+    /// time from accept to the end of the handshake (TLS, HELO/PING/PONG)
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: HumanDuration,
+    /// a connection with no bytes in flight and none arriving for this long
+    /// is closed (Fluentd clients reconnect)
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// once a message has begun, its last byte must arrive within this
+    #[serde(default = "default_message_timeout")]
+    pub message_timeout: HumanDuration,
+    /// bytes of messages begun but not complete, and of events decoded and
+    /// waiting for the pipeline, across every connection of the input; the
+    /// connection that would go over it is closed (its message was never
+    /// acked). At least twice message_length_limit.
+    #[serde(default = "default_pending")]
+    pub pending_bytes_limit: ByteSize,
     /// answer UDP heartbeats on the same port
     #[serde(default = "yes")]
     pub udp_heartbeat: bool,
@@ -47,6 +72,55 @@ fn default_bind() -> String {
 fn default_limit() -> ByteSize {
     ByteSize(32 << 20)
 }
+fn default_tag_limit() -> ByteSize {
+    ByteSize(fuwa_api::tag::DEFAULT_TAG_LENGTH_LIMIT as u64)
+}
+fn default_handshake_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_message_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_pending() -> ByteSize {
+    ByteSize(128 << 20)
+}
 fn yes() -> bool {
     true
+}
+
+/// The soft RLIMIT_NOFILE of this process (from /proc/self/limits), or
+/// 1024 when it cannot be read.
+pub fn soft_nofile() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
+
+/// `max_connections` when the config does not set it: a quarter of the
+/// file descriptors, leaving the rest to chunk files, the other inputs and
+/// the outputs; at least 16, at most 4096.
+pub fn default_max_connections(soft_nofile: u64) -> usize {
+    (soft_nofile / 4).clamp(16, 4096) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_connection_limit_follows_the_fd_limit() {
+        assert_eq!(default_max_connections(256), 64);
+        assert_eq!(default_max_connections(20), 16);
+        assert_eq!(default_max_connections(1 << 20), 4096);
+        assert!(soft_nofile() > 0);
+    }
 }

@@ -5,10 +5,25 @@
 //! - `conn.rs`: one connection's life
 //! - `protocol.rs`: the wire protocol (modes, options, acks, JSON variant)
 //! - `auth.rs`: the handshake
+//! - `json.rs`: where a JSON-mode message ends, found incrementally
+//!
+//! Limits (all in `config.rs`): `max_connections` (over it a connection is
+//! accepted and closed at once), `handshake_timeout` (TLS and
+//! HELO/PING/PONG), `idle_timeout` (between messages, and for a client that
+//! does not read its acks), `message_timeout` (a message begun must be
+//! complete within it), `pending_bytes_limit` (bytes of messages not
+//! complete or not yet accepted, across connections), `message_length_limit`
+//! (also the decompressed size) and `tag_length_limit`. Accept errors back
+//! off from 10 ms to 1 s. Memory of the input is at most about
+//! 2 × pending_bytes_limit + max_connections × 512 KiB (read buffers) +
+//! worker threads × 3 × message_length_limit (a message being decompressed
+//! or rewritten: decoding never awaits, so one per worker thread; in JSON
+//! mode serde's value tree takes up to ~10 × the message instead).
 
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod json;
 pub mod protocol;
 
 use std::io::BufReader;
@@ -16,13 +31,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use fuwa_api::ratelimit::RateLimit;
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, Input, InputContext, PluginError};
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 pub use config::ForwardConfig;
+
+/// The longest timeout accepted (deadlines are instants: far beyond this
+/// they would overflow).
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct ForwardInput {
     cfg: ForwardConfig,
@@ -43,6 +66,32 @@ pub fn build(
         .socket_addr("bind", &cfg.bind, "127.0.0.1:24224")
         .map_err(|e| errors.push(e))
         .ok();
+    // a message as large as message_length_limit, once decoded (times
+    // rewritten, entries inflated up to the same limit), must fit alone
+    if cfg.pending_bytes_limit.0 < cfg.message_length_limit.0.saturating_mul(2) {
+        errors.push(section.error(
+            "pending_bytes_limit",
+            format!(
+                "must be at least twice message_length_limit ({} bytes), or the largest message could never be accepted",
+                cfg.message_length_limit.0
+            ),
+        ));
+    }
+    if cfg.max_connections == Some(0) {
+        errors.push(section.error("max_connections", "must be at least 1"));
+    }
+    for (key, d) in [
+        ("handshake_timeout", cfg.handshake_timeout.0),
+        ("idle_timeout", cfg.idle_timeout.0),
+        ("message_timeout", cfg.message_timeout.0),
+    ] {
+        if d.is_zero() || d > MAX_TIMEOUT {
+            errors.push(section.error(
+                key,
+                "must be longer than 0s and at most 365d (a duration like \"30s\")",
+            ));
+        }
+    }
     if cfg.shared_key.is_none() && (!cfg.users.is_empty() || cfg.self_hostname.is_some()) {
         errors.push(section.error(
             "shared_key",
@@ -126,7 +175,6 @@ impl Input for ForwardInput {
             .take()
             .ok_or_else(|| PluginError::Other("not started".into()))?;
         let local = listener.local_addr()?;
-        info!(input = %ctx.id, addr = %local, tls = self.tls.is_some(), handshake = self.cfg.shared_key.is_some(), "forward input listening");
         let security = self.cfg.shared_key.clone().map(|k| auth::Security {
             shared_key: k,
             self_hostname: self
@@ -136,25 +184,41 @@ impl Input for ForwardInput {
                 .unwrap_or_else(|| "fuwa".to_string()),
             users: self.cfg.users.clone(),
         });
-        let shared = Arc::new(conn::ConnShared {
-            id: ctx.id.clone(),
-            emitter: ctx.emitter.clone(),
-            limit: self.cfg.message_length_limit.0 as usize,
+        let shared = Arc::new(conn::ConnShared::new(
+            ctx.id.clone(),
+            ctx.emitter.clone(),
+            &self.cfg,
             security,
-            skip_warn: fuwa_api::ratelimit::RateLimit::new(10_000),
-        });
+        ));
+        let max_connections = self
+            .cfg
+            .max_connections
+            .unwrap_or_else(|| config::default_max_connections(config::soft_nofile()));
+        info!(input = %ctx.id, addr = %local, tls = self.tls.is_some(), handshake = self.cfg.shared_key.is_some(), max_connections, "forward input listening");
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let full_warn = RateLimit::new(10_000);
+        let accept_warn = RateLimit::new(10_000);
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        let handshake_timeout = self.cfg.handshake_timeout.0;
         let mut tasks = JoinSet::new();
         if let Some(udp) = self.udp.take() {
             let mut sd = ctx.shutdown.clone();
             let id = ctx.id.clone();
             tasks.spawn(async move {
+                let udp_warn = RateLimit::new(10_000);
                 let mut b = [0u8; 1024];
                 loop {
                     tokio::select! {
                         r = udp.recv_from(&mut b) => match r {
                             // Fluentd answers a heartbeat datagram with one NUL byte
                             Ok((_, from)) => { let _ = udp.send_to(b"\0", from).await; }
-                            Err(e) => { warn!(input = %id, error = %e, "UDP heartbeat receive failed"); }
+                            // rarely said, and never a spin
+                            Err(e) => {
+                                if let Some(suppressed) = udp_warn.check() {
+                                    warn!(input = %id, error = %e, suppressed, "UDP heartbeat receive failed");
+                                }
+                                tokio::time::sleep(ACCEPT_BACKOFF_MIN).await;
+                            }
                         },
                         _ = sd.wait() => break,
                     }
@@ -166,25 +230,49 @@ impl Input for ForwardInput {
             tokio::select! {
                 r = listener.accept() => {
                     let (sock, peer) = match r {
-                        Ok(x) => x,
+                        Ok(x) => {
+                            backoff = ACCEPT_BACKOFF_MIN;
+                            x
+                        }
                         Err(e) => {
-                            // EMFILE and friends: wait a little rather than spin
-                            warn!(input = %ctx.id, error = %e, "accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            // EMFILE and friends: back off (10 ms doubling up
+                            // to 1 s) rather than spin, and say so rarely
+                            if let Some(suppressed) = accept_warn.check() {
+                                warn!(input = %ctx.id, error = %e, suppressed, retry_in = ?backoff, "accept failed");
+                            }
+                            tokio::select! {
+                                _ = tokio::time::sleep(backoff) => {}
+                                _ = shutdown.wait() => break,
+                            }
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                             continue;
                         }
+                    };
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        // over max_connections: closed at once (the client
+                        // sees the connection end and tries again later)
+                        if let Some(suppressed) = full_warn.check() {
+                            warn!(input = %ctx.id, %peer, max_connections, suppressed, "connection refused: max_connections reached");
+                        }
+                        drop(sock);
+                        continue;
                     };
                     let _ = sock.set_nodelay(true);
                     let shared = shared.clone();
                     let sd = ctx.shutdown.clone();
                     let tls = self.tls.clone();
+                    let deadline = tokio::time::Instant::now() + handshake_timeout;
                     tasks.spawn(async move {
+                        let _permit = permit;
                         match tls {
-                            None => conn::serve(sock, peer, shared, sd).await,
-                            Some(acceptor) => match acceptor.accept(sock).await {
-                                Ok(s) => conn::serve(s, peer, shared, sd).await,
-                                Err(e) => warn!(input = %shared.id, %peer, error = %e, "TLS handshake failed"),
-                            },
+                            None => conn::serve(sock, peer, shared, sd, deadline).await,
+                            Some(acceptor) => {
+                                match tokio::time::timeout_at(deadline, acceptor.accept(sock)).await {
+                                    Ok(Ok(s)) => conn::serve(s, peer, shared, sd, deadline).await,
+                                    Ok(Err(e)) => warn!(input = %shared.id, %peer, error = %e, "TLS handshake failed"),
+                                    Err(_) => warn!(input = %shared.id, %peer, "TLS handshake not complete within handshake_timeout; closing connection"),
+                                }
+                            }
                         }
                     });
                     // reap finished connections so the set does not grow
@@ -196,5 +284,45 @@ impl Input for ForwardInput {
         drop(listener);
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn try_build(src: &str) -> Result<(), Vec<String>> {
+        let section = ConfigSection::from_toml("input[0]", src).expect("section");
+        let ctx = BuildContext {
+            id: "forward.0".into(),
+            hostname: "h".into(),
+            timezone: "UTC".into(),
+            data_dir: std::env::temp_dir(),
+        };
+        build(&section, &ctx)
+            .map(|_| ())
+            .map_err(|e| e.into_iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn limits_are_checked_not_trusted() {
+        assert!(try_build("").is_ok());
+        assert!(try_build(
+            "max_connections = 10\nidle_timeout = \"5m\"\ntag_length_limit = \"2KiB\""
+        )
+        .is_ok());
+        for (bad, key) in [
+            ("max_connections = 0", "max_connections"),
+            ("idle_timeout = \"0s\"", "idle_timeout"),
+            ("message_timeout = \"100000d\"", "message_timeout"),
+            ("handshake_timeout = 0", "handshake_timeout"),
+            (
+                "message_length_limit = \"64MiB\"\npending_bytes_limit = \"100MiB\"",
+                "pending_bytes_limit",
+            ),
+        ] {
+            let errs = try_build(bad).unwrap_err();
+            assert!(errs.iter().any(|e| e.contains(key)), "{bad}: {errs:?}");
+        }
     }
 }

@@ -36,8 +36,29 @@ pub struct Decoded {
     pub batches: Vec<Batch>,
     /// raw msgpack bytes of the `chunk` option, to echo in the ack
     pub ack: Option<Bytes>,
-    /// entries that were skipped (bad time, record not a map, ...), with why
+    /// entries that were skipped (bad time, record not a map, tag refused,
+    /// ...), with why
     pub skipped: Vec<String>,
+    /// events refused (never delivered), counted with `Emitter::invalid`
+    /// before the ack; a run of broken bytes counts as one
+    pub invalid: u64,
+}
+
+impl Decoded {
+    pub fn refuse(&mut self, n: u64, why: String) {
+        self.invalid += n;
+        self.skipped.push(why);
+    }
+
+    /// Moves what `other` holds to the end of this.
+    pub fn append(&mut self, other: &mut Decoded) {
+        self.batches.append(&mut other.batches);
+        self.skipped.append(&mut other.skipped);
+        self.invalid += std::mem::take(&mut other.invalid);
+        if other.ack.is_some() {
+            self.ack = other.ack.take();
+        }
+    }
 }
 
 /// Collects consecutive Message-mode events of one tag into one batch, so
@@ -78,8 +99,42 @@ impl MessageGrouper {
 
 /// Decodes one complete msgpack message (as found by the framer).
 /// Message-mode events go to `grouper`, everything else into `out.batches`
-/// (after flushing the grouper, so order is kept).
+/// (after flushing the grouper, so order is kept). Events whose tag
+/// `fuwa_api::tag::check` refuses are decoded (for their ack), counted in
+/// `out.invalid` and dropped.
 pub fn decode_message(
+    msg: &Bytes,
+    limit: usize,
+    tag_limit: usize,
+    grouper: &mut MessageGrouper,
+    out: &mut Decoded,
+) -> Result<(), ProtocolError> {
+    let b: &[u8] = msg;
+    if let Ok((Head::Array(2..=4), p)) = msgpack::read_head(b, 0) {
+        if let Ok((tag, _)) = msgpack::read_bytes_like(b, p) {
+            if let Err(e) = std::str::from_utf8(tag)
+                .map_err(|_| shape("the tag is not valid UTF-8"))
+                .and_then(|t| fuwa_api::tag::check(t, tag_limit).map_err(|e| shape(e.to_string())))
+            {
+                let mut g = MessageGrouper::default();
+                let mut refused = Decoded::default();
+                decode_message_inner(msg, limit, &mut g, &mut refused)?;
+                g.flush(&mut refused.batches);
+                let n: u64 = refused.batches.iter().map(|b| b.count as u64).sum();
+                out.invalid += refused.invalid + n;
+                out.skipped.append(&mut refused.skipped);
+                if n > 0 {
+                    out.skipped.push(format!("{n} events refused: {e}"));
+                }
+                out.ack = refused.ack;
+                return Ok(());
+            }
+        }
+    }
+    decode_message_inner(msg, limit, grouper, out)
+}
+
+fn decode_message_inner(
     msg: &Bytes,
     limit: usize,
     grouper: &mut MessageGrouper,
@@ -99,10 +154,10 @@ pub fn decode_message(
     };
     let (tag_bytes, next) =
         msgpack::read_bytes_like(b, p).map_err(|_| shape("the tag must be a string"))?;
-    let tag = std::str::from_utf8(tag_bytes).map_err(|_| shape("the tag is not valid UTF-8"))?;
-    if tag.is_empty() {
-        return Err(shape("the tag is empty"));
-    }
+    // checked by `decode_message` (a refused tag decodes here only to be
+    // counted); lossy so that an invalid one is still walked
+    let tag = String::from_utf8_lossy(tag_bytes);
+    let tag: &str = &tag;
     p = next;
     let (second, sp) = msgpack::read_head(b, p)?;
     match second {
@@ -186,15 +241,13 @@ fn decode_single(
     let time = match time {
         Ok((t, _, _)) => t,
         Err(e) => {
-            out.skipped.push(format!("event skipped: {e}"));
+            out.refuse(1, format!("event refused: {e}"));
             return Ok(());
         }
     };
     match msgpack::read_head(b, rec_pos)? {
         (Head::Map(_), _) => grouper.push(tag, time, &b[rec_pos..rec_end], &mut out.batches),
-        _ => out
-            .skipped
-            .push("event skipped: record is not a map".into()),
+        _ => out.refuse(1, "event refused: record is not a map".into()),
     }
     Ok(())
 }
@@ -206,6 +259,7 @@ fn push_entries(tag: &str, body: Bytes, out: &mut Decoded) {
     let b: &[u8] = &body;
     let mut pos = 0;
     let mut count = 0u32;
+    let mut skipped = 0u64;
     let mut rewritten: Option<Vec<u8>> = None;
     while pos < b.len() {
         match read_entry(b, pos) {
@@ -228,18 +282,16 @@ fn push_entries(tag: &str, body: Bytes, out: &mut Decoded) {
                 // rest when the bytes themselves are broken
                 match msgpack::skip(b, pos) {
                     Ok(next) => {
-                        out.skipped.push(format!(
-                            "entry {} skipped: {err}",
-                            count as usize + out.skipped.len()
-                        ));
+                        let i = count as u64 + skipped;
+                        skipped += 1;
+                        out.refuse(1, format!("entry {i} refused: {err}"));
                         if rewritten.is_none() {
                             rewritten = Some(b[..pos].to_vec());
                         }
                         pos = next;
                     }
                     Err(_) => {
-                        out.skipped
-                            .push(format!("entries from byte {pos} dropped: {err}"));
+                        out.refuse(1, format!("entries from byte {pos} refused: {err}"));
                         if rewritten.is_none() {
                             rewritten = Some(b[..pos].to_vec());
                         }
@@ -257,6 +309,24 @@ fn push_entries(tag: &str, body: Bytes, out: &mut Decoded) {
         None => body,
     };
     out.batches.push(Batch::new(Arc::from(tag), entries, count));
+}
+
+/// The `chunk` option of a message that could not be decoded, where a
+/// well-formed message has it (a map as the last of 3 or 4 elements), so
+/// that the refusal can be acked: a message no retry can fix must not come
+/// back forever.
+pub fn chunk_of(msg: &Bytes) -> Option<Bytes> {
+    let b: &[u8] = msg;
+    let (head, mut p) = msgpack::read_head(b, 0).ok()?;
+    let n = match head {
+        Head::Array(n @ 3..=4) => n,
+        _ => return None,
+    };
+    for _ in 0..n - 1 {
+        p = msgpack::skip(b, p).ok()?;
+    }
+    let (s, e) = read_options(b, p).ok()?.chunk?;
+    Some(msg.slice(s..e))
 }
 
 #[derive(Default)]
@@ -322,8 +392,11 @@ pub fn ack_msgpack(out: &mut Vec<u8>, chunk: &[u8]) {
 
 /// The JSON variant (fluent-logger-golang's MarshalAsJSON): concatenated
 /// arrays `[tag, time, record, option?]` or `[tag, [[time, record], ...], option?]`.
+/// Events whose tag `fuwa_api::tag::check` refuses are counted in
+/// `out.invalid` and dropped (the message is still acked).
 pub fn decode_json(
     v: serde_json::Value,
+    tag_limit: usize,
     grouper: &mut MessageGrouper,
     out: &mut Decoded,
     ack: &mut Option<serde_json::Value>,
@@ -338,9 +411,10 @@ pub fn decode_json(
     };
     let mut it = arr.into_iter();
     let tag = match it.next() {
-        Some(serde_json::Value::String(s)) if !s.is_empty() => s,
-        _ => return Err(shape("the tag must be a non-empty string")),
+        Some(serde_json::Value::String(s)) => s,
+        _ => return Err(shape("the tag must be a string")),
     };
+    let tag_ok = fuwa_api::tag::check(&tag, tag_limit);
     let second = it.next().unwrap_or(serde_json::Value::Null);
     let rest: Vec<serde_json::Value> = it.collect();
     let option_of = |o: Option<&serde_json::Value>| -> Option<serde_json::Value> {
@@ -349,6 +423,15 @@ pub fn decode_json(
     match second {
         serde_json::Value::Array(entries) => {
             *ack = option_of(rest.first());
+            if let Err(e) = &tag_ok {
+                if !entries.is_empty() {
+                    out.refuse(
+                        entries.len() as u64,
+                        format!("{} events refused: {e}", entries.len()),
+                    );
+                }
+                return Ok(());
+            }
             grouper.flush(&mut out.batches);
             let mut buf = Vec::new();
             let mut count = 0;
@@ -362,14 +445,13 @@ pub fn decode_json(
                                 write_entry(&mut buf, t, &r);
                                 count += 1;
                             }
-                            _ => out
-                                .skipped
-                                .push(format!("entry {i} skipped: expected [time, {{record}}]")),
+                            _ => out.refuse(
+                                1,
+                                format!("entry {i} refused: expected [time, {{record}}]"),
+                            ),
                         }
                     }
-                    _ => out
-                        .skipped
-                        .push(format!("entry {i} skipped: expected [time, {{record}}]")),
+                    _ => out.refuse(1, format!("entry {i} refused: expected [time, {{record}}]")),
                 }
             }
             if count > 0 {
@@ -382,30 +464,35 @@ pub fn decode_json(
                 .first()
                 .ok_or_else(|| shape("Message mode is [tag, time, record, option?]"))?;
             *ack = option_of(rest.get(1));
+            if let Err(e) = &tag_ok {
+                out.refuse(1, format!("event refused: {e}"));
+                return Ok(());
+            }
             match (json_time(&t), rec) {
                 (Some(t), rec @ serde_json::Value::Object(_)) => {
                     let mut r = Vec::new();
                     fuwa_parsers::json_value_to_msgpack(&mut r, rec);
                     grouper.push(&tag, t, &r, &mut out.batches);
                 }
-                (None, _) => out
-                    .skipped
-                    .push("event skipped: time must be a number".into()),
-                _ => out
-                    .skipped
-                    .push("event skipped: record is not an object".into()),
+                (None, _) => out.refuse(1, "event refused: time must be a number".into()),
+                _ => out.refuse(1, "event refused: record is not an object".into()),
             }
         }
     }
     Ok(())
 }
 
+/// A JSON time: integer or float seconds (negative ones are before 1970),
+/// within `fuwa_api::event::MAX_TIME_SECS`.
 fn json_time(v: &serde_json::Value) -> Option<EventTime> {
     let n = v.as_number()?;
-    if let Some(i) = n.as_u64() {
-        return (i <= u32::MAX as u64).then(|| EventTime::new(i as i64, 0));
+    if let Some(i) = n.as_i64() {
+        return EventTime::from_secs(i);
     }
-    EventTime::from_f64(n.as_f64()?).filter(|t| t.secs >= 0)
+    if n.is_u64() {
+        return None; // beyond MAX_TIME_SECS
+    }
+    EventTime::from_f64(n.as_f64()?)
 }
 
 #[cfg(test)]
@@ -433,7 +520,7 @@ mod tests {
     fn decode(msg: &Bytes) -> Result<Decoded, ProtocolError> {
         let mut g = MessageGrouper::default();
         let mut out = Decoded::default();
-        decode_message(msg, 1 << 20, &mut g, &mut out)?;
+        decode_message(msg, 1 << 20, 1024, &mut g, &mut out)?;
         g.flush(&mut out.batches);
         Ok(out)
     }
@@ -619,7 +706,7 @@ mod tests {
         let msg = enc(&V::Array(vec![V::from("c"), V::Binary(gz), opt]));
         let mut g = MessageGrouper::default();
         let mut out = Decoded::default();
-        let r = decode_message(&msg, 1 << 20, &mut g, &mut out);
+        let r = decode_message(&msg, 1 << 20, 1024, &mut g, &mut out);
         assert_eq!(r.unwrap_err(), ProtocolError::TooLarge(1 << 20));
     }
 
@@ -635,6 +722,7 @@ mod tests {
         let d = decode(&enc(&V::Array(vec![V::from("p"), V::Binary(body)]))).unwrap();
         assert_eq!(events(&d).len(), 2);
         assert_eq!(d.skipped.len(), 3);
+        assert_eq!(d.invalid, 3);
     }
 
     #[test]
@@ -643,7 +731,6 @@ mod tests {
             V::from(1),
             V::Array(vec![V::from(1), V::from(2), rec(1)]),
             V::Array(vec![V::from("t")]),
-            V::Array(vec![V::from(""), V::from(1), rec(1)]),
             V::Array(vec![V::from("t"), V::from(1)]),
             V::Array(vec![V::from("t"), V::Binary(vec![]), V::from("opt")]),
         ] {
@@ -684,6 +771,7 @@ mod tests {
             decode_message(
                 &enc(&V::Array(vec![V::from(tag), V::from(1), rec(i)])),
                 1 << 20,
+                1024,
                 &mut g,
                 &mut out,
             )
@@ -707,7 +795,7 @@ mod tests {
         let mut out = Decoded::default();
         let mut ack = None;
         let v: serde_json::Value = serde_json::from_str(r#"["go.json", 1795544471, {"a": [1, -1, 18446744073709551615], "f": 1.5}, {"chunk": "abc"}]"#).unwrap();
-        decode_json(v, &mut g, &mut out, &mut ack).unwrap();
+        decode_json(v, 1024, &mut g, &mut out, &mut ack).unwrap();
         g.flush(&mut out.batches);
         assert_eq!(ack, Some(serde_json::json!("abc")));
         let ev = events(&out);
@@ -724,13 +812,66 @@ mod tests {
             let msg = Bytes::from(b);
             let mut g = MessageGrouper::default();
             let mut out = Decoded::default();
-            let _ = decode_message(&msg, 1 << 16, &mut g, &mut out);
+            let _ = decode_message(&msg, 1 << 16, 1024, &mut g, &mut out);
             // whatever was accepted is well-formed
             g.flush(&mut out.batches);
             for batch in &out.batches {
                 let mut n = 0;
                 for e in batch.iter() { prop_assert!(e.is_ok()); n += 1; }
                 prop_assert_eq!(n, batch.count);
+            }
+        }
+
+        #[test]
+        fn hostile_packed_bodies_never_panic_nor_recurse(
+            depth in 0usize..20_000,
+            meta in any::<bool>(),
+            heads in proptest::collection::vec(prop_oneof![Just(0x91u8), Just(0x92), Just(0x81), Just(0xdd), Just(0xdb)], 0..8),
+            reps in 0usize..5000,
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+            compressed in 0u8..3,
+            tag_len in prop_oneof![1usize..8, 1000usize..1100],
+        ) {
+            use std::io::Write;
+            // a good entry, one with a nested [time, {meta}] time, one of
+            // arbitrary deep or huge-length bytes, a good one again
+            let mut body = packed(&[V::Array(vec![et(1, 0), rec(1)])]);
+            body.push(0x92);
+            body.extend(std::iter::repeat_n(0x92u8, depth));
+            body.extend_from_slice(&[0xd7, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+            body.extend(std::iter::repeat_n(if meta { 0x80u8 } else { 0x90 }, depth));
+            body.extend(packed(&[rec(2)]));
+            for i in 0..reps { if !heads.is_empty() { body.push(heads[i % heads.len()]); } }
+            body.extend(tail);
+            body.extend(packed(&[V::Array(vec![et(3, 0), rec(3)])]));
+            let (body, opt) = match compressed {
+                0 => (body, V::Map(vec![(V::from("chunk"), V::from("c"))])),
+                1 => {
+                    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    e.write_all(&body).unwrap();
+                    (e.finish().unwrap(), V::Map(vec![(V::from("chunk"), V::from("c")), (V::from("compressed"), V::from("gzip"))]))
+                }
+                _ => (zstd::encode_all(&body[..], 1).unwrap(), V::Map(vec![(V::from("chunk"), V::from("c")), (V::from("compressed"), V::from("zstd"))])),
+            };
+            let tag = "t".repeat(tag_len);
+            let msg = enc(&V::Array(vec![V::from(tag.as_str()), V::Binary(body), opt]));
+            let mut g = MessageGrouper::default();
+            let mut out = Decoded::default();
+            let r = decode_message(&msg, 1 << 20, 1024, &mut g, &mut out);
+            g.flush(&mut out.batches);
+            prop_assert!(r.is_ok(), "{r:?}");
+            prop_assert!(out.ack.is_some());
+            let accepted: u64 = out.batches.iter().map(|b| b.count as u64).sum();
+            for batch in &out.batches {
+                prop_assert_eq!(batch.iter().filter(|e| e.is_ok()).count() as u32, batch.count);
+            }
+            if tag_len > 1024 {
+                prop_assert_eq!(accepted, 0);
+                prop_assert!(out.invalid >= 1);
+            } else {
+                // the first entry always survives; the nested one never does
+                prop_assert!(accepted >= 1);
+                prop_assert!(out.invalid >= 1);
             }
         }
 
@@ -742,7 +883,7 @@ mod tests {
             let msg = Bytes::from(msg);
             let mut g = MessageGrouper::default();
             let mut out = Decoded::default();
-            let _ = decode_message(&msg, 1 << 16, &mut g, &mut out);
+            let _ = decode_message(&msg, 1 << 16, 1024, &mut g, &mut out);
             for batch in &out.batches {
                 prop_assert_eq!(batch.iter().filter(|e| e.is_ok()).count() as u32, batch.count);
             }

@@ -540,10 +540,56 @@ mod tests {
         }
 
         #[test]
+        fn hostile_replies_are_refused_not_recursed(b in hostile_msgpack()) {
+            // alone, as the value of another key before "ack", and framed
+            let _ = parse_ack(&b);
+            let mut m = vec![0x82, 0xa1, b'x'];
+            m.extend_from_slice(&b);
+            m.extend_from_slice(&[0xa3, b'a', b'c', b'k', 0xa1, b'c']);
+            if let Ok(v) = parse_ack(&m) {
+                prop_assert!(v.len() <= m.len());
+            }
+            let mut f = fuwa_api::msgpack::Framer::with_limit(1 << 20);
+            if let Ok(Some(n)) = f.advance(&m) {
+                prop_assert!(n <= m.len());
+            }
+        }
+
+        #[test]
         fn any_ack_value_round_trips(s in ".{0,40}") {
             let b = enc(&V::Map(vec![(V::from("ack"), V::from(s.as_str()))]));
             prop_assert_eq!(parse_ack(&b).unwrap(), s.as_bytes());
         }
+    }
+
+    /// msgpack biased to what hurts: long runs of container headers (deep
+    /// nesting), headers declaring huge lengths, then arbitrary bytes.
+    fn hostile_msgpack() -> impl Strategy<Value = Vec<u8>> {
+        let head = prop_oneof![
+            Just(vec![0x91u8]),
+            Just(vec![0x92u8]),
+            Just(vec![0x81u8]),
+            Just(vec![0xdcu8, 0xff, 0xff]),
+            Just(vec![0xddu8, 0xff, 0xff, 0xff, 0xff]),
+            Just(vec![0xdfu8, 0xff, 0xff, 0xff, 0xff]),
+            Just(vec![0xdbu8, 0xff, 0xff, 0xff, 0xff]),
+            Just(vec![0xc6u8, 0x7f, 0xff, 0xff, 0xff]),
+            Just(vec![0xc9u8, 0xff, 0xff, 0xff, 0xff, 0x00]),
+            Just(vec![0xa1u8, b'k']),
+        ];
+        (
+            proptest::collection::vec(head, 1..8),
+            0usize..3000,
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(heads, reps, tail)| {
+                let mut b = Vec::new();
+                for i in 0..reps {
+                    b.extend_from_slice(&heads[i % heads.len()]);
+                }
+                b.extend(tail);
+                b
+            })
     }
 
     fn arb_value() -> impl Strategy<Value = V> {

@@ -118,7 +118,13 @@ pub fn write_time(out: &mut Vec<u8>, t: EventTime, f: &TimeFormat) {
         ),
         TimeFormat::UnixFloat => {
             use std::io::Write;
-            let _ = write!(out, "{}.{:09}", t.secs, t.nanos);
+            // secs is the floor and nanos count up from it: -0.5 s is
+            // (-1, 500000000), written -0.500000000
+            let _ = if t.secs < 0 && t.nanos > 0 {
+                write!(out, "-{}.{:09}", -(t.secs + 1), 1_000_000_000 - t.nanos)
+            } else {
+                write!(out, "{}.{:09}", t.secs, t.nanos)
+            };
         }
         TimeFormat::Strftime(items, tz) => {
             let s = to_datetime(t, tz)
