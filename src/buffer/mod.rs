@@ -352,18 +352,7 @@ pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// between 16 and 1,024, so sockets, tailed files and other outputs keep
 /// most of the descriptors.
 pub fn default_max_open_chunks() -> usize {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct it is given and nothing else
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0;
-    let soft = if ok && r.rlim_cur != libc::RLIM_INFINITY {
-        r.rlim_cur as usize
-    } else {
-        8192
-    };
-    (soft / 8).clamp(16, 1024)
+    fuwa_api::fdlimit::share_of(fuwa_api::fdlimit::soft_nofile(), 8, 16, 1024, 1024)
 }
 
 impl OutputBuffer {

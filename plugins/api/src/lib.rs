@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod event;
+pub mod fdlimit;
 pub mod lru;
 pub mod msgpack;
 pub mod pattern;

@@ -90,37 +90,3 @@ fn default_pending() -> ByteSize {
 fn yes() -> bool {
     true
 }
-
-/// The soft RLIMIT_NOFILE of this process (from /proc/self/limits), or
-/// 1024 when it cannot be read.
-pub fn soft_nofile() -> u64 {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024)
-}
-
-/// `max_connections` when the config does not set it: a quarter of the
-/// file descriptors, leaving the rest to chunk files, the other inputs and
-/// the outputs; at least 16, at most 4096.
-pub fn default_max_connections(soft_nofile: u64) -> usize {
-    (soft_nofile / 4).clamp(16, 4096) as usize
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_connection_limit_follows_the_fd_limit() {
-        assert_eq!(default_max_connections(256), 64);
-        assert_eq!(default_max_connections(20), 16);
-        assert_eq!(default_max_connections(1 << 20), 4096);
-        assert!(soft_nofile() > 0);
-    }
-}

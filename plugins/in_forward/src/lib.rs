@@ -193,7 +193,7 @@ impl Input for ForwardInput {
         let max_connections = self
             .cfg
             .max_connections
-            .unwrap_or_else(|| config::default_max_connections(config::soft_nofile()));
+            .unwrap_or_else(fuwa_api::fdlimit::default_max_connections);
         info!(input = %ctx.id, addr = %local, tls = self.tls.is_some(), handshake = self.cfg.shared_key.is_some(), max_connections, "forward input listening");
         let slots = Arc::new(Semaphore::new(max_connections));
         let full_warn = RateLimit::new(10_000);

@@ -46,7 +46,7 @@ pub struct HttpConfig {
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: HumanDuration,
     /// open connections at most; more wait in the listen backlog (default:
-    /// a quarter of the soft RLIMIT_NOFILE at start, 16 to 16384)
+    /// a quarter of the soft RLIMIT_NOFILE at start, 16 to 4096)
     pub max_connections: Option<usize>,
     /// bytes of request bodies (read, inflated and decoded) held at once
     /// across the input; a request that would go over gets 503 and is closed

@@ -190,7 +190,7 @@ impl Input for HttpInput {
         // read now: the agent raised its soft limit at start
         let max_connections = cfg
             .max_connections
-            .unwrap_or_else(|| limits::default_max_connections(limits::soft_nofile()));
+            .unwrap_or_else(fuwa_api::fdlimit::default_max_connections);
         let body_buffer_limit = cfg
             .body_buffer_limit
             .map(|b| b.0)

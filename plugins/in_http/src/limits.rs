@@ -239,32 +239,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 }
 
-/// The soft RLIMIT_NOFILE of this process (Linux: /proc/self/limits), if
-/// it can be read and is not unlimited.
-pub fn soft_nofile() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    parse_soft_nofile(&text)
-}
-
-fn parse_soft_nofile(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// The default `max_connections`: a quarter of the soft fd limit (the rest
-/// is for the other inputs, buffer chunks and outputs), 16 to 16384; 1024
-/// when the limit cannot be read.
-pub fn default_max_connections(soft_nofile: Option<u64>) -> usize {
-    match soft_nofile {
-        Some(n) => (n / 4).clamp(16, 16384) as usize,
-        None => 1024,
-    }
-}
-
 /// `trusted_proxies`: addresses and networks allowed to say who the client
 /// is in `X-Forwarded-For`.
 #[derive(Debug, Clone, Default)]
@@ -383,23 +357,6 @@ mod tests {
         assert!(!c.take(usize::MAX), "no overflow");
         drop(c);
         assert_eq!(b.used(), 0);
-    }
-
-    #[test]
-    fn nofile_from_proc_limits() {
-        let t = "Limit                     Soft Limit           Hard Limit           Units\n\
-                 Max cpu time              unlimited            unlimited            seconds\n\
-                 Max open files            256                  4096                 files\n";
-        assert_eq!(parse_soft_nofile(t), Some(256));
-        assert_eq!(
-            parse_soft_nofile("Max open files            unlimited   unlimited  files"),
-            None
-        );
-        assert_eq!(default_max_connections(Some(256)), 64);
-        assert_eq!(default_max_connections(Some(20)), 16);
-        assert_eq!(default_max_connections(Some(1 << 20)), 16384);
-        assert_eq!(default_max_connections(None), 1024);
-        assert!(soft_nofile().is_some(), "readable on Linux");
     }
 
     #[test]
