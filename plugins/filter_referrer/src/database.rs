@@ -95,6 +95,10 @@ impl Node {
 }
 
 fn entries(name: &str, tree: &Node) -> Result<Vec<DbEntry>, String> {
+    if *tree == Node::Null {
+        // an empty file (or only comments): no entries
+        return Ok(Vec::new());
+    }
     let Node::Map(mediums) = tree else {
         return Err(format!(
             "{name}:1: the file must be a mapping of mediums (search:, social:, email:, ...), not {}",
@@ -398,7 +402,9 @@ impl<'a> Yaml<'a> {
                 return Err(self.err(no, "unexpected indentation"));
             }
             if !is_seq_item(text) {
-                return Err(self.err(no, "expected a `- item` like the lines above"));
+                // the end of a list written at its key's indentation; the
+                // caller refuses this line where it is out of place
+                break;
             }
             let rest = text[1..].trim_start();
             self.pos += 1;
@@ -469,7 +475,7 @@ impl<'a> Yaml<'a> {
     }
 
     fn key(&self, no: usize, k: &str) -> Result<String, String> {
-        match self.inline(no, k)? {
+        match self.scalar(no, k.trim())? {
             Node::Scalar(s) => Ok(s),
             other => Err(self.err(no, format!("a key must be a string, not {}", other.kind()))),
         }
@@ -494,9 +500,6 @@ impl<'a> Yaml<'a> {
         }
         if s == "{}" {
             return Ok(Node::Map(Vec::new()));
-        }
-        if s == "~" || s == "null" {
-            return Ok(Node::Null);
         }
         self.scalar(no, s)
     }
@@ -549,8 +552,9 @@ fn split_key(t: &str) -> Option<(&str, &str)> {
     while i < b.len() {
         let c = b[i];
         match quote {
-            Some(q) if c == q => quote = None,
+            Some(b'\'') if c == b'\'' && b.get(i + 1) == Some(&b'\'') => i += 1,
             Some(b'"') if c == b'\\' => i += 1,
+            Some(q) if c == q => quote = None,
             Some(_) => {}
             None if (c == b'"' || c == b'\'') && i == 0 => quote = Some(c),
             None if c == b':' && (i + 1 == b.len() || b[i + 1] == b' ') => {
@@ -568,8 +572,13 @@ fn split_key(t: &str) -> Option<(&str, &str)> {
 fn strip_comment(line: &str) -> &str {
     let b = line.as_bytes();
     let mut quote: Option<u8> = None;
-    for (i, &c) in b.iter().enumerate() {
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
         match quote {
+            // '' in a '…' string and \x in a "…" string do not close it
+            Some(b'\'') if c == b'\'' && b.get(i + 1) == Some(&b'\'') => i += 1,
+            Some(b'"') if c == b'\\' => i += 1,
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None if c == b'"' || c == b'\'' => {
@@ -584,6 +593,7 @@ fn strip_comment(line: &str) -> &str {
             }
             None => {}
         }
+        i += 1;
     }
     line
 }
@@ -593,8 +603,14 @@ fn split_flow(s: &str) -> Result<Vec<&str>, String> {
     let mut out = Vec::new();
     let mut quote: Option<char> = None;
     let mut start = 0;
+    let mut escaped = false;
     for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
         match quote {
+            Some('"') if c == '\\' => escaped = true,
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None if c == '"' || c == '\'' => quote = Some(c),
@@ -767,6 +783,13 @@ unknown:
             let e = keys(text).unwrap_err();
             assert!(e.starts_with(want), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn empty_files_have_no_entries() {
+        assert_eq!(keys("").unwrap(), vec![]);
+        assert_eq!(keys("# nothing yet\n\n").unwrap(), vec![]);
+        assert_eq!(parse("db.json", "{}", true).unwrap(), vec![]);
     }
 
     #[test]

@@ -199,9 +199,10 @@ pub struct ReferrerFilter {
     direct: Arc<Cached>,
 }
 
-/// The parts of a referrer that page signals may change, and its output.
+/// A referrer's output, and (with `url_key`) the parts the page's signals
+/// may change.
 struct Cached {
-    parsed: Parsed,
+    parsed: Option<Parsed>,
     encoded: Box<[u8]>,
 }
 
@@ -516,17 +517,31 @@ impl ReferrerFilter {
             chatbot_names,
             cache: (cache_size > 0).then(|| Mutex::new(Lru::new(cache_size))),
             direct: Arc::new(Cached {
-                parsed: Parsed::direct(),
+                parsed: None,
                 encoded: Box::default(),
             }),
         };
-        f.direct = Arc::new(f.cached(Parsed::direct()));
+        f.direct = Arc::new(Cached {
+            parsed: Some(Parsed::direct()),
+            encoded: encoded(&f.render(&Parsed::direct(), None)).into(),
+        });
         f
     }
 
+    /// The cached form: the parts are kept only when a page URL may change
+    /// the output (`url_key`); otherwise they move into the output.
     fn cached(&self, parsed: Parsed) -> Cached {
-        let encoded = encoded(&self.render(&parsed, None)).into();
-        Cached { parsed, encoded }
+        if self.url_key.is_some() {
+            let encoded = encoded(&self.render(&parsed, None)).into();
+            return Cached {
+                parsed: Some(parsed),
+                encoded,
+            };
+        }
+        Cached {
+            encoded: encoded(&self.render_owned(parsed, None)).into(),
+            parsed: None,
+        }
     }
 
     /// The output for a referrer that is a msgpack str of valid UTF-8, from
@@ -638,9 +653,33 @@ impl ReferrerFilter {
         self.chatbot_names.get(&v).cloned()
     }
 
+    /// [`Self::render`], moving the URL's parts into the output.
+    fn render_owned(&self, mut p: Parsed, page: Option<&Signals>) -> Value {
+        let head = match &mut p.shape {
+            Shape::Url(fields) => std::mem::take(fields),
+            _ => Vec::new(),
+        };
+        self.render_with(&p, page, head)
+    }
+
     /// The output: the parsed referrer with its own signals and the page's
     /// (which win), and the medium they decide.
     fn render(&self, p: &Parsed, page: Option<&Signals>) -> Value {
+        let head = match &p.shape {
+            Shape::Url(fields) => fields.clone(),
+            _ => Vec::new(),
+        };
+        self.render_with(p, page, head)
+    }
+
+    /// `head`: the URL's scheme, host, path and query (empty for the other
+    /// shapes).
+    fn render_with(
+        &self,
+        p: &Parsed,
+        page: Option<&Signals>,
+        mut out: Vec<(Value, Value)>,
+    ) -> Value {
         let merged;
         let signals = match page {
             Some(over) => {
@@ -664,17 +703,10 @@ impl ReferrerFilter {
         } else {
             (p.medium, p.source.clone())
         };
-        let mut out = Vec::with_capacity(8 + signals.0.len());
-        match &p.shape {
-            Shape::Url(fields) => {
-                out.extend(fields.iter().cloned());
-                out.push((Value::from("medium"), Value::from(medium)));
-            }
-            Shape::Raw(raw) => {
-                out.push((Value::from("medium"), Value::from(medium)));
-                out.push((Value::from("raw"), raw.clone()));
-            }
-            Shape::Direct => out.push((Value::from("medium"), Value::from(medium))),
+        out.reserve(4 + signals.0.len());
+        out.push((Value::from("medium"), Value::from(medium)));
+        if let Shape::Raw(raw) = &p.shape {
+            out.push((Value::from("raw"), raw.clone()));
         }
         if let Some(s) = source {
             out.push((Value::from("source"), Value::from(s)));
@@ -789,12 +821,12 @@ impl Filter for ReferrerFilter {
                 }
             },
         };
-        match page {
-            None => rec.set_encoded(&self.target, &parsed.encoded),
-            Some(page) => {
-                let v = self.render(&parsed.parsed, Some(&page));
+        match (page, &parsed.parsed) {
+            (Some(page), Some(p)) => {
+                let v = self.render(p, Some(&page));
                 rec.set(&self.target, v);
             }
+            _ => rec.set_encoded(&self.target, &parsed.encoded),
         }
         FilterResult::Keep
     }

@@ -188,8 +188,10 @@ pub fn declared_charset(q: &str) -> Option<&'static Encoding> {
         if k.len() > 13 {
             continue;
         }
-        let k = k.to_ascii_lowercase();
-        let Some(rank) = CHARSET_PARAMS.iter().position(|p| *p == k) else {
+        let Some(rank) = CHARSET_PARAMS
+            .iter()
+            .position(|p| p.eq_ignore_ascii_case(k))
+        else {
             continue;
         };
         if best.is_some_and(|(r, _)| r <= rank) {
