@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Mediums: `search`, `social`, `email`, `paid`, `chatbot`, `unknown`. Each
-//! source takes `domains` (required, not empty), `parameters` (optional) and,
+//! source takes `domains` (required, not empty), `parameters` (optional, any
+//! medium: the term's parameters) and,
 //! as an extension of the format, `encoding` (the engine's charset label for
 //! terms that are not UTF-8: `shift_jis`, `euc-jp`, `gbk`, ...).
 //!
@@ -176,9 +177,6 @@ fn entries(name: &str, tree: &Node) -> Result<Vec<DbEntry>, String> {
             let domains = domains.ok_or_else(|| at(*line, "has no `domains`".into()))?;
             if domains.is_empty() {
                 return Err(at(*line, "`domains` is empty".into()));
-            }
-            if !params.is_empty() && medium != Medium::Search {
-                return Err(at(*line, "`parameters` are for search entries only".into()));
             }
             let entry = Entry {
                 medium,
@@ -748,10 +746,6 @@ unknown:
             (
                 "searches:\n  G:\n    domains: [x.com]\n",
                 "db.yml:1: `searches` is not a medium",
-            ),
-            (
-                "social:\n  G:\n    parameters: [q]\n    domains: [x.com]\n",
-                "db.yml:2: entry `social.G`: `parameters` are for search",
             ),
             (
                 "search:\n  G:\n    domains: [x.com]\n    encoding: klingon\n",

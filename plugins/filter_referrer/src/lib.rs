@@ -602,15 +602,15 @@ impl ReferrerFilter {
         let (medium, source, term) = match entry {
             _ if internal => ("internal", None, None),
             Some(e) => {
-                let term = if e.medium == Medium::Search {
+                // the term, for every entry that names its parameters
+                // (search engines; database files give some others)
+                let term = {
                     e.params.iter().find_map(|p| {
                         pairs
                             .iter()
                             .find(|(k, v)| k == p && !v.trim().is_empty())
                             .map(|(_, v)| v.clone())
                     })
-                } else {
-                    None
                 };
                 (e.medium.as_str(), Some(e.source.clone()), term)
             }

@@ -88,7 +88,7 @@ fn search_engines_worldwide_in_several_languages_and_charsets() {
             (
                 "http://www.google.fr/imgres?q=Ogham+the+celtic+oracle&hl=fr&tbm=isch",
                 "search",
-                "Google",
+                "Google Images",
                 Some("Ogham the celtic oracle"),
             ),
             (
@@ -1020,6 +1020,9 @@ unknown:
   Partner Portal:
     domains:
       - portal.example/partners
+  Maps:
+    parameters: [text]
+    domains: [maps.example]
 ";
 
 fn toml_str(s: &str) -> String {
@@ -1062,6 +1065,13 @@ fn database_extends_the_builtin_table() {
                 None,
             ),
             ("https://portal.example/other", "unknown", "", None),
+            // parameters on another medium than search give a term too
+            (
+                "https://maps.example/?text=cafe",
+                "unknown",
+                "Maps",
+                Some("cafe"),
+            ),
             // built-ins are still there
             (
                 "https://www.bing.com/search?q=x",
