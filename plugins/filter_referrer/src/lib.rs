@@ -274,13 +274,24 @@ struct Signals(Vec<(&'static str, String)>);
 
 impl Signals {
     fn from_pairs(pairs: &[(String, String)]) -> Self {
-        let mut out = Vec::new();
-        for name in SIGNAL_PARAMS {
-            if let Some((_, v)) = pairs.iter().find(|(k, v)| k == name && !v.is_empty()) {
-                out.push((*name, v.clone()));
+        let mut out: Vec<(usize, &'static str, String)> = Vec::new();
+        for (k, v) in pairs {
+            // most names are none of these: a cheap test first
+            let maybe = k.starts_with("utm_")
+                || k.ends_with("clid")
+                || k.ends_with("clkid")
+                || k.ends_with("braid")
+                || k == "li_fat_id";
+            if !maybe || v.is_empty() {
+                continue;
+            }
+            if let Some(i) = SIGNAL_PARAMS.iter().position(|p| p == k) {
+                out.push((i, SIGNAL_PARAMS[i], v.clone()));
             }
         }
-        Signals(out)
+        // pairs hold each name once (the first): order by SIGNAL_PARAMS
+        out.sort_unstable_by_key(|(i, _, _)| *i);
+        Signals(out.into_iter().map(|(_, k, v)| (k, v)).collect())
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -617,7 +628,9 @@ impl ReferrerFilter {
             None => ("unknown", None, None),
         };
         let signals = Signals::from_pairs(&pairs);
-        let fields = vec![
+        // room for medium, source, term and a few signals without growing
+        let mut fields = Vec::with_capacity(10);
+        fields.extend([
             (Value::from("scheme"), Value::from(u.scheme)),
             (Value::from("host"), Value::from(u.host)),
             (Value::from("path"), Value::from(u.path)),
@@ -630,7 +643,7 @@ impl ReferrerFilter {
                         .collect(),
                 ),
             ),
-        ];
+        ]);
         Some(Parsed {
             shape: Shape::Url(fields),
             medium,
@@ -659,26 +672,33 @@ impl ReferrerFilter {
             Shape::Url(fields) => std::mem::take(fields),
             _ => Vec::new(),
         };
-        self.render_with(&p, page, head)
+        let (source, term) = (p.source.take(), p.term.take());
+        self.render_with(&p, page, head, source, term)
     }
 
     /// The output: the parsed referrer with its own signals and the page's
     /// (which win), and the medium they decide.
     fn render(&self, p: &Parsed, page: Option<&Signals>) -> Value {
         let head = match &p.shape {
-            Shape::Url(fields) => fields.clone(),
+            Shape::Url(fields) => {
+                let mut v = Vec::with_capacity(fields.len() + 4);
+                v.extend(fields.iter().cloned());
+                v
+            }
             _ => Vec::new(),
         };
-        self.render_with(p, page, head)
+        self.render_with(p, page, head, p.source.clone(), p.term.clone())
     }
 
     /// `head`: the URL's scheme, host, path and query (empty for the other
-    /// shapes).
+    /// shapes); `source` and `term`: `p`'s (taken or copied).
     fn render_with(
         &self,
         p: &Parsed,
         page: Option<&Signals>,
         mut out: Vec<(Value, Value)>,
+        base_source: Option<String>,
+        term: Option<String>,
     ) -> Value {
         let merged;
         let signals = match page {
@@ -694,14 +714,14 @@ impl ReferrerFilter {
             let source = network
                 .map(str::to_string)
                 .or_else(|| signals.get("utm_source").map(str::to_string))
-                .or_else(|| p.source.clone());
+                .or(base_source);
             ("paid", source)
         } else if p.medium == "chatbot" {
-            ("chatbot", p.source.clone())
+            ("chatbot", base_source)
         } else if let Some(bot) = signals.get("utm_source").and_then(|s| self.chatbot_tag(s)) {
             ("chatbot", Some(bot))
         } else {
-            (p.medium, p.source.clone())
+            (p.medium, base_source)
         };
         out.reserve(4 + signals.0.len());
         out.push((Value::from("medium"), Value::from(medium)));
@@ -711,8 +731,8 @@ impl ReferrerFilter {
         if let Some(s) = source {
             out.push((Value::from("source"), Value::from(s)));
         }
-        if let Some(t) = &p.term {
-            out.push((Value::from("term"), Value::from(t.as_str())));
+        if let Some(t) = term {
+            out.push((Value::from("term"), Value::from(t)));
         }
         for (k, v) in &signals.0 {
             out.push((Value::from(*k), Value::from(v.as_str())));

@@ -216,8 +216,14 @@ pub fn query_pairs(q: &str) -> Vec<(String, String)> {
 /// engine's charset), else lossily. The first of repeated names wins; empty
 /// names are skipped; a name without `=` has the value `""`.
 pub fn query_pairs_in(q: &str, fallback: Option<&'static Encoding>) -> Vec<(String, String)> {
-    let declared = declared_charset(q);
-    let text = |s: &str| to_text(decode_bytes(s), declared, fallback);
+    let declared = declared_charset(q).filter(|e| *e != UTF_8);
+    let text = |s: &str| {
+        if declared.is_none() && !s.contains(['%', '+']) {
+            // already text: nothing to decode
+            return s.to_string();
+        }
+        to_text(decode_bytes(s), declared, fallback)
+    };
     let mut out: Vec<(String, String)> = Vec::new();
     // a set only for long queries, where a linear scan would be quadratic
     let mut seen: Option<std::collections::HashSet<String>> = None;
