@@ -252,7 +252,9 @@ pub const SIGNAL_PARAMS: &[&str] = &[
 
 /// Click ids that make a visit `paid` by themselves, and the ad network
 /// they name (`fbclid` is on every outbound Facebook link: it counts only
-/// with a paid `utm_medium`, as `Meta Ads`).
+/// with a paid `utm_medium`, as `Meta Ads`). `yclid` is Yandex Direct's and
+/// Yahoo! JAPAN Ads' both: Yahoo! JAPAN's values start `YSS.` (search ads)
+/// or `YJAD.` (display ads).
 pub const CLICK_IDS: &[(&str, &str)] = &[
     ("gclid", "Google Ads"),
     ("gbraid", "Google Ads"),
@@ -316,7 +318,10 @@ impl Signals {
     /// inside when only `utm_medium` says so.
     fn paid(&self) -> Option<Option<&'static str>> {
         for (id, network) in CLICK_IDS {
-            if self.get(id).is_some() {
+            if let Some(v) = self.get(id) {
+                if *id == "yclid" && (v.starts_with("YSS.") || v.starts_with("YJAD.")) {
+                    return Some(Some("Yahoo! JAPAN Ads"));
+                }
                 return Some(Some(network));
             }
         }

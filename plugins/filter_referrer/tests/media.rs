@@ -771,6 +771,18 @@ fn paid_clicks_by_click_id_and_utm_medium() {
             Some("Yandex Direct"),
         ),
         (
+            Some("https://search.yahoo.co.jp/"),
+            "/l?yclid=YSS.1000.abc",
+            "paid",
+            Some("Yahoo! JAPAN Ads"),
+        ),
+        (
+            None,
+            "/l?yclid=YJAD.1600.xyz",
+            "paid",
+            Some("Yahoo! JAPAN Ads"),
+        ),
+        (
             Some("https://www.tiktok.com/"),
             "/l?ttclid=E.C.P",
             "paid",
@@ -1087,6 +1099,45 @@ fn database_extends_the_builtin_table() {
             ),
             ("https://mail.google.com/", "email", "Gmail", None),
         ],
+    );
+}
+
+#[test]
+fn database_is_read_again_when_the_filter_is_built_again() {
+    // a reload rebuilds the filters: the file's current content counts
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "referers.yml",
+        "social:\n  One:\n    domains: [one.example]\n",
+    );
+    let src = format!("database = {}", toml_str(&path));
+    let first = build(&src);
+    write(
+        &dir,
+        "referers.yml",
+        "social:\n  Two:\n    domains: [one.example]\n",
+    );
+    let second = build(&src);
+    check(
+        first.as_ref(),
+        &[("https://one.example/", "social", "One", None)],
+    );
+    check(
+        second.as_ref(),
+        &[("https://one.example/", "social", "Two", None)],
+    );
+    // and a file broken since then fails the new build, naming the line
+    write(
+        &dir,
+        "referers.yml",
+        "social:\n  Two:\n    domains: [one example]\n",
+    );
+    let e = build_error(&src);
+    assert!(
+        e.message.starts_with(&format!("{path}:3:")),
+        "{}",
+        e.message
     );
 }
 
