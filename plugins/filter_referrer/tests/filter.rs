@@ -833,6 +833,19 @@ fn builtin_table_can_be_used_directly() {
         s(&f.classify("https://www.note.com/"), "medium").as_deref(),
         Some("internal")
     );
+    // with a page URL: its click ids count
+    let out = f.classify_with_page("https://www.google.com/", Some("/p?gclid=1"));
+    assert_eq!(s(&out, "medium").as_deref(), Some("paid"));
+    assert_eq!(s(&out, "source").as_deref(), Some("Google Ads"));
+    let f = f.with_url_key("page.url");
+    let rec = apply(
+        &f,
+        map(&[
+            ("referrer", "-".into()),
+            ("page", map(&[("url", "/p?utm_source=chatgpt.com".into())])),
+        ]),
+    );
+    assert_eq!(s(&rec, "ref.medium").as_deref(), Some("chatbot"));
 }
 
 fn arb_value() -> impl Strategy<Value = Value> {
