@@ -194,16 +194,18 @@ pub struct ReferrerFilter {
     chatbot_names: HashMap<String, String>,
     /// outputs by referrer text (referrers repeat: search engines' and
     /// networks' landing URLs, internal pages)
-    cache: Option<Mutex<Lru<Arc<Cached>>>>,
+    cache: Option<Mutex<Lru<Cached>>>,
     /// `{medium: "direct"}`
-    direct: Arc<Cached>,
+    direct: Cached,
 }
 
 /// A referrer's output, and (with `url_key`) the parts the page's signals
-/// may change.
+/// may change. Cloned out of the cache on every hit: two pointers, the
+/// output's bytes in the `Arc`'s own allocation.
+#[derive(Clone)]
 struct Cached {
-    parsed: Option<Parsed>,
-    encoded: Box<[u8]>,
+    parsed: Option<Arc<Parsed>>,
+    encoded: Arc<[u8]>,
 }
 
 /// A classified referrer, before the page URL's signals.
@@ -532,15 +534,15 @@ impl ReferrerFilter {
             table,
             chatbot_names,
             cache: (cache_size > 0).then(|| Mutex::new(Lru::new(cache_size))),
-            direct: Arc::new(Cached {
+            direct: Cached {
                 parsed: None,
-                encoded: Box::default(),
-            }),
+                encoded: Arc::new([]),
+            },
         };
-        f.direct = Arc::new(Cached {
-            parsed: Some(Parsed::direct()),
+        f.direct = Cached {
+            parsed: Some(Arc::new(Parsed::direct())),
             encoded: encoded(&f.render(&Parsed::direct(), None)).into(),
-        });
+        };
         f
     }
 
@@ -550,7 +552,7 @@ impl ReferrerFilter {
         if self.url_key.is_some() {
             let encoded = encoded(&self.render(&parsed, None)).into();
             return Cached {
-                parsed: Some(parsed),
+                parsed: Some(Arc::new(parsed)),
                 encoded,
             };
         }
@@ -563,7 +565,7 @@ impl ReferrerFilter {
     /// The output for a referrer that is a msgpack str of valid UTF-8, from
     /// the cache when it is there (keyed by the bytes, so a hit checks
     /// nothing but them); `None` when the bytes are not UTF-8.
-    fn lookup(&self, raw: &[u8]) -> Option<Arc<Cached>> {
+    fn lookup(&self, raw: &[u8]) -> Option<Cached> {
         let cache = self.cache.as_ref().filter(|_| raw.len() <= MAX_CACHED_LEN);
         if let Some(c) = cache {
             if let Some(hit) = c.lock().unwrap_or_else(|e| e.into_inner()).get(raw) {
@@ -574,7 +576,7 @@ impl ReferrerFilter {
         let parsed = self
             .parse(text)
             .unwrap_or_else(|| Parsed::raw(Value::from(text)));
-        let out = Arc::new(self.cached(parsed));
+        let out = self.cached(parsed);
         if let Some(c) = cache {
             c.lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -812,7 +814,7 @@ impl Filter for ReferrerFilter {
             return FilterResult::Keep;
         }
         let page = self.page_of(rec);
-        let parsed: Arc<Cached> = match rec.text(&self.key) {
+        let parsed: Cached = match rec.text(&self.key) {
             Some(Text::Str(b)) => match self.lookup(b) {
                 Some(c) => c,
                 None => {
