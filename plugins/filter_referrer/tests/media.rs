@@ -3,6 +3,7 @@
 
 use fuwa_api::record;
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
+use fuwa_filter_referrer::database;
 use rmpv::Value;
 
 fn try_build(src: &str) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
@@ -1279,6 +1280,19 @@ fn database_errors_name_the_file_the_line_and_the_entry() {
     let e = build_error(&format!("database = {}", toml_str(&missing)));
     assert_eq!(e.key, "filter[0].database");
     assert!(e.message.starts_with(&missing), "{}", e.message);
+    // a file over the size limit is refused before it is read
+    let big = dir.path().join("big.yml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(database::MAX_FILE_SIZE + 1)
+        .unwrap();
+    let big = big.display().to_string();
+    let e = build_error(&format!("database = {}", toml_str(&big)));
+    assert!(
+        e.message.starts_with(&big) && e.message.contains("more than"),
+        "{}",
+        e.message
+    );
     // replace with no database; an unknown mode
     let e = build_error("database_mode = \"replace\"");
     assert_eq!(e.key, "filter[0].database_mode");
