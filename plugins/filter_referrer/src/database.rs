@@ -33,7 +33,7 @@ use encoding_rs::Encoding;
 use crate::table::{check_key_with_path, Entry, Medium};
 
 /// Database files larger than this are refused.
-pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+pub const MAX_FILE_SIZE: u64 = 8 * 1024 * 1024;
 /// Nesting deeper than this is refused (the format needs 4 levels).
 const MAX_DEPTH: usize = 16;
 
