@@ -7,6 +7,9 @@
 //! key = "referrer"       # source field (dot path allowed)
 //! target = "ref"         # {scheme, host, path, query{...}, medium, source, term}
 //! own_hosts = ["note.com", "*.note.com"]
+//! url_key = "url"        # optional: the page URL, for click ids and utm_* tags
+//! database = "/etc/fuwa/referers.yml"   # optional: Snowplow referer-parser format
+//! database_mode = "extend"              # or "replace" (the built-in table)
 //! [filter.search]
 //! "example-search.com" = { source = "Example", param = "q" }
 //! [filter.social]
@@ -16,13 +19,17 @@
 //! ```
 //!
 //! `medium` is one of `direct` (no referrer), `internal` (a host in
-//! `own_hosts`), `search`, `social`, `email` (a host in the table) or
-//! `unknown`. See README.md in this crate for the exact output.
+//! `own_hosts`), `paid` (click ids, paid `utm_medium`, ad hosts), `chatbot`
+//! (AI assistants, `utm_source=chatgpt.com`), `search`, `social`, `email`
+//! (a host in the table) or `unknown`. See README.md in this crate for the
+//! exact output.
 
+mod builtin;
+pub mod database;
 mod table;
 pub mod url;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -34,7 +41,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::de::DeValue;
 
-pub use table::{check_key, Entry, Medium, Table, EMAIL, SEARCH, SOCIAL};
+pub use table::{check_key, check_key_with_path, Entry, Medium, Source, Table, BUILTIN};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,8 +58,32 @@ struct ReferrerConfig {
     social: BTreeMap<String, String>,
     #[serde(default)]
     email: BTreeMap<String, String>,
+    #[serde(default)]
+    paid: BTreeMap<String, String>,
+    #[serde(default)]
+    chatbot: BTreeMap<String, String>,
     #[serde(default = "default_cache_size")]
     cache_size: usize,
+    /// a record field with the page (landing) URL: its click ids and utm_*
+    /// tags count with the referrer's own
+    #[serde(default)]
+    url_key: Option<String>,
+    /// a Snowplow referer-parser format file (YAML or JSON)
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    database_mode: DatabaseMode,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum DatabaseMode {
+    /// the file's entries are added to the built-in table (and replace its
+    /// entries with the same keys)
+    #[default]
+    Extend,
+    /// the file's entries are the whole table
+    Replace,
 }
 fn default_cache_size() -> usize {
     10_000
@@ -70,6 +101,9 @@ struct SearchConfig {
     source: String,
     #[serde(default)]
     param: Params,
+    /// the engine's charset for terms that are not UTF-8 (`shift_jis`, ...)
+    #[serde(default)]
+    encoding: Option<String>,
 }
 
 /// `param = "q"` or `param = ["wd", "word"]`.
@@ -153,13 +187,155 @@ impl OwnHosts {
 pub struct ReferrerFilter {
     key: Vec<String>,
     target: Vec<String>,
+    url_key: Option<Vec<String>>,
     own: OwnHosts,
     table: Table,
-    /// encoded outputs by referrer text (referrers repeat: search engines'
-    /// and networks' landing URLs, internal pages)
-    cache: Option<Mutex<Lru<Arc<[u8]>>>>,
-    /// the encoded `{medium: "direct"}`
-    direct: Box<[u8]>,
+    /// chatbot sources by lowercase name and alias, for `utm_source=chatgpt`
+    chatbot_names: HashMap<String, String>,
+    /// outputs by referrer text (referrers repeat: search engines' and
+    /// networks' landing URLs, internal pages)
+    cache: Option<Mutex<Lru<Cached>>>,
+    /// `{medium: "direct"}`
+    direct: Cached,
+}
+
+/// A referrer's output, and (with `url_key`) the parts the page's signals
+/// may change. Cloned out of the cache on every hit: two pointers, the
+/// output's bytes in the `Arc`'s own allocation.
+#[derive(Clone)]
+struct Cached {
+    parsed: Option<Arc<Parsed>>,
+    encoded: Arc<[u8]>,
+}
+
+/// A classified referrer, before the page URL's signals.
+#[derive(Debug, Clone)]
+struct Parsed {
+    shape: Shape,
+    /// `search`, `social`, ... from the table, `internal`, `unknown`, `direct`
+    medium: &'static str,
+    source: Option<String>,
+    term: Option<String>,
+    /// utm_* and click ids in the referrer's own query
+    signals: Signals,
+}
+
+#[derive(Debug, Clone)]
+enum Shape {
+    Direct,
+    /// not a URL: the value as it was
+    Raw(Value),
+    /// scheme, host, path, query
+    Url(Vec<(Value, Value)>),
+}
+
+/// Query parameters reported at the top level of the output, in this order,
+/// when present and not empty.
+pub const SIGNAL_PARAMS: &[&str] = &[
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "utm_id",
+    "utm_source_platform",
+    "utm_creative_format",
+    "utm_marketing_tactic",
+    "gclid",
+    "gbraid",
+    "wbraid",
+    "msclkid",
+    "fbclid",
+    "yclid",
+    "ttclid",
+    "twclid",
+    "li_fat_id",
+];
+
+/// Click ids that make a visit `paid` by themselves, and the ad network
+/// they name (`fbclid` is on every outbound Facebook link: it counts only
+/// with a paid `utm_medium`, as `Meta Ads`). `yclid` is Yandex Direct's and
+/// Yahoo! JAPAN Ads' both: Yahoo! JAPAN's values start `YSS.` (search ads)
+/// or `YJAD.` (display ads).
+pub const CLICK_IDS: &[(&str, &str)] = &[
+    ("gclid", "Google Ads"),
+    ("gbraid", "Google Ads"),
+    ("wbraid", "Google Ads"),
+    ("msclkid", "Microsoft Advertising"),
+    ("yclid", "Yandex Direct"),
+    ("ttclid", "TikTok Ads"),
+    ("twclid", "X Ads"),
+    ("li_fat_id", "LinkedIn Ads"),
+];
+
+/// `utm_medium` values (lowercase) that mean a paid click, besides any
+/// starting with `paid` (`paid`, `paidsearch`, `paid_social`, ...).
+pub const PAID_MEDIUMS: &[&str] = &["cpc", "ppc", "cpm", "cpv", "cpa", "retargeting"];
+
+/// utm_* and click ids, in [`SIGNAL_PARAMS`] order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Signals(Vec<(&'static str, String)>);
+
+impl Signals {
+    fn from_pairs(pairs: &[(String, String)]) -> Self {
+        let mut out: Vec<(usize, &'static str, String)> = Vec::new();
+        for (k, v) in pairs {
+            // most names are none of these: a cheap test first
+            let maybe = k.starts_with("utm_")
+                || k.ends_with("clid")
+                || k.ends_with("clkid")
+                || k.ends_with("braid")
+                || k == "li_fat_id";
+            if !maybe || v.is_empty() {
+                continue;
+            }
+            if let Some(i) = SIGNAL_PARAMS.iter().position(|p| p == k) {
+                out.push((i, SIGNAL_PARAMS[i], v.clone()));
+            }
+        }
+        // pairs hold each name once (the first): order by SIGNAL_PARAMS
+        out.sort_unstable_by_key(|(i, _, _)| *i);
+        Signals(out.into_iter().map(|(_, k, v)| (k, v)).collect())
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `self` with `over`'s values winning.
+    fn merged(&self, over: &Signals) -> Signals {
+        let mut out = Vec::new();
+        for name in SIGNAL_PARAMS {
+            if let Some(v) = over.get(name).or_else(|| self.get(name)) {
+                out.push((*name, v.to_string()));
+            }
+        }
+        Signals(out)
+    }
+
+    /// `Some(network)` for a paid click: the click id's network, or `None`
+    /// inside when only `utm_medium` says so.
+    fn paid(&self) -> Option<Option<&'static str>> {
+        for (id, network) in CLICK_IDS {
+            if let Some(v) = self.get(id) {
+                if *id == "yclid" && (v.starts_with("YSS.") || v.starts_with("YJAD.")) {
+                    return Some(Some("Yahoo! JAPAN Ads"));
+                }
+                return Some(Some(network));
+            }
+        }
+        let medium = self.get("utm_medium")?.trim().to_ascii_lowercase();
+        if !(PAID_MEDIUMS.contains(&medium.as_str()) || medium.starts_with("paid")) {
+            return None;
+        }
+        if self.get("fbclid").is_some() {
+            return Some(Some("Meta Ads"));
+        }
+        Some(None)
+    }
 }
 
 /// Referrers longer than this many bytes are never cached.
@@ -205,9 +381,35 @@ pub fn build(
     let mut errors = Vec::new();
     let key = check_path(section, "key", &cfg.key).map_err(|e| errors.push(e));
     let target = check_path(section, "target", &cfg.target).map_err(|e| errors.push(e));
+    let url_key = match &cfg.url_key {
+        None => Ok(None),
+        Some(k) => check_path(section, "url_key", k)
+            .map(Some)
+            .map_err(|e| errors.push(e)),
+    };
     let own = OwnHosts::new(&cfg.own_hosts).map_err(|m| errors.push(section.error("own_hosts", m)));
 
-    let mut table = Table::builtin();
+    let mut table = match (&cfg.database, cfg.database_mode) {
+        (Some(_), DatabaseMode::Replace) => Table::empty(),
+        (None, DatabaseMode::Replace) => {
+            errors.push(section.error(
+                "database_mode",
+                "`replace` replaces the built-in table with `database`, which is not set",
+            ));
+            Table::empty()
+        }
+        _ => Table::builtin(),
+    };
+    if let Some(path) = &cfg.database {
+        match database::load(std::path::Path::new(path)) {
+            Ok(entries) => {
+                for e in entries {
+                    table.insert(&e.key, e.entry);
+                }
+            }
+            Err(m) => errors.push(section.error("database", m)),
+        }
+    }
     // which config section set each key, to refuse a host listed twice
     let mut from_config: BTreeMap<String, &str> = BTreeMap::new();
     let mut add =
@@ -241,39 +443,71 @@ pub fn build(
             ));
             continue;
         }
+        let encoding = match &s.encoding {
+            None => None,
+            Some(label) => match encoding_rs::Encoding::for_label(label.trim().as_bytes()) {
+                Some(e) => Some(e),
+                None => {
+                    errors.push(entry_error(
+                        section,
+                        "search",
+                        &k,
+                        ".encoding",
+                        format!("`{label}` is not a known charset label (shift_jis, euc-jp, gbk, euc-kr, ...)"),
+                    ));
+                    continue;
+                }
+            },
+        };
         let entry = Entry {
             medium: Medium::Search,
             source: s.source,
             params: s.param.0,
+            encoding,
         };
         add("search", &k, entry, &mut errors);
     }
     for (list, name, medium) in [
         (cfg.social, "social", Medium::Social),
         (cfg.email, "email", Medium::Email),
+        (cfg.paid, "paid", Medium::Paid),
+        (cfg.chatbot, "chatbot", Medium::Chatbot),
     ] {
         for (k, source) in list {
-            let entry = Entry {
-                medium,
-                source,
-                params: Vec::new(),
-            };
-            add(name, &k, entry, &mut errors);
+            add(name, &k, Entry::new(medium, &source), &mut errors);
         }
     }
-    match (key, target, own) {
-        (Ok(key), Ok(target), Ok(own)) if errors.is_empty() => Ok(Box::new(
-            ReferrerFilter::from_parts(key, target, own, table, cfg.cache_size),
-        )),
+    match (key, target, url_key, own) {
+        (Ok(key), Ok(target), Ok(url_key), Ok(own)) if errors.is_empty() => {
+            let mut f = ReferrerFilter::from_parts(key, target, own, table, cfg.cache_size);
+            f.url_key = url_key;
+            Ok(Box::new(f))
+        }
         _ => Err(errors),
     }
 }
+
+/// Other names AI assistants' links tag in `utm_source`.
+const CHATBOT_ALIASES: &[(&str, &str)] = &[
+    ("openai", "ChatGPT"),
+    ("chat.openai.com", "ChatGPT"),
+    ("copilot", "Microsoft Copilot"),
+    ("bard", "Gemini"),
+    ("perplexity.ai", "Perplexity"),
+];
 
 impl ReferrerFilter {
     /// A filter from parts (tests and embedding); `key` and `target` are
     /// dot paths, `table` usually [`Table::builtin`].
     pub fn new(key: &str, target: &str, own: OwnHosts, table: Table) -> Self {
         Self::from_parts(record::path(key), record::path(target), own, table, 0)
+    }
+
+    /// Reads the page URL's click ids and utm_* tags from the field at
+    /// `url_key` (a dot path).
+    pub fn with_url_key(mut self, url_key: &str) -> Self {
+        self.url_key = Some(record::path(url_key));
+        self
     }
 
     fn from_parts(
@@ -283,20 +517,55 @@ impl ReferrerFilter {
         table: Table,
         cache_size: usize,
     ) -> Self {
-        ReferrerFilter {
+        let mut chatbot_names = HashMap::new();
+        for e in table.entries().filter(|e| e.medium == Medium::Chatbot) {
+            chatbot_names.insert(e.source.to_lowercase(), e.source.clone());
+        }
+        for (alias, name) in CHATBOT_ALIASES {
+            if let Some(source) = chatbot_names.get(&name.to_lowercase()).cloned() {
+                chatbot_names.entry(alias.to_string()).or_insert(source);
+            }
+        }
+        let mut f = ReferrerFilter {
             key,
             target,
+            url_key: None,
             own,
             table,
+            chatbot_names,
             cache: (cache_size > 0).then(|| Mutex::new(Lru::new(cache_size))),
-            direct: encoded(&medium_only("direct")).into(),
+            direct: Cached {
+                parsed: None,
+                encoded: Arc::new([]),
+            },
+        };
+        f.direct = Cached {
+            parsed: Some(Arc::new(Parsed::direct())),
+            encoded: encoded(&f.render(&Parsed::direct(), None)).into(),
+        };
+        f
+    }
+
+    /// The cached form: the parts are kept only when a page URL may change
+    /// the output (`url_key`); otherwise they move into the output.
+    fn cached(&self, parsed: Parsed) -> Cached {
+        if self.url_key.is_some() {
+            let encoded = encoded(&self.render(&parsed, None)).into();
+            return Cached {
+                parsed: Some(Arc::new(parsed)),
+                encoded,
+            };
+        }
+        Cached {
+            encoded: encoded(&self.render_owned(parsed, None)).into(),
+            parsed: None,
         }
     }
 
-    /// The encoded output for a referrer that is a msgpack str of valid
-    /// UTF-8, from the cache when it is there (keyed by the bytes, so a hit
-    /// checks nothing but them); `None` when the bytes are not UTF-8.
-    fn lookup(&self, raw: &[u8]) -> Option<Arc<[u8]>> {
+    /// The output for a referrer that is a msgpack str of valid UTF-8, from
+    /// the cache when it is there (keyed by the bytes, so a hit checks
+    /// nothing but them); `None` when the bytes are not UTF-8.
+    fn lookup(&self, raw: &[u8]) -> Option<Cached> {
         let cache = self.cache.as_ref().filter(|_| raw.len() <= MAX_CACHED_LEN);
         if let Some(c) = cache {
             if let Some(hit) = c.lock().unwrap_or_else(|e| e.into_inner()).get(raw) {
@@ -304,7 +573,10 @@ impl ReferrerFilter {
             }
         }
         let text = std::str::from_utf8(raw).ok()?;
-        let out: Arc<[u8]> = encoded(&self.classify(text)).into();
+        let parsed = self
+            .parse(text)
+            .unwrap_or_else(|| Parsed::raw(Value::from(text)));
+        let out = self.cached(parsed);
         if let Some(c) = cache {
             c.lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -315,64 +587,219 @@ impl ReferrerFilter {
 
     /// The output for a referrer text.
     pub fn classify(&self, raw: &str) -> Value {
-        self.classify_text(raw)
-            .unwrap_or_else(|| unknown(Value::from(raw)))
+        self.classify_with_page(raw, None)
     }
 
-    /// The output for a referrer text; `None` when it is not a URL.
-    fn classify_text(&self, raw: &str) -> Option<Value> {
+    /// The output for a referrer text and the page URL (or just its path
+    /// and query) the visit landed on.
+    pub fn classify_with_page(&self, raw: &str, page: Option<&str>) -> Value {
+        let parsed = self
+            .parse(raw)
+            .unwrap_or_else(|| Parsed::raw(Value::from(raw)));
+        let page = page.and_then(page_signals);
+        self.render(&parsed, page.as_ref())
+    }
+
+    /// A referrer text classified by its own URL; `None` when it is not a URL.
+    fn parse(&self, raw: &str) -> Option<Parsed> {
         let text = raw.trim();
         if text.is_empty() || text == "-" {
-            return Some(medium_only("direct"));
+            return Some(Parsed::direct());
         }
         let u = url::parse(text)?;
-        let pairs = u.query.map(url::query_pairs).unwrap_or_default();
-        let (medium, source, term) = if self.own.contains(&u.host) {
-            ("internal", None, None)
-        } else if let Some(e) = self.table.lookup(&u.host) {
-            let term = e.params.iter().find_map(|p| {
-                pairs
-                    .iter()
-                    .find(|(k, v)| k == p && !v.is_empty())
-                    .map(|(_, v)| v.clone())
-            });
-            (e.medium.as_str(), Some(e.source.clone()), term)
+        let internal = self.own.contains(&u.host);
+        let entry = if internal {
+            None
         } else {
-            ("unknown", None, None)
+            self.table.lookup_path(&u.host, u.path)
         };
-        let mut out = Vec::with_capacity(7);
-        out.push((Value::from("scheme"), Value::from(u.scheme)));
-        out.push((Value::from("host"), Value::from(u.host)));
-        out.push((Value::from("path"), Value::from(u.path)));
-        out.push((
-            Value::from("query"),
-            Value::Map(
-                pairs
-                    .into_iter()
-                    .map(|(k, v)| (Value::from(k), Value::from(v)))
-                    .collect(),
+        let pairs = u
+            .query
+            .map(|q| url::query_pairs_in(q, entry.and_then(|e| e.encoding)))
+            .unwrap_or_default();
+        let (medium, source, term) = match entry {
+            _ if internal => ("internal", None, None),
+            Some(e) => {
+                // the term, for every entry that names its parameters
+                // (search engines; database files give some others)
+                let term = {
+                    e.params.iter().find_map(|p| {
+                        pairs
+                            .iter()
+                            .find(|(k, v)| k == p && !v.trim().is_empty())
+                            .map(|(_, v)| v.clone())
+                    })
+                };
+                (e.medium.as_str(), Some(e.source.clone()), term)
+            }
+            None => ("unknown", None, None),
+        };
+        let signals = Signals::from_pairs(&pairs);
+        // room for medium, source, term and a few signals without growing
+        let mut fields = Vec::with_capacity(10);
+        fields.extend([
+            (Value::from("scheme"), Value::from(u.scheme)),
+            (Value::from("host"), Value::from(u.host)),
+            (Value::from("path"), Value::from(u.path)),
+            (
+                Value::from("query"),
+                Value::Map(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (Value::from(k), Value::from(v)))
+                        .collect(),
+                ),
             ),
-        ));
+        ]);
+        Some(Parsed {
+            shape: Shape::Url(fields),
+            medium,
+            source,
+            term,
+            signals,
+        })
+    }
+
+    /// The chatbot a `utm_source` value names (`chatgpt.com`, `ChatGPT`).
+    fn chatbot_tag(&self, utm_source: &str) -> Option<String> {
+        let v = utm_source.trim().to_lowercase();
+        if let Some(e) = self
+            .table
+            .lookup(&v)
+            .filter(|e| e.medium == Medium::Chatbot)
+        {
+            return Some(e.source.clone());
+        }
+        self.chatbot_names.get(&v).cloned()
+    }
+
+    /// [`Self::render`], moving the URL's parts into the output.
+    fn render_owned(&self, mut p: Parsed, page: Option<&Signals>) -> Value {
+        let head = match &mut p.shape {
+            Shape::Url(fields) => std::mem::take(fields),
+            _ => Vec::new(),
+        };
+        let (source, term) = (p.source.take(), p.term.take());
+        self.render_with(&p, page, head, source, term)
+    }
+
+    /// The output: the parsed referrer with its own signals and the page's
+    /// (which win), and the medium they decide.
+    fn render(&self, p: &Parsed, page: Option<&Signals>) -> Value {
+        let head = match &p.shape {
+            Shape::Url(fields) => {
+                let mut v = Vec::with_capacity(fields.len() + 4);
+                v.extend(fields.iter().cloned());
+                v
+            }
+            _ => Vec::new(),
+        };
+        self.render_with(p, page, head, p.source.clone(), p.term.clone())
+    }
+
+    /// `head`: the URL's scheme, host, path and query (empty for the other
+    /// shapes); `source` and `term`: `p`'s (taken or copied).
+    fn render_with(
+        &self,
+        p: &Parsed,
+        page: Option<&Signals>,
+        mut out: Vec<(Value, Value)>,
+        base_source: Option<String>,
+        term: Option<String>,
+    ) -> Value {
+        let merged;
+        let signals = match page {
+            Some(over) => {
+                merged = p.signals.merged(over);
+                &merged
+            }
+            None => &p.signals,
+        };
+        let (medium, source): (&str, Option<String>) = if p.medium == "internal" {
+            ("internal", None)
+        } else if let Some(network) = signals.paid() {
+            let source = network
+                .map(str::to_string)
+                .or_else(|| signals.get("utm_source").map(str::to_string))
+                .or(base_source);
+            ("paid", source)
+        } else if p.medium == "chatbot" {
+            ("chatbot", base_source)
+        } else if let Some(bot) = signals.get("utm_source").and_then(|s| self.chatbot_tag(s)) {
+            ("chatbot", Some(bot))
+        } else {
+            (p.medium, base_source)
+        };
+        out.reserve(4 + signals.0.len());
         out.push((Value::from("medium"), Value::from(medium)));
+        if let Shape::Raw(raw) = &p.shape {
+            out.push((Value::from("raw"), raw.clone()));
+        }
         if let Some(s) = source {
             out.push((Value::from("source"), Value::from(s)));
         }
         if let Some(t) = term {
             out.push((Value::from("term"), Value::from(t)));
         }
-        Some(Value::Map(out))
+        for (k, v) in &signals.0 {
+            out.push((Value::from(*k), Value::from(v.as_str())));
+        }
+        Value::Map(out)
+    }
+
+    /// The page URL's signals, when `url_key` is set and its query has any.
+    fn page_of(&self, rec: &Record) -> Option<Signals> {
+        let path = self.url_key.as_ref()?;
+        let text = match rec.text(path)? {
+            Text::Str(b) | Text::Bin(b) => String::from_utf8_lossy(b),
+        };
+        page_signals(&text)
     }
 }
 
-fn medium_only(m: &str) -> Value {
-    Value::Map(vec![(Value::from("medium"), Value::from(m))])
+impl Parsed {
+    fn direct() -> Self {
+        Parsed {
+            shape: Shape::Direct,
+            medium: "direct",
+            source: None,
+            term: None,
+            signals: Signals::default(),
+        }
+    }
+
+    fn raw(v: Value) -> Self {
+        Parsed {
+            shape: Shape::Raw(v),
+            medium: "unknown",
+            source: None,
+            term: None,
+            signals: Signals::default(),
+        }
+    }
 }
 
-fn unknown(raw: Value) -> Value {
-    Value::Map(vec![
-        (Value::from("medium"), Value::from("unknown")),
-        (Value::from("raw"), raw),
-    ])
+/// Page URLs longer than this are not read for signals.
+pub const MAX_PAGE_URL_LEN: usize = 16 * 1024;
+
+/// The signals in a page URL (`https://site/x?gclid=..`, or `/x?gclid=..`
+/// as access logs write the request): `None` when it has none.
+fn page_signals(page: &str) -> Option<Signals> {
+    if page.len() > MAX_PAGE_URL_LEN {
+        return None;
+    }
+    let (_, q) = page.split_once('?')?;
+    let q = q.split('#').next().unwrap_or("");
+    if !(q.contains("utm_")
+        || q.contains("clid")
+        || q.contains("clkid")
+        || q.contains("braid")
+        || q.contains("li_fat_id"))
+    {
+        return None;
+    }
+    let s = Signals::from_pairs(&url::query_pairs(q));
+    (!s.0.is_empty()).then_some(s)
 }
 
 fn encoded(v: &Value) -> Vec<u8> {
@@ -386,31 +813,47 @@ impl Filter for ReferrerFilter {
         if !rec.is_map() {
             return FilterResult::Keep;
         }
-        match rec.text(&self.key) {
+        let page = self.page_of(rec);
+        let parsed: Cached = match rec.text(&self.key) {
             Some(Text::Str(b)) => match self.lookup(b) {
-                Some(out) => rec.set_encoded(&self.target, &out),
+                Some(c) => c,
                 None => {
                     // read lossily; when it is not a URL the bytes are kept as they were
                     let text = String::from_utf8_lossy(b).into_owned();
-                    let out = match self.classify_text(&text) {
-                        Some(v) => v,
-                        None => unknown(rec.get(&self.key).unwrap_or(Value::Nil)),
+                    let p = match self.parse(&text) {
+                        Some(p) => p,
+                        None => Parsed::raw(rec.get(&self.key).unwrap_or(Value::Nil)),
                     };
-                    rec.set(&self.target, out);
+                    let v = self.render(&p, page.as_ref());
+                    rec.set(&self.target, v);
+                    return FilterResult::Keep;
                 }
             },
             Some(Text::Bin(b)) => {
-                let out = std::str::from_utf8(b)
+                let p = std::str::from_utf8(b)
                     .ok()
-                    .and_then(|t| self.classify_text(t))
-                    .unwrap_or_else(|| unknown(Value::Binary(b.to_vec())));
-                rec.set(&self.target, out);
+                    .and_then(|t| self.parse(t))
+                    .unwrap_or_else(|| Parsed::raw(Value::Binary(b.to_vec())));
+                let v = self.render(&p, page.as_ref());
+                rec.set(&self.target, v);
+                return FilterResult::Keep;
             }
             None => match rec.get(&self.key) {
-                None | Some(Value::Nil) => rec.set_encoded(&self.target, &self.direct),
+                None | Some(Value::Nil) => self.direct.clone(),
                 // not text: the value is kept as it was
-                Some(v) => rec.set(&self.target, unknown(v)),
+                Some(v) => {
+                    let v = self.render(&Parsed::raw(v), page.as_ref());
+                    rec.set(&self.target, v);
+                    return FilterResult::Keep;
+                }
             },
+        };
+        match (page, &parsed.parsed) {
+            (Some(page), Some(p)) => {
+                let v = self.render(p, Some(&page));
+                rec.set(&self.target, v);
+            }
+            _ => rec.set_encoded(&self.target, &parsed.encoded),
         }
         FilterResult::Keep
     }

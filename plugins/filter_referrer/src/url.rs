@@ -2,6 +2,10 @@
 //! headers: `scheme://[userinfo@]host[:port][/path][?query][#fragment]`.
 //! Anything else is "not a URL". No allocation beyond the lowercase host.
 
+use std::borrow::Cow;
+
+use encoding_rs::{Encoding, UTF_8};
+
 use crate::table::host_char;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,12 +92,11 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a
-/// byte; a `%` not followed by two hex digits stays as it is; bytes that
-/// are not UTF-8 become U+FFFD.
-pub fn decode(s: &str) -> String {
+/// `application/x-www-form-urlencoded` decoding to bytes: `+` is a space,
+/// `%XX` a byte; a `%` not followed by two hex digits stays as it is.
+pub fn decode_bytes(s: &str) -> Cow<'_, [u8]> {
     if !s.contains(['%', '+']) {
-        return s.to_string();
+        return Cow::Borrowed(s.as_bytes());
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -117,15 +120,110 @@ pub fn decode(s: &str) -> String {
         }
         i += 1;
     }
-    match String::from_utf8(out) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    Cow::Owned(out)
+}
+
+/// Decoded bytes as text: with `declared` (a charset the URL names, other
+/// than UTF-8) always; otherwise as UTF-8 when they are UTF-8, else with
+/// `fallback` (the engine's known charset) when there is one, else lossily
+/// (invalid sequences become U+FFFD).
+pub fn to_text(
+    bytes: Cow<'_, [u8]>,
+    declared: Option<&'static Encoding>,
+    fallback: Option<&'static Encoding>,
+) -> String {
+    if let Some(enc) = declared.filter(|e| *e != UTF_8) {
+        return enc.decode_without_bom_handling(&bytes).0.into_owned();
+    }
+    match bytes {
+        Cow::Borrowed(b) => match std::str::from_utf8(b) {
+            Ok(s) => s.to_string(),
+            Err(_) => match fallback {
+                Some(enc) => enc.decode_without_bom_handling(b).0.into_owned(),
+                None => String::from_utf8_lossy(b).into_owned(),
+            },
+        },
+        Cow::Owned(v) => match String::from_utf8(v) {
+            Ok(s) => s,
+            Err(e) => match fallback {
+                Some(enc) => enc.decode_without_bom_handling(e.as_bytes()).0.into_owned(),
+                None => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            },
+        },
     }
 }
 
-/// The query's parameters in order, decoded; the first of repeated names
-/// wins; empty names are skipped; a name without `=` has the value `""`.
+/// `application/x-www-form-urlencoded` decoding to UTF-8 text: bytes that
+/// are not UTF-8 become U+FFFD.
+pub fn decode(s: &str) -> String {
+    to_text(decode_bytes(s), None, None)
+}
+
+/// Query parameters that name the charset of the others (`ie=Shift_JIS`,
+/// `ei=EUC-JP`, `oe=`, `enc=`, ...), in order of preference: engines put
+/// the input encoding in `ie`/`ei`, and the output (the page the form was
+/// on) in `oe`.
+pub const CHARSET_PARAMS: &[&str] = &[
+    "ie",
+    "ei",
+    "enc",
+    "encoding",
+    "charset",
+    "inputencoding",
+    "_charset_",
+    "oe",
+];
+
+/// The charset a query declares (see [`CHARSET_PARAMS`]); `None` when it
+/// names none or one that is not a known label.
+pub fn declared_charset(q: &str) -> Option<&'static Encoding> {
+    if !q.contains('=') {
+        return None;
+    }
+    let mut best: Option<(usize, &'static Encoding)> = None;
+    for part in q.split('&') {
+        let Some((k, v)) = part.split_once('=') else {
+            continue;
+        };
+        if k.len() > 13 {
+            continue;
+        }
+        let Some(rank) = CHARSET_PARAMS
+            .iter()
+            .position(|p| p.eq_ignore_ascii_case(k))
+        else {
+            continue;
+        };
+        if best.is_some_and(|(r, _)| r <= rank) {
+            continue;
+        }
+        let label = decode_bytes(v);
+        if let Some(enc) = Encoding::for_label(label.trim_ascii()) {
+            best = Some((rank, enc));
+        }
+    }
+    best.map(|(_, e)| e)
+}
+
+/// The query's parameters in order, decoded as UTF-8 (bytes that are not
+/// become U+FFFD); see [`query_pairs_in`].
 pub fn query_pairs(q: &str) -> Vec<(String, String)> {
+    query_pairs_in(q, None)
+}
+
+/// The query's parameters in order, decoded: with the charset the query
+/// declares ([`declared_charset`]), else as UTF-8, else with `fallback` (the
+/// engine's charset), else lossily. The first of repeated names wins; empty
+/// names are skipped; a name without `=` has the value `""`.
+pub fn query_pairs_in(q: &str, fallback: Option<&'static Encoding>) -> Vec<(String, String)> {
+    let declared = declared_charset(q).filter(|e| *e != UTF_8);
+    let text = |s: &str| {
+        if declared.is_none() && !s.contains(['%', '+']) {
+            // already text: nothing to decode
+            return s.to_string();
+        }
+        to_text(decode_bytes(s), declared, fallback)
+    };
     let mut out: Vec<(String, String)> = Vec::new();
     // a set only for long queries, where a linear scan would be quadratic
     let mut seen: Option<std::collections::HashSet<String>> = None;
@@ -134,7 +232,7 @@ pub fn query_pairs(q: &str) -> Vec<(String, String)> {
             continue;
         }
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        let k = decode(k);
+        let k = text(k);
         if k.is_empty() {
             continue;
         }
@@ -148,7 +246,7 @@ pub fn query_pairs(q: &str) -> Vec<(String, String)> {
         if let Some(set) = &mut seen {
             set.insert(k.clone());
         }
-        out.push((k, decode(v)));
+        out.push((k, text(v)));
         if seen.is_none() && out.len() >= 32 {
             seen = Some(out.iter().map(|(ok, _)| ok.clone()).collect());
         }
@@ -263,5 +361,37 @@ mod tests {
         assert_eq!(q.len(), 40);
         assert_eq!(q[5], ("k5".to_string(), "5".to_string()));
         assert_eq!(q[39], ("k39".to_string(), "39".to_string()));
+    }
+
+    #[test]
+    fn charsets() {
+        let sjis = "%83e%83X%83g"; // テスト in Shift_JIS
+        let euc = "%A5%C6%A5%B9%A5%C8"; // テスト in EUC-JP
+        let gbk = "%B0%D9%B6%C8"; // 百度 in GB2312
+        let get = |q: &str, fb: Option<&'static Encoding>| query_pairs_in(q, fb)[0].1.clone();
+        assert_eq!(get(&format!("p={sjis}&ei=Shift_JIS"), None), "テスト");
+        assert_eq!(get(&format!("p={euc}&ei=EUC-JP"), None), "テスト");
+        assert_eq!(get(&format!("wd={gbk}&ie=gb2312"), None), "百度");
+        assert_eq!(get(&format!("wd={gbk}&IE=GB2312"), None), "百度");
+        // no declaration: UTF-8 first, then the engine's charset
+        assert_eq!(get(&format!("wd={gbk}"), Some(encoding_rs::GBK)), "百度");
+        assert_eq!(get("wd=%E7%99%BE%E5%BA%A6", Some(encoding_rs::GBK)), "百度");
+        assert!(get(&format!("wd={gbk}"), None).starts_with('\u{fffd}'));
+        // `ie` wins over `oe`; an unknown label is no declaration
+        assert_eq!(get(&format!("q={sjis}&oe=euc-jp&ie=sjis"), None), "テスト");
+        assert_eq!(
+            get(
+                &format!("q={sjis}&ie=klingon"),
+                Some(encoding_rs::SHIFT_JIS)
+            ),
+            "テスト"
+        );
+        // declared UTF-8 with bytes that are not: the engine's charset
+        assert_eq!(
+            get(&format!("q={euc}&ie=utf-8"), Some(encoding_rs::EUC_JP)),
+            "テスト"
+        );
+        assert_eq!(declared_charset("a=1&ie=UTF-8"), Some(UTF_8));
+        assert_eq!(declared_charset("ie"), None);
     }
 }

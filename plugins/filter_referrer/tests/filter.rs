@@ -495,6 +495,10 @@ fn exact_output_shape() {
         ("medium", "search".into()),
         ("source", "Google".into()),
         ("term", "テスト".into()),
+        // the utm_* tags again at the top level (the same names whatever the table)
+        ("utm_source", "news letter".into()),
+        ("utm_medium", "email".into()),
+        ("utm_campaign", "spring/2024".into()),
     ]);
     assert_eq!(out, want);
 
@@ -506,6 +510,7 @@ fn exact_output_shape() {
         ("path", "/post/1".into()),
         ("query", map(&[("utm_source", "x".into())])),
         ("medium", "unknown".into()),
+        ("utm_source", "x".into()),
     ]);
     assert_eq!(out, want);
 }
@@ -640,13 +645,16 @@ fn invalid_percent_escapes_are_kept_literally() {
     );
     assert_eq!(s(&out, "term").as_deref(), Some("100% %zz%4"));
     assert_eq!(s(&out, "query.x").as_deref(), Some("\u{fffd}"));
-    // invalid UTF-8 after decoding (e.g. Shift_JIS) becomes U+FFFD
+    // a declared legacy charset (Shift_JIS) is decoded, not replaced with U+FFFD
     let out = with_referrer(
         f.as_ref(),
         "https://search.yahoo.co.jp/search?p=%83e%83X%83g&ei=Shift_JIS",
     );
     assert_eq!(s(&out, "medium").as_deref(), Some("search"));
-    assert!(s(&out, "term").unwrap().contains('\u{fffd}'));
+    assert_eq!(s(&out, "term").as_deref(), Some("テスト"));
+    // bytes that are not UTF-8 on a site with no known charset become U+FFFD
+    let out = with_referrer(f.as_ref(), "https://example.com/?q=%83e%83X%83g");
+    assert!(s(&out, "query.q").unwrap().contains('\u{fffd}'));
 }
 
 #[test]
@@ -825,6 +833,19 @@ fn builtin_table_can_be_used_directly() {
         s(&f.classify("https://www.note.com/"), "medium").as_deref(),
         Some("internal")
     );
+    // with a page URL: its click ids count
+    let out = f.classify_with_page("https://www.google.com/", Some("/p?gclid=1"));
+    assert_eq!(s(&out, "medium").as_deref(), Some("paid"));
+    assert_eq!(s(&out, "source").as_deref(), Some("Google Ads"));
+    let f = f.with_url_key("page.url");
+    let rec = apply(
+        &f,
+        map(&[
+            ("referrer", "-".into()),
+            ("page", map(&[("url", "/p?utm_source=chatgpt.com".into())])),
+        ]),
+    );
+    assert_eq!(s(&rec, "ref.medium").as_deref(), Some("chatbot"));
 }
 
 fn arb_value() -> impl Strategy<Value = Value> {
