@@ -19,23 +19,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use rmpv::Value as V;
 
-/// A PackedForward message of `n` events `{id, tag}` asking for an ack.
-fn message(tag: &str, first_id: u64, n: u64, chunk: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    for id in first_id..first_id + n {
-        let rec = V::Map(vec![
-            (V::from("id"), V::from(id)),
-            (V::from("pad"), V::from("x".repeat(40))),
-        ]);
-        body.extend(mp(&V::Array(vec![V::from(1_700_000_000u32), rec])));
-    }
-    mp(&V::Array(vec![
-        V::from(tag),
-        V::Binary(body),
-        V::Map(vec![(V::from("chunk"), V::from(chunk))]),
-    ]))
-}
-
 /// Sends one message and waits for its ack; the reason when there is none.
 fn send_acked(s: &mut TcpStream, tag: &str, first_id: u64, n: u64) -> Result<(), String> {
     use std::io::Write;

@@ -405,3 +405,22 @@ pub fn read_mp(s: &mut TcpStream) -> rmpv::Value {
 pub fn send(s: &mut TcpStream, b: &[u8]) {
     s.write_all(b).expect("send");
 }
+
+/// A PackedForward message of events `{"id": first..first+n}` with an ack
+/// request.
+pub fn message(tag: &str, first: u64, n: u64, chunk: &str) -> Vec<u8> {
+    use rmpv::Value as V;
+    let mut body = Vec::new();
+    for id in first..first + n {
+        let rec = V::Map(vec![
+            (V::from("id"), V::from(id)),
+            (V::from("pad"), V::from("x".repeat(40))),
+        ]);
+        body.extend(mp(&V::Array(vec![V::from(1_700_000_000u32), rec])));
+    }
+    mp(&V::Array(vec![
+        V::from(tag),
+        V::Binary(body),
+        V::Map(vec![(V::from("chunk"), V::from(chunk))]),
+    ]))
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rmpv::Value as V;
 
-use crate::common::{aws::python, free_port, mp, read_json_lines, spawn_agent_with, Agent};
+use crate::common::{aws::python, free_port, read_json_lines, spawn_agent_with, Agent};
 
 /// GET `path` on 127.0.0.1:`port`: (status code, body).
 pub fn get(port: u16, path: &str) -> (u16, String) {
@@ -127,23 +127,7 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// A PackedForward message of events `{"id": first..first+n}` with an ack
-/// request.
-pub fn message(tag: &str, first: u64, n: u64, chunk: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    for id in first..first + n {
-        let rec = V::Map(vec![
-            (V::from("id"), V::from(id)),
-            (V::from("pad"), V::from("x".repeat(40))),
-        ]);
-        body.extend(mp(&V::Array(vec![V::from(1_700_000_000u32), rec])));
-    }
-    mp(&V::Array(vec![
-        V::from(tag),
-        V::Binary(body),
-        V::Map(vec![(V::from("chunk"), V::from(chunk))]),
-    ]))
-}
+pub use crate::common::message;
 
 /// Sends events with ids first..first+n on a new connection, `per` per
 /// message, each acked. Panics unless every ack arrives.

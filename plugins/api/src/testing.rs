@@ -59,3 +59,34 @@ pub fn both_forms(
     };
     (run(bytes, false), run(tree, true))
 }
+
+/// The msgpack headers that hurt a walker: container heads (nesting) and
+/// heads declaring huge lengths (arrays, maps, strings, bins, exts).
+pub const HOSTILE_MSGPACK_HEADS: [&[u8]; 10] = [
+    &[0x91],
+    &[0x92],
+    &[0x81],
+    &[0xdc, 0xff, 0xff],
+    &[0xdd, 0xff, 0xff, 0xff, 0xff],
+    &[0xdf, 0xff, 0xff, 0xff, 0xff],
+    &[0xdb, 0xff, 0xff, 0xff, 0xff],
+    &[0xc6, 0x7f, 0xff, 0xff, 0xff],
+    &[0xc9, 0xff, 0xff, 0xff, 0xff, 0x00],
+    &[0xa1, b'k'],
+];
+
+/// msgpack biased to what hurts, for property tests of every decoder: `reps`
+/// headers taken in turn from the [`HOSTILE_MSGPACK_HEADS`] picked by
+/// `heads` (indices, taken modulo the table), then arbitrary `tail` bytes.
+pub fn hostile_msgpack(heads: &[usize], reps: usize, tail: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    if !heads.is_empty() {
+        for i in 0..reps {
+            b.extend_from_slice(
+                HOSTILE_MSGPACK_HEADS[heads[i % heads.len()] % HOSTILE_MSGPACK_HEADS.len()],
+            );
+        }
+    }
+    b.extend_from_slice(tail);
+    b
+}
