@@ -360,8 +360,9 @@ flush_interval = "1h"
 
 /// Item 5: two agents on one data_dir would deliver and delete each other's
 /// chunks. The second `fuwa run` exits 2 naming the directory and the
-/// holder's pid; `fuwa check` and `fuwa dead-letter list` still work beside
-/// the running agent; a crashed agent's lock is gone at once.
+/// holder's pid; `fuwa check`, `fuwa dead-letter list` and `fuwa athena-ddl`
+/// (from the buffered chunks) still work beside the running agent; a crashed
+/// agent's lock is gone at once.
 #[test]
 fn a_second_agent_on_the_same_data_dir_exits_2_naming_the_holder() {
     let cfg = format!(
@@ -374,6 +375,20 @@ path = "{{dir}}/out/x.log"
 [output.buffer]
 type = "file"
 flush_interval = "100ms"
+
+# an S3 output that cannot deliver: its chunks stay buffered, for
+# `fuwa athena-ddl` to infer columns from beside the running agent
+[[output]]
+id = "s3"
+match = "logs.**"
+type = "s3"
+bucket = "b"
+region = "ap-northeast-1"
+endpoint = "http://127.0.0.1:1"
+key = "t=${{tag}}/dt=%Y-%m-%d/${{chunk_id}}.json.gz"
+[output.buffer]
+type = "file"
+flush_interval = "1h"
 "#
     );
     let mut a = Agent::start(&cfg);
@@ -428,6 +443,10 @@ flush_interval = "100ms"
     wait_until("written", Duration::from_secs(30), || {
         delivered(&a.path("out")).len() == 5
     });
+    // athena-ddl reads the S3 output's buffered chunks beside the agent
+    send_acked(&mut s, "logs.web", 100, 3).expect("acked");
+    let (status, err) = run(&["athena-ddl", "--output", "s3", "--table", "t"]);
+    assert!(status.success(), "{err}");
     // kill -9 releases the lock: the next start takes it
     a.kill9();
     a.restart();
