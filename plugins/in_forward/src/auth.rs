@@ -3,7 +3,6 @@
 //! configured, user passwords.
 
 use fuwa_api::msgpack::{self, Head};
-use sha2::{Digest, Sha512};
 
 use crate::config::User;
 
@@ -20,13 +19,7 @@ pub struct Handshake {
     pub auth_salt: Vec<u8>,
 }
 
-fn hexdigest(parts: &[&[u8]]) -> String {
-    let mut h = Sha512::new();
-    for p in parts {
-        h.update(p);
-    }
-    hex::encode(h.finalize())
-}
+use fuwa_codec::sha512_hex as hexdigest;
 
 impl Handshake {
     pub fn new(sec: &Security) -> Self {

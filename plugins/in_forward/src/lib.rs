@@ -26,7 +26,6 @@ pub mod conn;
 pub mod json;
 pub mod protocol;
 
-use std::io::BufReader;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -122,23 +121,8 @@ pub fn build(
 }
 
 fn load_tls(t: &config::TlsConfig) -> Result<TlsAcceptor, String> {
-    let certs = {
-        let f = std::fs::File::open(&t.cert_path)
-            .map_err(|e| format!("cannot read cert_path {}: {e}", t.cert_path.display()))?;
-        rustls_pemfile::certs(&mut BufReader::new(f))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("bad certificate in {}: {e}", t.cert_path.display()))?
-    };
-    if certs.is_empty() {
-        return Err(format!("no certificate found in {}", t.cert_path.display()));
-    }
-    let key = {
-        let f = std::fs::File::open(&t.key_path)
-            .map_err(|e| format!("cannot read key_path {}: {e}", t.key_path.display()))?;
-        rustls_pemfile::private_key(&mut BufReader::new(f))
-            .map_err(|e| format!("bad private key in {}: {e}", t.key_path.display()))?
-            .ok_or_else(|| format!("no private key found in {}", t.key_path.display()))?
-    };
+    let certs = fuwa_codec::load_certs(&t.cert_path, "cert_path")?;
+    let key = fuwa_codec::load_key(&t.key_path, "key_path")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -5,7 +5,6 @@
 //! PackedForward entries that are already canonical are kept as the client
 //! sent them (no copy, no re-encode): only their structure is checked.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -362,26 +361,22 @@ fn read_options(b: &[u8], pos: usize) -> Result<Options, ProtocolError> {
     Ok(o)
 }
 
-fn read_limited(mut r: impl Read, limit: usize, hint: usize) -> Result<Vec<u8>, ProtocolError> {
-    let mut out = Vec::with_capacity(hint.min(limit));
-    let mut take = (&mut r).take(limit as u64 + 1);
-    take.read_to_end(&mut out)
-        .map_err(|e| ProtocolError::Compression(e.to_string()))?;
-    if out.len() > limit {
-        return Err(ProtocolError::TooLarge(limit));
+impl From<fuwa_codec::InflateError> for ProtocolError {
+    fn from(e: fuwa_codec::InflateError) -> Self {
+        match e {
+            fuwa_codec::InflateError::TooLarge(n) => ProtocolError::TooLarge(n),
+            other => ProtocolError::Compression(other.to_string()),
+        }
     }
-    Ok(out)
 }
 
 /// Decompresses one or more concatenated gzip members.
 pub fn gunzip(b: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> {
-    read_limited(flate2::read::MultiGzDecoder::new(b), limit, b.len() * 4)
+    Ok(fuwa_codec::gunzip(b, limit)?)
 }
 
 pub fn unzstd(b: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> {
-    let d = zstd::stream::read::Decoder::with_buffer(b)
-        .map_err(|e| ProtocolError::Compression(e.to_string()))?;
-    read_limited(d, limit, b.len() * 4)
+    Ok(fuwa_codec::unzstd(b, limit)?)
 }
 
 /// `{"ack": <chunk>}` with the chunk's bytes exactly as received.

@@ -8,7 +8,6 @@
 //! the tail input uses); this module only finds where each object starts and
 //! ends.
 
-use std::io::Read;
 
 use fuwa_api::event::write_entry;
 use fuwa_api::msgpack::{self, Head};
@@ -600,38 +599,11 @@ pub fn gunzip_with(
     limit: usize,
     take: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Vec<u8>, BodyError> {
-    const STEP: usize = 64 * 1024;
-    let mut out: Vec<u8> = Vec::new();
-    let mut d = flate2::read::MultiGzDecoder::new(body);
-    let mut filled = 0usize;
-    loop {
-        if filled == out.len() {
-            // a piece more, one byte over the limit at most
-            let grow = STEP.min(limit + 1 - out.len().min(limit));
-            if grow == 0 || out.len() > limit {
-                return Err(BodyError::TooLarge(limit));
-            }
-            if !take(grow) {
-                return Err(BodyError::OverBudget);
-            }
-            // exact: what was taken is what is allocated
-            out.reserve_exact(grow);
-            out.resize(out.len() + grow, 0);
-        }
-        match d.read(&mut out[filled..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                filled += n;
-                if filled > limit {
-                    return Err(BodyError::TooLarge(limit));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(bad(format!("the gzip body does not inflate: {e}"))),
-        }
-    }
-    out.truncate(filled);
-    Ok(out)
+    fuwa_codec::gunzip_with(body, limit, take).map_err(|e| match e {
+        fuwa_codec::InflateError::TooLarge(n) => BodyError::TooLarge(n),
+        fuwa_codec::InflateError::OverBudget => BodyError::OverBudget,
+        fuwa_codec::InflateError::Corrupt(m) => bad(format!("the gzip body does not inflate: {m}")),
+    })
 }
 
 #[cfg(test)]

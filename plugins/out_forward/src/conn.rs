@@ -2,7 +2,6 @@
 //! configured), handshake when a shared key is set, send a chunk, wait for
 //! its ack.
 
-use std::io::BufReader;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -295,15 +294,7 @@ pub fn tls_connector(t: &crate::config::TlsConfig) -> Result<TlsConnector, Strin
         let mut roots = rustls::RootCertStore::empty();
         match &t.ca_path {
             Some(p) => {
-                let f = std::fs::File::open(p)
-                    .map_err(|e| format!("cannot read ca_path {}: {e}", p.display()))?;
-                let certs = rustls_pemfile::certs(&mut BufReader::new(f))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("bad certificate in {}: {e}", p.display()))?;
-                if certs.is_empty() {
-                    return Err(format!("no certificate found in {}", p.display()));
-                }
-                for c in certs {
+                for c in fuwa_codec::load_certs(p, "ca_path")? {
                     roots
                         .add(c)
                         .map_err(|e| format!("unusable CA certificate in {}: {e}", p.display()))?;

@@ -4,7 +4,6 @@
 
 use base64::Engine as _;
 use fuwa_api::msgpack::{self, Head};
-use sha2::{Digest, Sha512};
 use thiserror::Error;
 
 /// What went wrong with bytes a server sent.
@@ -176,13 +175,7 @@ pub struct Credentials {
     pub user: Option<(String, String)>,
 }
 
-pub fn hexdigest(parts: &[&[u8]]) -> String {
-    let mut h = Sha512::new();
-    for p in parts {
-        h.update(p);
-    }
-    hex::encode(h.finalize())
-}
+pub use fuwa_codec::sha512_hex as hexdigest;
 
 /// `["PING", hostname, salt, hex(sha512(salt+hostname+nonce+key)), username,
 /// hex(sha512(auth_salt+username+password))]`. `salt` is what the PONG's
@@ -297,6 +290,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use rmpv::Value as V;
+    use sha2::{Digest, Sha512};
 
     fn enc(v: &V) -> Vec<u8> {
         let mut out = Vec::new();
