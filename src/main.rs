@@ -1,22 +1,13 @@
 //! fuwa: a small, fast log agent.
 
-mod api;
-mod athena;
-mod buffer;
-mod config;
-mod deadletter;
-mod engine;
-mod import;
-mod metrics;
-mod registry;
-mod router;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{load_file, load_str, Config, ConfigErrors, LogFormat};
+use fuwa::cli::{athena, deadletter, import};
+use fuwa::config::{load_file, load_str, Config, ConfigErrors, LogFormat};
+use fuwa::engine;
 
 #[derive(Parser)]
 #[command(

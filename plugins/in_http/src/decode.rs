@@ -8,7 +8,6 @@
 //! the tail input uses); this module only finds where each object starts and
 //! ends.
 
-
 use fuwa_api::event::write_entry;
 use fuwa_api::msgpack::{self, Head};
 use fuwa_api::EventTime;

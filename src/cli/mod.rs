@@ -1,0 +1,8 @@
+//! The commands that are tools rather than the engine: they read a config
+//! and the data directory, print, and exit (`fuwa import`, `fuwa
+//! dead-letter`, `fuwa athena-ddl`). They take no lock and work beside a
+//! running agent.
+
+pub mod athena;
+pub mod deadletter;
+pub mod import;

@@ -1,0 +1,14 @@
+//! fuwa, the engine: config loading, routing, the buffer (storage,
+//! delivery, dead letters), the supervisor (start, reload, graceful stop),
+//! metrics and the operator API; `cli` holds the commands that are tools.
+//! The binary (`src/main.rs`) only parses the command line and calls in
+//! here, so tests and benchmarks can drive the engine without a process.
+
+pub mod api;
+pub mod buffer;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod metrics;
+pub mod registry;
+pub mod router;
