@@ -257,6 +257,43 @@ fn compare(what: &str, code: &BTreeSet<String>, rows: &[&Row], problems: &mut Ve
     }
 }
 
+/// Every plugin type the binary knows has a page here, and every page in
+/// docs/configuration/ is one of them (or README.md, parsers.md).
+#[test]
+fn every_plugin_type_has_a_reference_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = check(
+        dir.path(),
+        "[[input]]\ntype = \"zz\"\n[[filter]]\ntype = \"zz\"\n[[output]]\ntype = \"zz\"\n",
+    );
+    for kind in ["input", "filter", "output"] {
+        let needle = format!("unknown {kind} type `zz` (known: ");
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("no unknown {kind} type error in {lines:#?}"));
+        let rest = &line[line.find(&needle).unwrap() + needle.len()..];
+        let known: BTreeSet<&str> = rest.trim_end_matches(')').split(", ").collect();
+        let listed: BTreeSet<&str> = PLUGINS
+            .iter()
+            .filter(|(k, _, _)| *k == kind)
+            .map(|(_, t, _)| *t)
+            .collect();
+        assert_eq!(
+            known, listed,
+            "{kind} types: the binary's vs this test's PLUGINS"
+        );
+    }
+    let pages: BTreeSet<String> = std::fs::read_dir(repo_root().join("docs/configuration"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut expected: BTreeSet<String> = PLUGINS.iter().map(|(_, _, p)| p.to_string()).collect();
+    expected.insert("README.md".into());
+    expected.insert("parsers.md".into());
+    assert_eq!(pages, expected, "docs/configuration/ pages");
+}
+
 #[test]
 fn configuration_reference_documents_exactly_the_keys_the_code_accepts() {
     let dir = tempfile::tempdir().unwrap();
