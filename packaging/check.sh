@@ -36,7 +36,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 # The package is made from the debug binary `cargo test` just built: the
 # layout, scripts and unit are what is checked here; a release package is
-# `cargo deb` (see README, "Running it").
+# `cargo deb` (see docs/operations.md).
 # (.ci/run's `cargo test --workspace` just built it; building it again here
 # with `-p fuwa` could unify features differently and rebuild dependencies.)
 BIN=$CARGO_TARGET_DIR/debug/fuwa

@@ -3,7 +3,7 @@
 //! output's `key` template, and the data columns inferred from sample
 //! records (a JSON Lines file, or the records buffered for that output).
 //!
-//! Choices (see the README section):
+//! Choices (see docs/configuration/out_s3.md, `fuwa athena-ddl`):
 //! - SerDe: the OpenX JSON SerDe (`org.openx.data.jsonserde.JsonSerDe`):
 //!   it reads nested objects into `struct`s, matches keys case-insensitively
 //!   (Athena column names are lower case) and turns a nested value read
