@@ -16,7 +16,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::registry;
+use crate::plugins;
 
 /// Used by `fuwa run` without `-c`: forward on 127.0.0.1:24224 → stdout.
 pub const DEFAULT_CONFIG: &str = r#"# fuwa's embedded default: forward protocol in, JSON Lines on stdout
@@ -416,11 +416,11 @@ pub fn load_str(
             .clone()
             .unwrap_or_else(|| format!("{}.{i}", common.kind));
         check_id(&id, &common, &mut ids, &mut errors);
-        let Some(factory) = registry::find(registry::INPUTS, &common.kind) else {
+        let Some(factory) = plugins::find(plugins::INPUTS, &common.kind) else {
             errors.push(unknown_type(
                 &common,
                 "input",
-                &registry::names(registry::INPUTS),
+                &plugins::names(plugins::INPUTS),
             ));
             continue;
         };
@@ -448,11 +448,11 @@ pub fn load_str(
             .clone()
             .unwrap_or_else(|| format!("{}.{i}", common.kind));
         check_id(&id, &common, &mut ids, &mut errors);
-        let Some(factory) = registry::find(registry::FILTERS, &common.kind) else {
+        let Some(factory) = plugins::find(plugins::FILTERS, &common.kind) else {
             errors.push(unknown_type(
                 &common,
                 "filter",
-                &registry::names(registry::FILTERS),
+                &plugins::names(plugins::FILTERS),
             ));
             continue;
         };
@@ -520,11 +520,11 @@ pub fn load_str(
                 None
             }
         };
-        let Some(factory) = registry::find(registry::OUTPUTS, &common.kind) else {
+        let Some(factory) = plugins::find(plugins::OUTPUTS, &common.kind) else {
             errors.push(unknown_type(
                 &common,
                 "output",
-                &registry::names(registry::OUTPUTS),
+                &plugins::names(plugins::OUTPUTS),
             ));
             continue;
         };

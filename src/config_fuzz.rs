@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use toml::Value;
 
 use super::load_str;
-use crate::registry;
+use crate::plugins;
 
 /// A section of each type that loads as it is (paths point nowhere real).
 fn base(kind: &str, ty: &str) -> &'static str {
@@ -38,9 +38,9 @@ const OUTPUT: &str = "[[output]]\ntype = \"null\"\n";
 /// Every (kind, type) pair the registry knows.
 fn sections() -> Vec<(&'static str, &'static str)> {
     let mut v = Vec::new();
-    v.extend(registry::INPUTS.iter().map(|(n, _)| ("input", *n)));
-    v.extend(registry::FILTERS.iter().map(|(n, _)| ("filter", *n)));
-    v.extend(registry::OUTPUTS.iter().map(|(n, _)| ("output", *n)));
+    v.extend(plugins::INPUTS.iter().map(|(n, _)| ("input", *n)));
+    v.extend(plugins::FILTERS.iter().map(|(n, _)| ("filter", *n)));
+    v.extend(plugins::OUTPUTS.iter().map(|(n, _)| ("output", *n)));
     v
 }
 

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::api::{self, ApiServer, Live, LiveInput, LiveOutput, Status};
+use crate::admin::{self, ApiServer, Live, LiveInput, LiveOutput, Status};
 use crate::buffer::{OutputBuffer, Queued, QueuedData};
 use crate::config::{load_str, AgentConfig, BufferType, Config, ConfigErrors, DEFAULT_CONFIG};
 use crate::metrics::{CountingEmitter, Registry};
@@ -515,7 +515,7 @@ pub async fn run(cfg: Config, src: String, opts: RunOptions) -> Result<()> {
     let api_cfg = cfg.agent.api.clone();
     // the API port is bound before anything runs, like the inputs' ports
     let listener = match &api_cfg {
-        Some(a) => Some(api::bind(a.bind).await?),
+        Some(a) => Some(admin::bind(a.bind).await?),
         None => None,
     };
     let (generation, live) = start(cfg, src, &registry, Handover::new())
@@ -525,7 +525,7 @@ pub async fn run(cfg: Config, src: String, opts: RunOptions) -> Result<()> {
     // the address the API really has (port 0 in the config: the kernel's
     // pick), so a reload naming that address keeps the listener
     let api_bind = bound_addr(listener.as_ref(), api_cfg.as_ref().map(|a| a.bind));
-    let api = listener.map(|l| api::serve(l, status.clone()));
+    let api = listener.map(|l| admin::serve(l, status.clone()));
     let mut sup = Supervisor {
         opts,
         registry,
@@ -644,7 +644,7 @@ impl Supervisor {
         let mut new_listener = None;
         if new_bind != self.api_bind {
             if let Some(addr) = new_bind {
-                match api::bind(addr).await {
+                match admin::bind(addr).await {
                     Ok(l) => {
                         new_bind = bound_addr(Some(&l), new_bind);
                         new_listener = Some(l);
@@ -700,7 +700,7 @@ impl Supervisor {
                     if let Some(a) = self.api.take() {
                         a.stop();
                     }
-                    self.api = new_listener.map(|l| api::serve(l, self.status.clone()));
+                    self.api = new_listener.map(|l| admin::serve(l, self.status.clone()));
                     self.api_bind = new_bind;
                 }
                 if new_level != old.agent.log_level {

@@ -245,7 +245,7 @@ mod chain_properties {
             timezone: "Asia/Tokyo".into(),
             data_dir: std::env::temp_dir(),
         };
-        let plugin = crate::registry::find(crate::registry::FILTERS, kind).expect("registered")(
+        let plugin = crate::plugins::find(crate::plugins::FILTERS, kind).expect("registered")(
             &section, &ctx,
         )
         .expect("builds");

@@ -22,7 +22,7 @@ pub mod filestore;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,7 +34,7 @@ use tokio::sync::{oneshot, Notify};
 use tracing::{error, info, warn};
 
 use crate::config::{BufferConfig, BufferType, OverflowAction};
-use crate::metrics::Histogram;
+use crate::metrics::Counters;
 use chunkfile::ChunkMeta;
 use filestore::{Cmd, Limits, Writer};
 
@@ -201,80 +201,6 @@ impl Shared {
         };
         if closing && n == 0 {
             self.work.notify_waiters();
-        }
-    }
-}
-
-/// What an output's buffer counts, for the metrics and status endpoints.
-/// Kept by the engine per output id, so the counters survive a reload.
-#[derive(Default)]
-pub struct Counters {
-    /// records accepted into the buffer
-    pub records_in: AtomicU64,
-    /// records the output wrote
-    pub records_out: AtomicU64,
-    /// bytes (msgpack entries) of the chunks the output wrote
-    pub bytes_out: AtomicU64,
-    pub records_dropped: AtomicU64,
-    pub records_dead: AtomicU64,
-    /// chunks moved to the dead-letter directory (or dropped trying)
-    pub chunks_dead: AtomicU64,
-    pub retries: AtomicU64,
-    /// failed write attempts (retryable and fatal)
-    pub errors: AtomicU64,
-    /// failed writes since the last successful one
-    pub failing_streak: AtomicU64,
-    /// times an input had to wait for room (overflow_action = block)
-    pub backpressure_waits: AtomicU64,
-    /// every write attempt, successful or not
-    pub write_duration: Histogram,
-    pub last_error: Mutex<Option<LastError>>,
-    /// when chunks were last dead-lettered (pruned by the health check)
-    pub dead_letters_at: Mutex<VecDeque<Instant>>,
-}
-
-#[derive(Debug, Clone)]
-pub struct LastError {
-    pub at: SystemTime,
-    pub message: String,
-    pub chunk: String,
-}
-
-impl Counters {
-    fn failed(&self, chunk: &str, message: &str) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        self.failing_streak.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut l) = self.last_error.lock() {
-            *l = Some(LastError {
-                at: SystemTime::now(),
-                message: message.to_string(),
-                chunk: chunk.to_string(),
-            });
-        }
-    }
-
-    fn dead(&self, records: u32) {
-        self.records_dead
-            .fetch_add(records as u64, Ordering::Relaxed);
-        self.chunks_dead.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut d) = self.dead_letters_at.lock() {
-            d.push_back(Instant::now());
-            while d.len() > 10_000 {
-                d.pop_front();
-            }
-        }
-    }
-
-    /// Chunks dead-lettered within `period` (older entries are forgotten).
-    pub fn dead_letters_within(&self, period: Duration) -> usize {
-        match self.dead_letters_at.lock() {
-            Ok(mut d) => {
-                while d.front().map(|t| t.elapsed() > period).unwrap_or(false) {
-                    d.pop_front();
-                }
-                d.len()
-            }
-            Err(_) => 0,
         }
     }
 }
@@ -1240,6 +1166,7 @@ mod tests {
     use async_trait::async_trait;
     use fuwa_api::event::write_entry;
     use fuwa_api::EventTime;
+    use std::sync::atomic::AtomicU64;
 
     /// always fails with a retryable error
     struct Down;
