@@ -30,8 +30,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::buffer::config::BufferType;
 use crate::buffer::OutputBuffer;
-use crate::config::{ApiConfig, BufferType};
+use crate::config::ApiConfig;
 use crate::metrics::{Exposition, InputCounters};
 
 pub struct LiveInput {

@@ -31,8 +31,9 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::admin::{self, ApiServer, Live, LiveInput, LiveOutput, Status};
+use crate::buffer::config::BufferType;
 use crate::buffer::{OutputBuffer, Queued, QueuedData};
-use crate::config::{load_str, AgentConfig, BufferType, Config, ConfigErrors, DEFAULT_CONFIG};
+use crate::config::{load_str, AgentConfig, Config, ConfigErrors, DEFAULT_CONFIG};
 use crate::metrics::{CountingEmitter, Registry};
 use crate::router::{Pipeline, RoutedFilter, RoutedOutput};
 

@@ -103,7 +103,7 @@ impl Emitter for Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::BufferConfig;
+    use crate::buffer::config::BufferConfig;
     use fuwa_api::event::write_entry;
     use fuwa_api::{Chunk, EventTime, Output, OutputError};
     use std::sync::Mutex;

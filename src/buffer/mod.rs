@@ -18,6 +18,7 @@
 //! `filestore`), and queues whatever it finds on disk at start.
 
 pub mod chunkfile;
+pub mod config;
 pub mod filestore;
 
 use std::collections::{HashMap, VecDeque};
@@ -33,9 +34,9 @@ use fuwa_api::{Batch, Chunk, EmitError, Output, OutputError, Partitioner};
 use tokio::sync::{oneshot, Notify};
 use tracing::{error, info, warn};
 
-use crate::config::{BufferConfig, BufferType, OverflowAction};
 use crate::metrics::Counters;
 use chunkfile::ChunkMeta;
+use config::{BufferConfig, BufferType, OverflowAction};
 use filestore::{Cmd, Limits, Writer};
 
 /// The longest gap between two "will retry" warnings of one output.
