@@ -60,3 +60,63 @@ fn plugins_never_import_each_other_and_libraries_never_import_plugins() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// Every normal dependency a crate declares is used by its code (its name,
+/// as a Rust path, appears in one of its sources): a dependency nobody uses
+/// costs build time and binary size for nothing.
+#[test]
+fn no_crate_declares_a_dependency_it_does_not_use() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo metadata");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let mut unused = Vec::new();
+    for p in meta["packages"].as_array().expect("packages") {
+        let name = p["name"].as_str().unwrap_or("?");
+        let manifest = std::path::PathBuf::from(p["manifest_path"].as_str().unwrap_or(""));
+        let Some(dir) = manifest.parent() else {
+            continue;
+        };
+        let mut text = String::new();
+        let mut stack = vec![dir.join("src"), dir.join("examples"), dir.join("benches")];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|x| x == "rs") {
+                    text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+                }
+            }
+        }
+        for d in p["dependencies"].as_array().into_iter().flatten() {
+            if !d["kind"].is_null() {
+                continue; // dev and build dependencies are for tests and build scripts
+            }
+            let dep = d["rename"]
+                .as_str()
+                .or(d["name"].as_str())
+                .unwrap_or("")
+                .replace('-', "_");
+            let used = [format!("{dep}::"), format!("use {dep}"), format!("{dep}!")]
+                .iter()
+                .any(|needle| text.contains(needle.as_str()));
+            if !used {
+                unused.push(format!("{name}: {dep}"));
+            }
+        }
+    }
+    assert!(unused.is_empty(), "declared but unused: {unused:#?}");
+}
