@@ -14,23 +14,7 @@ use toml::Value;
 use super::load_str;
 use crate::plugins;
 
-/// A section of each type that loads as it is (paths point nowhere real).
-fn base(kind: &str, ty: &str) -> &'static str {
-    match (kind, ty) {
-        ("input", "forward") | ("input", "http") => "bind = \"127.0.0.1:0\"",
-        ("input", "tail") => "path = \"/nonexistent/fuwa-fuzz/*.log\"\ntag = \"t\"",
-        ("filter", "types") => "fields = { a = \"integer\" }",
-        ("filter", "record") => "set = { a = \"b\" }",
-        ("filter", "grep") => "regexp = [{ key = \"a\", pattern = \"b\" }]",
-        ("filter", "parser") => "key_name = \"log\"\nformat = \"json\"",
-        ("filter", "user_agent") | ("filter", "referrer") => "",
-        ("output", "file") => "path = \"/nonexistent/fuwa-fuzz/${tag}.log\"",
-        ("output", "s3") => "bucket = \"b\"\nregion = \"us-east-1\"",
-        ("output", "firehose") => "delivery_stream = \"d\"\nregion = \"us-east-1\"",
-        ("output", "forward") => "servers = [{ host = \"127.0.0.1\", port = 1 }]",
-        _ => "",
-    }
-}
+use crate::plugins::minimal_section as base;
 
 const INPUT: &str = "[[input]]\ntype = \"forward\"\nbind = \"127.0.0.1:0\"\n";
 const OUTPUT: &str = "[[output]]\ntype = \"null\"\n";

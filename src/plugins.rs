@@ -46,3 +46,22 @@ pub fn names<T>(table: &[(&str, T)]) -> String {
     }
     table.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
+
+/// A body for a section of each plugin type that loads as it is (paths
+/// point nowhere real), for tools and tests that probe sections one key at
+/// a time (the config fuzz test, the reference-drift test).
+pub fn minimal_section(kind: &str, ty: &str) -> &'static str {
+    match (kind, ty) {
+        ("input", "forward") | ("input", "http") => "bind = \"127.0.0.1:0\"",
+        ("input", "tail") => "path = \"/nonexistent/fuwa-fuzz/*.log\"\ntag = \"t\"",
+        ("filter", "types") => "fields = { a = \"integer\" }",
+        ("filter", "record") => "set = { a = \"b\" }",
+        ("filter", "grep") => "regexp = [{ key = \"a\", pattern = \"b\" }]",
+        ("filter", "parser") => "key_name = \"log\"\nformat = \"json\"",
+        ("output", "file") => "path = \"/nonexistent/fuwa-fuzz/${tag}.log\"",
+        ("output", "s3") => "bucket = \"b\"\nregion = \"us-east-1\"",
+        ("output", "firehose") => "delivery_stream = \"d\"\nregion = \"us-east-1\"",
+        ("output", "forward") => "servers = [{ host = \"127.0.0.1\", port = 1 }]",
+        _ => "",
+    }
+}

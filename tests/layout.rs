@@ -12,10 +12,10 @@ fn is_plugin_dir(manifest: &str) -> Option<String> {
         .then(|| name.to_string())
 }
 
-#[test]
-fn plugins_never_import_each_other_and_libraries_never_import_plugins() {
+/// `cargo metadata` of the workspace (no dependencies resolved).
+fn cargo_metadata() -> std::process::Output {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
+    Command::new(cargo)
         .args([
             "metadata",
             "--format-version",
@@ -25,7 +25,12 @@ fn plugins_never_import_each_other_and_libraries_never_import_plugins() {
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .expect("run cargo metadata");
+        .expect("run cargo metadata")
+}
+
+#[test]
+fn plugins_never_import_each_other_and_libraries_never_import_plugins() {
+    let out = cargo_metadata();
     assert!(
         out.status.success(),
         "{}",
@@ -66,18 +71,7 @@ fn plugins_never_import_each_other_and_libraries_never_import_plugins() {
 /// costs build time and binary size for nothing.
 #[test]
 fn no_crate_declares_a_dependency_it_does_not_use() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo metadata");
+    let out = cargo_metadata();
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     let mut unused = Vec::new();
     for p in meta["packages"].as_array().expect("packages") {
