@@ -64,20 +64,70 @@ impl<'a> ConfigSection<'a> {
     }
 
     /// Deserializes the section into a plugin's typed config. Unknown keys and
-    /// wrong types come back with the span and dotted key of the problem.
+    /// wrong types come back with the span and dotted key of the problem (the
+    /// first one; [`ConfigSection::parse_all`] finds them all).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        T::deserialize(self.value.clone().into_deserializer()).map_err(|e| {
+        self.parse_value(self.value.clone()).map_err(|(e, _)| e)
+    }
+
+    /// Like [`ConfigSection::parse`], but with every key that is wrong: serde
+    /// stops at the first, so the key it stopped at is taken out and the
+    /// section read again, until it reads or nothing more can be taken out.
+    /// A key taken out is not reported again as missing.
+    pub fn parse_all<T: DeserializeOwned>(&self) -> Result<T, Vec<ConfigError>> {
+        let mut value = self.value.clone();
+        let mut errors = Vec::new();
+        let mut removed: Vec<String> = Vec::new();
+        loop {
+            let (e, top) = match self.parse_value::<T>(value.clone()) {
+                Ok(t) if errors.is_empty() => return Ok(t),
+                Ok(_) => return Err(errors),
+                Err(e) => e,
+            };
+            if removed
+                .iter()
+                .any(|k| e.message == format!("missing field `{k}`"))
+            {
+                // every key left reads; the one missing was taken out here
+                return Err(errors);
+            }
+            errors.push(e);
+            let taken = match (top, value.get_mut()) {
+                (Some(k), DeValue::Table(t)) => t.remove(k.as_str()).map(|_| k),
+                _ => None,
+            };
+            match taken {
+                Some(k) => removed.push(k),
+                None => return Err(errors),
+            }
+        }
+    }
+
+    /// The error, and the top-level key it is under when it is located.
+    fn parse_value<T: DeserializeOwned>(
+        &self,
+        value: Spanned<DeValue<'a>>,
+    ) -> Result<T, (ConfigError, Option<String>)> {
+        T::deserialize(value.into_deserializer()).map_err(|e| {
             let span = e.span();
-            let key = span
+            let path = span
                 .as_ref()
-                .and_then(|s| self.table().and_then(|t| key_at(t, s, "")))
+                .and_then(|s| self.table().and_then(|t| key_at(t, s, "")));
+            let top = path.as_deref().and_then(|p| {
+                self.table()?
+                    .keys()
+                    .map(|k| k.get_ref().to_string())
+                    .find(|k| p == k || p.starts_with(&format!("{k}.")))
+            });
+            let key = path
                 .map(|k| format!("{}.{}", self.name, k))
                 .unwrap_or_else(|| self.name.clone());
-            ConfigError {
+            let error = ConfigError {
                 span: span.or_else(|| Some(self.value.span())),
                 key,
                 message: tidy(e.message()),
-            }
+            };
+            (error, top)
         })
     }
 
@@ -89,22 +139,6 @@ impl<'a> ConfigSection<'a> {
             key: format!("{}.{}", self.name, key),
             message: message.into(),
         }
-    }
-
-    /// A socket address given under `key` (`value` as configured); the error
-    /// shows an `example` of the expected form.
-    pub fn socket_addr(
-        &self,
-        key: &str,
-        value: &str,
-        example: &str,
-    ) -> Result<std::net::SocketAddr, ConfigError> {
-        value.parse().map_err(|_| {
-            self.error(
-                key,
-                format!("`{value}` is not an address like \"{example}\""),
-            )
-        })
     }
 
     pub fn span_of(&self, key: &str) -> Option<Range<usize>> {
@@ -364,6 +398,39 @@ impl<'de> Deserialize<'de> for HumanDuration {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A socket address, `"127.0.0.1:24224"` or `"[::1]:9880"` (an IP and a
+/// port, no host name: a listener binds to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Address(pub std::net::SocketAddr);
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Address).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not an address like \"127.0.0.1:24224\" or \"[::1]:9880\" (an IP and a port)"
+            ))
+        })
+    }
+}
+
+/// A [`HumanDuration`] longer than zero (a timeout or an interval: zero
+/// would mean "never wait" or "spin").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NonZeroDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for NonZeroDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let HumanDuration(t) = HumanDuration::deserialize(d)?;
+        if t.is_zero() {
+            return Err(serde::de::Error::custom(format!(
+                "must be more than 0: expected {DURATION_HINT}"
+            )));
+        }
+        Ok(NonZeroDuration(t))
     }
 }
 

@@ -18,7 +18,7 @@ pub mod record;
 pub mod tag;
 pub mod testing;
 
-pub use config::{ByteSize, ConfigError, ConfigSection, HumanDuration};
+pub use config::{Address, ByteSize, ConfigError, ConfigSection, HumanDuration, NonZeroDuration};
 pub use event::{Batch, Chunk, Entry, EventTime};
 pub use pattern::TagPattern;
 pub use plugin::{

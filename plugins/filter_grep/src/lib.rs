@@ -158,7 +158,7 @@ impl GrepFilter {
         section: &ConfigSection<'_>,
         ctx: &BuildContext,
     ) -> Result<Self, Vec<ConfigError>> {
-        let cfg: GrepConfig = section.parse().map_err(|e| vec![e])?;
+        let cfg: GrepConfig = section.parse_all()?;
         let mut errors = Vec::new();
         let regexp = rules(section, ctx, "regexp", &cfg.regexp, &mut errors);
         let exclude = rules(section, ctx, "exclude", &cfg.exclude, &mut errors);

@@ -116,7 +116,7 @@ impl TypesFilter {
         section: &ConfigSection<'_>,
         ctx: &BuildContext,
     ) -> Result<Self, Vec<ConfigError>> {
-        let cfg: TypesConfig = section.parse().map_err(|e| vec![e])?;
+        let cfg: TypesConfig = section.parse_all()?;
         let tz = fuwa_render::parse_timezone(&ctx.timezone)
             .map_err(|e| vec![section.error("timezone", e)])?;
         let mut flat = Vec::new();

@@ -130,7 +130,7 @@ pub fn build(
     section: &ConfigSection<'_>,
     _ctx: &BuildContext,
 ) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
-    let cfg: UserAgentConfig = section.parse().map_err(|e| vec![e])?;
+    let cfg: UserAgentConfig = section.parse_all()?;
     let mut errors = Vec::new();
     let key = check_path(section, "key", &cfg.key).map_err(|e| errors.push(e));
     let target = check_path(section, "target", &cfg.target).map_err(|e| errors.push(e));

@@ -1,9 +1,11 @@
 //! Settings of the forward input (`[[input]] type = "forward"`).
 
+use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fuwa_api::{ByteSize, HumanDuration};
+use fuwa_api::{Address, ByteSize, HumanDuration};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -11,7 +13,7 @@ use serde::Deserialize;
 pub struct ForwardConfig {
     /// TCP (and UDP heartbeat) address
     #[serde(default = "default_bind")]
-    pub bind: String,
+    pub bind: Address,
     /// largest message accepted, also the cap on decompressed size
     #[serde(default = "default_limit")]
     pub message_length_limit: ByteSize,
@@ -22,7 +24,7 @@ pub struct ForwardConfig {
     /// connections served at once; over it a new connection is accepted and
     /// closed at once. Default: a quarter of the soft RLIMIT_NOFILE read at
     /// start, between 16 and 4096.
-    pub max_connections: Option<usize>,
+    pub max_connections: Option<NonZeroUsize>,
     /// time from accept to the end of the handshake (TLS, HELO/PING/PONG)
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout: HumanDuration,
@@ -66,8 +68,8 @@ pub struct TlsConfig {
     pub key_path: PathBuf,
 }
 
-fn default_bind() -> String {
-    "0.0.0.0:24224".into()
+fn default_bind() -> Address {
+    Address(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 24224)))
 }
 fn default_limit() -> ByteSize {
     ByteSize(32 << 20)

@@ -59,12 +59,9 @@ pub fn build(
     section: &ConfigSection<'_>,
     ctx: &BuildContext,
 ) -> Result<Box<dyn Input>, Vec<ConfigError>> {
-    let cfg: ForwardConfig = section.parse().map_err(|e| vec![e])?;
+    let cfg: ForwardConfig = section.parse_all()?;
     let mut errors = Vec::new();
-    let addr: Option<SocketAddr> = section
-        .socket_addr("bind", &cfg.bind, "127.0.0.1:24224")
-        .map_err(|e| errors.push(e))
-        .ok();
+    let addr = cfg.bind.0;
     // a message as large as message_length_limit, once decoded (times
     // rewritten, entries inflated up to the same limit), must fit alone
     if cfg.pending_bytes_limit.0 < cfg.message_length_limit.0.saturating_mul(2) {
@@ -75,9 +72,6 @@ pub fn build(
                 cfg.message_length_limit.0
             ),
         ));
-    }
-    if cfg.max_connections == Some(0) {
-        errors.push(section.error("max_connections", "must be at least 1"));
     }
     for (key, d) in [
         ("handshake_timeout", cfg.handshake_timeout.0),
@@ -108,15 +102,16 @@ pub fn build(
         },
     };
     let _ = ctx;
-    match addr {
-        Some(addr) if errors.is_empty() => Ok(Box::new(ForwardInput {
+    if errors.is_empty() {
+        Ok(Box::new(ForwardInput {
             cfg,
             addr,
             tls,
             listener: None,
             udp: None,
-        })),
-        _ => Err(errors),
+        }))
+    } else {
+        Err(errors)
     }
 }
 
@@ -177,7 +172,7 @@ impl Input for ForwardInput {
         let max_connections = self
             .cfg
             .max_connections
-            .unwrap_or_else(fuwa_api::fdlimit::default_max_connections);
+            .map_or_else(fuwa_api::fdlimit::default_max_connections, |n| n.get());
         info!(input = %ctx.id, addr = %local, tls = self.tls.is_some(), handshake = self.cfg.shared_key.is_some(), max_connections, "forward input listening");
         let slots = Arc::new(Semaphore::new(max_connections));
         let full_warn = RateLimit::new(10_000);

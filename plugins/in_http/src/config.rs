@@ -1,6 +1,9 @@
 //! Settings of the HTTP input (`[[input]] type = "http"`).
 
-use fuwa_api::{ByteSize, HumanDuration};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
+
+use fuwa_api::{Address, ByteSize, HumanDuration, NonZeroDuration};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -8,7 +11,7 @@ use serde::Deserialize;
 pub struct HttpConfig {
     /// TCP address to listen on
     #[serde(default = "default_bind")]
-    pub bind: String,
+    pub bind: Address,
     /// largest body accepted, before and after gzip decompression
     #[serde(default = "default_limit")]
     pub body_size_limit: ByteSize,
@@ -30,24 +33,24 @@ pub struct HttpConfig {
     pub keep_time_key: bool,
     /// how long a request may wait for a full buffer before it gets 503
     #[serde(default = "default_backpressure_timeout")]
-    pub backpressure_timeout: HumanDuration,
+    pub backpressure_timeout: NonZeroDuration,
     /// the `Retry-After` given with 503 (whole seconds, at least 1)
     #[serde(default = "default_retry_after")]
     pub retry_after: HumanDuration,
     /// how long a client may take to send a request's body once its head
     /// arrived (a body that stops midway is answered 408 and closed)
     #[serde(default = "default_read_timeout")]
-    pub read_timeout: HumanDuration,
+    pub read_timeout: NonZeroDuration,
     /// how long a client may take to send a request head: from the accept
     /// for the first request, from its first byte for later ones
     #[serde(default = "default_header_timeout")]
-    pub header_timeout: HumanDuration,
+    pub header_timeout: NonZeroDuration,
     /// how long a keep-alive connection may wait for its next request
     #[serde(default = "default_idle_timeout")]
-    pub idle_timeout: HumanDuration,
+    pub idle_timeout: NonZeroDuration,
     /// open connections at most; more wait in the listen backlog (default:
     /// a quarter of the soft RLIMIT_NOFILE at start, 16 to 4096)
-    pub max_connections: Option<usize>,
+    pub max_connections: Option<NonZeroUsize>,
     /// bytes of request bodies (read, inflated and decoded) held at once
     /// across the input; a request that would go over gets 503 and is closed
     /// (default: 4 × body_size_limit)
@@ -66,26 +69,26 @@ pub struct HttpConfig {
     pub remote_addr_key: Option<String>,
 }
 
-fn default_bind() -> String {
-    "0.0.0.0:9880".into()
+fn default_bind() -> Address {
+    Address(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 9880)))
 }
 fn default_limit() -> ByteSize {
     ByteSize(32 << 20)
 }
-fn default_backpressure_timeout() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_secs(5))
+fn default_backpressure_timeout() -> NonZeroDuration {
+    NonZeroDuration(std::time::Duration::from_secs(5))
 }
 fn default_retry_after() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(1))
 }
-fn default_read_timeout() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_secs(30))
+fn default_read_timeout() -> NonZeroDuration {
+    NonZeroDuration(std::time::Duration::from_secs(30))
 }
-fn default_header_timeout() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_secs(10))
+fn default_header_timeout() -> NonZeroDuration {
+    NonZeroDuration(std::time::Duration::from_secs(10))
 }
-fn default_idle_timeout() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_secs(30))
+fn default_idle_timeout() -> NonZeroDuration {
+    NonZeroDuration(std::time::Duration::from_secs(30))
 }
 fn default_tag_length_limit() -> ByteSize {
     ByteSize(fuwa_api::tag::DEFAULT_TAG_LENGTH_LIMIT as u64)

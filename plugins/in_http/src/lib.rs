@@ -53,12 +53,9 @@ pub fn build(
     section: &ConfigSection<'_>,
     ctx: &BuildContext,
 ) -> Result<Box<dyn Input>, Vec<ConfigError>> {
-    let cfg: HttpConfig = section.parse().map_err(|e| vec![e])?;
+    let cfg: HttpConfig = section.parse_all()?;
     let mut errors = Vec::new();
-    let addr: Option<SocketAddr> = section
-        .socket_addr("bind", &cfg.bind, "0.0.0.0:9880")
-        .map_err(|e| errors.push(e))
-        .ok();
+    let addr = cfg.bind.0;
     let tz = fuwa_render::parse_timezone(&ctx.timezone)
         .or_else(|_| fuwa_render::parse_timezone("UTC"))
         .unwrap_or_default();
@@ -111,15 +108,6 @@ pub fn build(
     if cfg.tag_length_limit.0 == 0 || cfg.tag_length_limit.0 > (1 << 20) {
         errors.push(section.error("tag_length_limit", "must be more than 0 and at most 1MiB"));
     }
-    if cfg.max_connections == Some(0) {
-        errors.push(section.error("max_connections", "must be more than 0"));
-    }
-    if cfg.header_timeout.0.is_zero() {
-        errors.push(section.error("header_timeout", "must be more than 0"));
-    }
-    if cfg.idle_timeout.0.is_zero() {
-        errors.push(section.error("idle_timeout", "must be more than 0"));
-    }
     if let Some(b) = cfg.body_buffer_limit {
         if b.0 < cfg.body_size_limit.0 || b.0 > (1 << 40) {
             errors.push(section.error(
@@ -141,17 +129,11 @@ pub fn build(
             "must be non-empty printable ASCII without spaces (it travels in a header)",
         ));
     }
-    if cfg.backpressure_timeout.0.is_zero() {
-        errors.push(section.error("backpressure_timeout", "must be more than 0"));
-    }
-    if cfg.read_timeout.0.is_zero() {
-        errors.push(section.error("read_timeout", "must be more than 0"));
-    }
     if cfg.remote_addr_key.as_deref().is_some_and(str::is_empty) {
         errors.push(section.error("remote_addr_key", "the key is empty"));
     }
-    match (addr, decoder) {
-        (Some(addr), Some(decoder)) if errors.is_empty() => Ok(Box::new(HttpInput {
+    match decoder {
+        Some(decoder) if errors.is_empty() => Ok(Box::new(HttpInput {
             cfg,
             addr,
             decoder: Some(decoder),
@@ -190,7 +172,7 @@ impl Input for HttpInput {
         // read now: the agent raised its soft limit at start
         let max_connections = cfg
             .max_connections
-            .unwrap_or_else(fuwa_api::fdlimit::default_max_connections);
+            .map_or_else(fuwa_api::fdlimit::default_max_connections, |n| n.get());
         let body_buffer_limit = cfg
             .body_buffer_limit
             .map(|b| b.0)

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use fuwa_api::HumanDuration;
+use fuwa_api::{HumanDuration, NonZeroDuration};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -16,12 +16,12 @@ pub struct ForwardOutConfig {
     #[serde(default = "yes")]
     pub require_ack_response: bool,
     #[serde(default = "default_ack_timeout")]
-    pub ack_response_timeout: HumanDuration,
+    pub ack_response_timeout: NonZeroDuration,
     #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: HumanDuration,
+    pub connect_timeout: NonZeroDuration,
     /// limit on sending one chunk (and on each handshake step)
     #[serde(default = "default_send_timeout")]
-    pub send_timeout: HumanDuration,
+    pub send_timeout: NonZeroDuration,
     /// reuse connections between chunks
     #[serde(default)]
     pub keepalive: bool,
@@ -105,14 +105,14 @@ fn default_port() -> u16 {
 fn default_weight() -> u32 {
     60
 }
-fn default_ack_timeout() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_secs(190))
+fn default_ack_timeout() -> NonZeroDuration {
+    NonZeroDuration(std::time::Duration::from_secs(190))
 }
-fn default_connect_timeout() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_secs(10))
+fn default_connect_timeout() -> NonZeroDuration {
+    NonZeroDuration(std::time::Duration::from_secs(10))
 }
-fn default_send_timeout() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_secs(60))
+fn default_send_timeout() -> NonZeroDuration {
+    NonZeroDuration(std::time::Duration::from_secs(60))
 }
 fn default_heartbeat_interval() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(1))

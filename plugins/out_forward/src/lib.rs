@@ -55,7 +55,7 @@ pub fn build(
     section: &ConfigSection<'_>,
     ctx: &BuildContext,
 ) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
-    let cfg: ForwardOutConfig = section.parse().map_err(|e| vec![e])?;
+    let cfg: ForwardOutConfig = section.parse_all()?;
     let mut errors = Vec::new();
     if cfg.servers.is_empty() {
         errors.push(section.error("servers", "at least one server is needed"));
@@ -119,15 +119,6 @@ pub fn build(
     }
     if cfg.heartbeat_interval.0.is_zero() && cfg.heartbeat_type != HeartbeatType::None {
         errors.push(section.error("heartbeat_interval", "must be more than 0"));
-    }
-    for (k, d) in [
-        ("ack_response_timeout", cfg.ack_response_timeout.0),
-        ("connect_timeout", cfg.connect_timeout.0),
-        ("send_timeout", cfg.send_timeout.0),
-    ] {
-        if d.is_zero() {
-            errors.push(section.error(k, "must be more than 0"));
-        }
     }
     let tls = match &cfg.tls {
         None => None,

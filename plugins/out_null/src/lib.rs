@@ -21,7 +21,7 @@ pub fn build(
     section: &ConfigSection<'_>,
     _ctx: &BuildContext,
 ) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
-    let _: NullConfig = section.parse().map_err(|e| vec![e])?;
+    let _: NullConfig = section.parse_all()?;
     Ok(Arc::new(NullOutput::default()))
 }
 

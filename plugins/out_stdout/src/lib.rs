@@ -39,7 +39,7 @@ pub fn build(
     section: &ConfigSection<'_>,
     ctx: &BuildContext,
 ) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
-    let cfg: StdoutConfig = section.parse().map_err(|e| vec![e])?;
+    let cfg: StdoutConfig = section.parse_all()?;
     let tz = parse_timezone(&ctx.timezone).map_err(|e| vec![section.error("timezone", e)])?;
     let time_format = TimeFormat::parse(&cfg.time_format, tz)
         .map_err(|e| vec![section.error("time_format", e)])?;
