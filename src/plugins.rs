@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, Filter, Input, Output};
 
-type InputFactory =
-    fn(&ConfigSection<'_>, &BuildContext) -> Result<Box<dyn Input>, Vec<ConfigError>>;
-type FilterFactory =
-    fn(&ConfigSection<'_>, &BuildContext) -> Result<Box<dyn Filter>, Vec<ConfigError>>;
-type OutputFactory =
-    fn(&ConfigSection<'_>, &BuildContext) -> Result<Arc<dyn Output>, Vec<ConfigError>>;
+/// A plugin's `build`: its config section in, the plugin (`P`: a boxed
+/// input or filter, a shared output) or every problem found out.
+pub type Factory<P> = fn(&ConfigSection<'_>, &BuildContext) -> Result<P, Vec<ConfigError>>;
+type InputFactory = Factory<Box<dyn Input>>;
+type FilterFactory = Factory<Box<dyn Filter>>;
+type OutputFactory = Factory<Arc<dyn Output>>;
 
 pub const INPUTS: &[(&str, InputFactory)] = &[
     ("forward", fuwa_in_forward::build),
