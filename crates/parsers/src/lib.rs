@@ -25,37 +25,76 @@ pub enum ParseError {
     Time { value: String, why: String },
 }
 
-/// The parser settings, shared by every plugin that parses text.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ParserConfig {
-    /// json | ltsv | csv | tsv | regex | apache2 | apache_error | nginx | syslog | none
-    #[serde(default = "none_format")]
-    pub format: String,
-    /// regex format: a pattern with named groups
-    pub expression: Option<String>,
-    /// csv/tsv: column names
-    #[serde(default)]
-    pub keys: Vec<String>,
-    /// ltsv: field separator (default tab) and key/value separator (default `:`)
-    pub delimiter: Option<String>,
-    pub label_delimiter: Option<String>,
-    /// syslog: auto | rfc3164 | rfc5424
-    pub message_format: Option<String>,
-    /// field holding the event time
-    pub time_key: Option<String>,
-    /// strftime, or rfc3339 / iso8601 / unix / unix_ms / unix_float
-    pub time_format: Option<String>,
-    /// keep time_key in the record after using it (default false)
-    #[serde(default)]
-    pub keep_time_key: bool,
-    /// field types: `{ code = "integer", size = "integer", ratio = "float", ok = "bool" }`
-    #[serde(default)]
-    pub types: HashMap<String, String>,
+/// Declares a config struct that takes the shared parser keys beside its
+/// own: the struct as written, followed by `format`, `expression`, `keys`,
+/// `delimiter`, `label_delimiter`, `message_format`, `time_key`,
+/// `time_format`, `keep_time_key` and `types`, and a `parser_config()` that
+/// hands them to [`Parser::new`]. This is the one definition of those keys
+/// ([`ParserConfig`], the tail input and the parser filter all use it).
+///
+/// A macro, not `#[serde(flatten)]`: flattening buffers the section, which
+/// drops the TOML spans (errors would lose their line and key) and makes
+/// `deny_unknown_fields` stop listing the accepted keys.
+#[macro_export]
+macro_rules! with_parser_keys {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($fields:tt)* }) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($fields)*
+            /// json | ltsv | csv | tsv | regex | apache2 | apache_error |
+            /// nginx | syslog | none (None: none, or required where the
+            /// plugin says so)
+            #[serde(default)]
+            pub format: Option<String>,
+            /// regex format: a pattern with named groups
+            pub expression: Option<String>,
+            /// csv/tsv: column names
+            #[serde(default)]
+            pub keys: Vec<String>,
+            /// ltsv: field separator (default tab) and key/value separator
+            /// (default `:`)
+            pub delimiter: Option<String>,
+            pub label_delimiter: Option<String>,
+            /// syslog: auto | rfc3164 | rfc5424
+            pub message_format: Option<String>,
+            /// field holding the event time
+            pub time_key: Option<String>,
+            /// strftime, or rfc3339 / iso8601 / unix / unix_ms / unix_float
+            pub time_format: Option<String>,
+            /// keep time_key in the record after using it (default false)
+            #[serde(default)]
+            pub keep_time_key: bool,
+            /// field types: `{ code = "integer", size = "integer", ratio =
+            /// "float", ok = "bool" }`
+            #[serde(default)]
+            pub types: ::std::collections::HashMap<String, String>,
+        }
+
+        impl $name {
+            /// The parser keys alone, for [`Parser::new`]($crate::Parser::new).
+            pub fn parser_config(&self) -> $crate::ParserConfig {
+                $crate::ParserConfig {
+                    format: self.format.clone(),
+                    expression: self.expression.clone(),
+                    keys: self.keys.clone(),
+                    delimiter: self.delimiter.clone(),
+                    label_delimiter: self.label_delimiter.clone(),
+                    message_format: self.message_format.clone(),
+                    time_key: self.time_key.clone(),
+                    time_format: self.time_format.clone(),
+                    keep_time_key: self.keep_time_key,
+                    types: self.types.clone(),
+                }
+            }
+        }
+    };
 }
 
-fn none_format() -> String {
-    "none".into()
+with_parser_keys! {
+    /// The parser settings alone (`format` None means `none`).
+    #[derive(Debug, Clone, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct ParserConfig {}
 }
 
 /// One parsed line.
@@ -133,7 +172,8 @@ impl Parser {
         let re = |src: &str| {
             Regex::new(src).map_err(|e| err("expression", format!("bad regular expression: {e}")))
         };
-        let kind = match cfg.format.as_str() {
+        let format = cfg.format.as_deref().unwrap_or("none");
+        let kind = match format {
             "json" => Kind::Json,
             "ltsv" => Kind::Ltsv {
                 delimiter: cfg.delimiter.clone().unwrap_or_else(|| "\t".into()),
@@ -141,9 +181,9 @@ impl Parser {
             },
             "csv" | "tsv" => {
                 if cfg.keys.is_empty() {
-                    return Err(err("keys", format!("format {} needs keys = [column names]", cfg.format)));
+                    return Err(err("keys", format!("format {format} needs keys = [column names]")));
                 }
-                if cfg.format == "csv" {
+                if format == "csv" {
                     Kind::Csv
                 } else {
                     Kind::Tsv
@@ -162,7 +202,7 @@ impl Parser {
                 time_format.get_or_insert_with(|| "%d/%b/%Y:%H:%M:%S %z".into());
                 types.insert("code".to_string(), FieldType::Integer);
                 types.insert("size".to_string(), FieldType::Integer);
-                Kind::Regex(re(if cfg.format == "nginx" { NGINX } else { APACHE2 })?)
+                Kind::Regex(re(if format == "nginx" { NGINX } else { APACHE2 })?)
             }
             "apache_error" => {
                 time_key.get_or_insert_with(|| "time".into());

@@ -8,13 +8,12 @@
 //! without it (`on_error = "keep"`). Failures are counted and logged at most
 //! once per 10 seconds.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fuwa_api::ratelimit::RateLimit;
 use fuwa_api::record;
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
-use fuwa_parsers::{Parser, ParserConfig};
+use fuwa_parsers::Parser;
 use rmpv::Value;
 use serde::Deserialize;
 use tracing::warn;
@@ -23,39 +22,28 @@ use tracing::warn;
 /// input).
 pub const PARSE_ERROR_KEY: &str = "_parse_error";
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ParserFilterConfig {
-    /// the field to parse (a dot path)
-    key_name: Option<String>,
-    /// keep the record's other fields (parsed fields win on a clash)
-    #[serde(default)]
-    reserve_data: bool,
-    /// keep the event time even when the parser finds one
-    #[serde(default)]
-    reserve_time: bool,
-    /// with reserve_data: drop key_name once it parsed
-    #[serde(default)]
-    remove_key_name_field: bool,
-    /// `p_`: keys become `p_KEY`; `log.`: keys go under `log`; `log.p_`: both
-    inject_key_prefix: Option<String>,
-    #[serde(default)]
-    on_error: OnError,
-
-    // the shared parser keys (see fuwa-parsers); `format` is required here
-    format: Option<String>,
-    expression: Option<String>,
-    #[serde(default)]
-    keys: Vec<String>,
-    delimiter: Option<String>,
-    label_delimiter: Option<String>,
-    message_format: Option<String>,
-    time_key: Option<String>,
-    time_format: Option<String>,
-    #[serde(default)]
-    keep_time_key: bool,
-    #[serde(default)]
-    types: HashMap<String, String>,
+fuwa_parsers::with_parser_keys! {
+    /// The filter's own keys, then the shared parser keys (`format` is
+    /// required here).
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ParserFilterConfig {
+        /// the field to parse (a dot path)
+        key_name: Option<String>,
+        /// keep the record's other fields (parsed fields win on a clash)
+        #[serde(default)]
+        reserve_data: bool,
+        /// keep the event time even when the parser finds one
+        #[serde(default)]
+        reserve_time: bool,
+        /// with reserve_data: drop key_name once it parsed
+        #[serde(default)]
+        remove_key_name_field: bool,
+        /// `p_`: keys become `p_KEY`; `log.`: keys go under `log`; `log.p_`: both
+        inject_key_prefix: Option<String>,
+        #[serde(default)]
+        on_error: OnError,
+    }
 }
 
 /// What happens to a record whose field does not parse. Either way the
@@ -104,7 +92,7 @@ impl ParserFilter {
         section: &ConfigSection<'_>,
         ctx: &BuildContext,
     ) -> Result<Self, Vec<ConfigError>> {
-        let cfg: ParserFilterConfig = section.parse().map_err(|e| vec![e])?;
+        let cfg: ParserFilterConfig = section.parse_all()?;
         let mut errors = Vec::new();
         let tz = fuwa_render::parse_timezone(&ctx.timezone)
             .map_err(|e| vec![section.error("timezone", e)])?;
@@ -151,27 +139,13 @@ impl ParserFilter {
                 ));
                 None
             }
-            Some(format) => {
-                let pc = ParserConfig {
-                    format: format.clone(),
-                    expression: cfg.expression.clone(),
-                    keys: cfg.keys.clone(),
-                    delimiter: cfg.delimiter.clone(),
-                    label_delimiter: cfg.label_delimiter.clone(),
-                    message_format: cfg.message_format.clone(),
-                    time_key: cfg.time_key.clone(),
-                    time_format: cfg.time_format.clone(),
-                    keep_time_key: cfg.keep_time_key,
-                    types: cfg.types.clone(),
-                };
-                match Parser::new(&pc, tz) {
-                    Ok(p) => Some(p),
-                    Err((k, m)) => {
-                        errors.push(section.error(&k, m));
-                        None
-                    }
+            Some(_) => match Parser::new(&cfg.parser_config(), tz) {
+                Ok(p) => Some(p),
+                Err((k, m)) => {
+                    errors.push(section.error(&k, m));
+                    None
                 }
-            }
+            },
         };
         match parser {
             Some(parser) if errors.is_empty() => Ok(ParserFilter {

@@ -1,7 +1,5 @@
 //! Settings of the tail input (`[[input]] type = "tail"`).
 
-use std::collections::HashMap;
-
 use fuwa_api::{ByteSize, HumanDuration};
 use serde::Deserialize;
 
@@ -30,6 +28,10 @@ pub enum LongLines {
     Skip,
 }
 
+// the shared parser keys (format, time_key, ...) follow the tail's own,
+// declared once in fuwa-parsers (the body is left unindented so that this
+// wrapper stays a two-line change)
+fuwa_parsers::with_parser_keys! {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TailConfig {
@@ -71,39 +73,7 @@ pub struct TailConfig {
     /// a file whose derived tag is longer is not read (warned once)
     #[serde(default = "tag_limit")]
     pub tag_length_limit: ByteSize,
-
-    // the shared parser keys (see fuwa-parsers)
-    #[serde(default = "none")]
-    pub format: String,
-    pub expression: Option<String>,
-    #[serde(default)]
-    pub keys: Vec<String>,
-    pub delimiter: Option<String>,
-    pub label_delimiter: Option<String>,
-    pub message_format: Option<String>,
-    pub time_key: Option<String>,
-    pub time_format: Option<String>,
-    #[serde(default)]
-    pub keep_time_key: bool,
-    #[serde(default)]
-    pub types: HashMap<String, String>,
 }
-
-impl TailConfig {
-    pub fn parser_config(&self) -> fuwa_parsers::ParserConfig {
-        fuwa_parsers::ParserConfig {
-            format: self.format.clone(),
-            expression: self.expression.clone(),
-            keys: self.keys.clone(),
-            delimiter: self.delimiter.clone(),
-            label_delimiter: self.label_delimiter.clone(),
-            message_format: self.message_format.clone(),
-            time_key: self.time_key.clone(),
-            time_format: self.time_format.clone(),
-            keep_time_key: self.keep_time_key,
-            types: self.types.clone(),
-        }
-    }
 }
 
 fn one_mib() -> ByteSize {
@@ -114,9 +84,6 @@ fn truncate() -> LongLines {
 }
 fn five_s() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(5))
-}
-fn none() -> String {
-    "none".into()
 }
 
 fn tag_limit() -> ByteSize {
