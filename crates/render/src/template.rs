@@ -41,6 +41,38 @@ enum Part {
     Uuid,
 }
 
+/// One piece of a template's source: literal text, or the name inside a
+/// `${...}` (trimmed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Literal(&'a str),
+    Placeholder(&'a str),
+}
+
+/// Cuts a template's source at its `${NAME}` placeholders, in order. The
+/// path templates here and the `record` filter's value templates share this
+/// syntax; each gives the names its own meaning (paths are sanitised and
+/// take strftime in their literal text, record values are not and do not).
+pub fn pieces(src: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut out = Vec::new();
+    let mut rest = src;
+    while let Some(i) = rest.find("${") {
+        if i > 0 {
+            out.push(Piece::Literal(&rest[..i]));
+        }
+        let after = &rest[i + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed `${{` in `{src}`"))?;
+        out.push(Piece::Placeholder(after[..end].trim()));
+        rest = &after[end + 1..];
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Literal(rest));
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone)]
 pub struct Template {
     source: String,
@@ -53,14 +85,14 @@ impl Template {
     pub fn parse(src: &str, tz: Tz, hostname: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut lit = String::new();
-        let mut rest = src;
-        while let Some(i) = rest.find("${") {
-            lit.push_str(&rest[..i]);
-            let after = &rest[i + 2..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("unclosed `${{` in `{src}`"))?;
-            let name = after[..end].trim();
+        for piece in pieces(src)? {
+            let name = match piece {
+                Piece::Literal(s) => {
+                    lit.push_str(s);
+                    continue;
+                }
+                Piece::Placeholder(name) => name,
+            };
             flush_lit(&mut parts, &mut lit)?;
             parts.push(match name {
                 "tag" => Part::Tag,
@@ -82,9 +114,7 @@ impl Template {
                     ))
                 }
             });
-            rest = &after[end + 1..];
         }
-        lit.push_str(rest);
         flush_lit(&mut parts, &mut lit)?;
         Ok(Template {
             source: src.to_string(),

@@ -6,6 +6,12 @@
 //! Order, for every record: the `set` templates are rendered from the record
 //! as it arrived; then `keep`, `remove`, `rename`; then the rendered `set`
 //! values are written. The record is always kept.
+//!
+//! The templates share their `${...}` syntax with the outputs' path
+//! templates (`fuwa_render::template::pieces`), not their meaning: a value
+//! here is not sanitised for a path, keeps `%` as it is, may take
+//! `${time}` and negative tag indexes, and `${record.a}` alone keeps the
+//! value's type.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -14,6 +20,7 @@ use fuwa_api::config::flatten_dotted;
 use fuwa_api::record;
 use fuwa_api::record::check_path;
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
+use fuwa_render::template::{pieces, Piece};
 use rmpv::Value;
 use serde::Deserialize;
 use toml::Spanned;
@@ -86,18 +93,14 @@ fn covers(a: &[String], b: &[String]) -> bool {
 /// Parses a template; `Literal` when it has no placeholder.
 fn parse_template(src: &str) -> Result<SetValue, String> {
     let mut parts = Vec::new();
-    let mut lit = String::new();
-    let mut rest = src;
-    while let Some(i) = rest.find("${") {
-        lit.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed `${{` in `{src}`"))?;
-        let name = after[..end].trim();
-        if !lit.is_empty() {
-            parts.push(Part::Lit(std::mem::take(&mut lit)));
-        }
+    for piece in pieces(src)? {
+        let name = match piece {
+            Piece::Literal(s) => {
+                parts.push(Part::Lit(s.to_string()));
+                continue;
+            }
+            Piece::Placeholder(name) => name,
+        };
         let index = |inner: &str| {
             inner.parse::<i64>().map_err(|_| {
                 format!(
@@ -124,11 +127,6 @@ fn parse_template(src: &str) -> Result<SetValue, String> {
             ))
             }
         });
-        rest = &after[end + 1..];
-    }
-    lit.push_str(rest);
-    if !lit.is_empty() {
-        parts.push(Part::Lit(lit));
     }
     Ok(match parts.as_slice() {
         [] => SetValue::Literal(Value::from("")),
@@ -143,7 +141,7 @@ impl RecordFilter {
         section: &ConfigSection<'_>,
         ctx: &BuildContext,
     ) -> Result<Self, Vec<ConfigError>> {
-        let cfg: RecordConfig = section.parse().map_err(|e| vec![e])?;
+        let cfg: RecordConfig = section.parse_all()?;
         let mut errors = Vec::new();
         let at = |key: String, span: Range<usize>, msg: String| {
             let mut e = section.error(&key, msg);
