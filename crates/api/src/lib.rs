@@ -16,6 +16,7 @@ pub mod ratelimit;
 pub mod rawmap;
 pub mod record;
 pub mod tag;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use config::{Address, ByteSize, ConfigError, ConfigSection, HumanDuration, NonZeroDuration};

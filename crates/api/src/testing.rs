@@ -1,11 +1,131 @@
-//! Helpers for filter tests: run a filter on a value tree, through either
-//! form of [`Record`] the engine may hand it.
+//! Helpers for plugin tests (the `testing` feature, for dev-dependencies):
+//! run a filter on a value tree through either form of [`Record`] the
+//! engine may hand it, build a section and a context as the engine would,
+//! and draw hostile records and msgpack.
 
+use proptest::prelude::*;
+use proptest::strategy::{BoxedStrategy, Union};
 use rmpv::Value;
 
+use crate::config::ConfigSection;
 use crate::event::EventTime;
-use crate::plugin::{Filter, FilterResult};
+use crate::plugin::{BuildContext, Filter, FilterResult};
 use crate::record::{decode, encode, Record};
+
+/// The section of the first `[[filter]]` of a config (`filter[0]`), from
+/// the TOML of its body.
+pub fn filter_section(src: &str) -> ConfigSection<'_> {
+    match ConfigSection::from_toml("filter[0]", src) {
+        Ok(s) => s,
+        Err(e) => panic!("test section does not parse: {e}"),
+    }
+}
+
+/// The context the engine hands a plugin with this id, on host `web-1`, in
+/// time zone `tz`, with the temporary directory as data_dir.
+pub fn build_context(id: &str, tz: &str) -> BuildContext {
+    BuildContext {
+        id: id.into(),
+        hostname: "web-1".into(),
+        timezone: tz.into(),
+        data_dir: std::env::temp_dir(),
+    }
+}
+
+/// A msgpack map of string keys, in the order given (`map(vec![...])` or
+/// `map(&[...])`).
+pub fn map<'a>(pairs: impl AsRef<[(&'a str, Value)]>) -> Value {
+    Value::Map(
+        pairs
+            .as_ref()
+            .iter()
+            .map(|(k, v)| (Value::from(*k), v.clone()))
+            .collect(),
+    )
+}
+
+/// What the record strategies draw from: the map keys the filter under test
+/// reads and strings it reads specially, beside arbitrary ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Values {
+    /// drawn for 8 keys in 10
+    pub keys: &'static [&'static str],
+    /// drawn beside arbitrary strings (may be empty)
+    pub texts: &'static [&'static str],
+}
+
+impl Values {
+    /// A scalar of every msgpack kind: nil, bool, integers, floats, strings,
+    /// binaries, exts and EventTimes (ext 0).
+    pub fn scalar(self) -> BoxedStrategy<Value> {
+        let mut arms: Vec<BoxedStrategy<Value>> = vec![
+            Just(Value::Nil).boxed(),
+            any::<bool>().prop_map(Value::Boolean).boxed(),
+            any::<i64>().prop_map(Value::from).boxed(),
+            any::<u64>().prop_map(Value::from).boxed(),
+            any::<f32>().prop_map(Value::F32).boxed(),
+            any::<f64>().prop_map(Value::F64).boxed(),
+            ".{0,12}".prop_map(Value::from).boxed(),
+            proptest::collection::vec(any::<u8>(), 0..10)
+                .prop_map(Value::Binary)
+                .boxed(),
+            (any::<i8>(), proptest::collection::vec(any::<u8>(), 0..10))
+                .prop_map(|(t, d)| Value::Ext(t, d))
+                .boxed(),
+            (any::<u32>(), any::<u32>())
+                .prop_map(|(s, n)| {
+                    let mut d = s.to_be_bytes().to_vec();
+                    d.extend_from_slice(&n.to_be_bytes());
+                    Value::Ext(0, d)
+                })
+                .boxed(),
+        ];
+        if !self.texts.is_empty() {
+            arms.push(
+                proptest::sample::select(self.texts)
+                    .prop_map(Value::from)
+                    .boxed(),
+            );
+        }
+        Union::new(arms).boxed()
+    }
+
+    /// A map key: mostly one of `keys`, else any short string or scalar.
+    pub fn key(self) -> BoxedStrategy<Value> {
+        let mut arms = vec![
+            (1, ".{0,4}".prop_map(Value::from).boxed()),
+            (1, self.scalar()),
+        ];
+        if !self.keys.is_empty() {
+            arms.push((
+                8,
+                proptest::sample::select(self.keys)
+                    .prop_map(Value::from)
+                    .boxed(),
+            ));
+        }
+        Union::new_weighted(arms).boxed()
+    }
+
+    /// Any value: scalars, and arrays and maps nested up to 4 deep.
+    pub fn value(self) -> BoxedStrategy<Value> {
+        self.scalar()
+            .prop_recursive(4, 48, 6, move |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    proptest::collection::vec((self.key(), inner), 0..6).prop_map(Value::Map),
+                ]
+            })
+            .boxed()
+    }
+
+    /// A record: a map of up to 8 entries.
+    pub fn record(self) -> BoxedStrategy<Value> {
+        proptest::collection::vec((self.key(), self.value()), 0..8)
+            .prop_map(Value::Map)
+            .boxed()
+    }
+}
 
 /// Runs the filter the way the engine does for a record fresh from an input
 /// (as msgpack bytes) and writes the result back into `v`.

@@ -1,17 +1,10 @@
 use super::*;
 use proptest::prelude::*;
 
-fn section(src: &str) -> ConfigSection<'_> {
-    ConfigSection::from_toml("filter[0]", src).expect("section")
-}
+use fuwa_api::testing::{filter_section as section, map, Values};
 
 fn ctx() -> BuildContext {
-    BuildContext {
-        id: "grep.0".into(),
-        hostname: "web-1".into(),
-        timezone: "UTC".into(),
-        data_dir: std::env::temp_dir(),
-    }
+    fuwa_api::testing::build_context("grep.0", "UTC")
 }
 
 fn filter(src: &str) -> GrepFilter {
@@ -26,15 +19,6 @@ fn errs(src: &str) -> Vec<ConfigError> {
 
 fn err(src: &str) -> ConfigError {
     errs(src).remove(0)
-}
-
-fn map(pairs: Vec<(&str, Value)>) -> Value {
-    Value::Map(
-        pairs
-            .into_iter()
-            .map(|(k, v)| (Value::from(k), v))
-            .collect(),
-    )
 }
 
 /// Runs the filter through the trait; checks the record and time are unchanged.
@@ -297,41 +281,12 @@ exclude = [{ key = "", pattern = "[" }]"#
     );
 }
 
-fn arb_scalar() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Nil),
-        any::<bool>().prop_map(Value::Boolean),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f32>().prop_map(Value::F32),
-        any::<f64>().prop_map(Value::F64),
-        ".{0,12}".prop_map(Value::from),
-        proptest::collection::vec(any::<u8>(), 0..10).prop_map(Value::Binary),
-        (any::<i8>(), proptest::collection::vec(any::<u8>(), 0..10))
-            .prop_map(|(t, d)| Value::Ext(t, d)),
-    ]
-}
-
-fn arb_key() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        8 => prop_oneof![Just("a"), Just("b"), Just("status"), Just("path")].prop_map(Value::from),
-        1 => ".{0,4}".prop_map(Value::from),
-        1 => arb_scalar(),
-    ]
-}
-
-fn arb_value() -> impl Strategy<Value = Value> {
-    arb_scalar().prop_recursive(4, 48, 6, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            proptest::collection::vec((arb_key(), inner), 0..6).prop_map(Value::Map),
-        ]
-    })
-}
-
-fn arb_record() -> impl Strategy<Value = Value> {
-    proptest::collection::vec((arb_key(), arb_value()), 0..8).prop_map(Value::Map)
-}
+/// The records the property tests draw: keys the filter reads, and
+/// texts it reads specially.
+const VALUES: Values = Values {
+    keys: &["a", "b", "status", "path"],
+    texts: &[],
+};
 
 /// A status/path field: missing, a string from a small set, or an integer.
 fn arb_field(strings: &'static [&'static str]) -> impl Strategy<Value = Option<Value>> {
@@ -346,7 +301,7 @@ fn arb_field(strings: &'static [&'static str]) -> impl Strategy<Value = Option<V
 proptest! {
     /// Any record: no panic, the record is never changed.
     #[test]
-    fn never_panics_never_changes_the_record(rec in arb_record(), or in any::<bool>()) {
+    fn never_panics_never_changes_the_record(rec in VALUES.record(), or in any::<bool>()) {
         let f = filter(&format!(r#"
 regexp_condition = "{}"
 regexp = [{{ key = "status", pattern = "^[0-9]" }}, {{ key = "a.b", pattern = "x" }}]
@@ -365,7 +320,7 @@ exclude = [{{ key = "path", pattern = "^/health" }}, {{ key = "a", pattern = "nu
     fn drops_only_per_its_patterns(
         status in arb_field(&["503", "200", "5xx", "", "x5"]),
         path in arb_field(&["/healthz", "/health", "/api", "", "health"]),
-        extra in arb_record(),
+        extra in VALUES.record(),
         regexp_or in any::<bool>(),
         exclude_and in any::<bool>(),
     ) {

@@ -1,17 +1,10 @@
 use super::*;
 use proptest::prelude::*;
 
-fn section(src: &str) -> ConfigSection<'_> {
-    ConfigSection::from_toml("filter[0]", src).expect("section")
-}
+use fuwa_api::testing::{filter_section as section, map, Values};
 
 fn ctx(tz: &str) -> BuildContext {
-    BuildContext {
-        id: "parser.0".into(),
-        hostname: "web-1".into(),
-        timezone: tz.into(),
-        data_dir: std::env::temp_dir(),
-    }
+    fuwa_api::testing::build_context("parser.0", tz)
 }
 
 fn filter(src: &str) -> ParserFilter {
@@ -26,15 +19,6 @@ fn errs(src: &str) -> Vec<ConfigError> {
 
 fn err(src: &str) -> ConfigError {
     errs(src).remove(0)
-}
-
-fn map(pairs: Vec<(&str, Value)>) -> Value {
-    Value::Map(
-        pairs
-            .into_iter()
-            .map(|(k, v)| (Value::from(k), v))
-            .collect(),
-    )
 }
 
 const T0: EventTime = EventTime {
@@ -505,35 +489,12 @@ fn config_errors_name_the_key() {
     assert_eq!(es[0].key, "filter[0].timezone");
 }
 
-fn arb_scalar() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Nil),
-        any::<bool>().prop_map(Value::Boolean),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::F64),
-        ".{0,12}".prop_map(Value::from),
-        proptest::collection::vec(any::<u8>(), 0..10).prop_map(Value::Binary),
-        (any::<i8>(), proptest::collection::vec(any::<u8>(), 0..10))
-            .prop_map(|(t, d)| Value::Ext(t, d)),
-    ]
-}
-
-fn arb_key() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        8 => prop_oneof![Just("a"), Just("b"), Just("log"), Just("p"), Just("_parse_error")].prop_map(Value::from),
-        1 => ".{0,4}".prop_map(Value::from),
-        1 => arb_scalar(),
-    ]
-}
-
-fn arb_value() -> impl Strategy<Value = Value> {
-    arb_scalar().prop_recursive(3, 32, 5, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            proptest::collection::vec((arb_key(), inner), 0..5).prop_map(Value::Map),
-        ]
-    })
-}
+/// The records the property tests draw: keys the filter reads, and
+/// texts it reads specially.
+const VALUES: Values = Values {
+    keys: &["a", "b", "log", "p", "_parse_error"],
+    texts: &[],
+};
 
 /// JSON-ish text: objects that parse, near misses, and noise.
 fn arb_log() -> impl Strategy<Value = String> {
@@ -560,10 +521,10 @@ fn arb_log() -> impl Strategy<Value = String> {
 
 fn arb_record() -> impl Strategy<Value = Value> {
     (
-        proptest::collection::vec((arb_key(), arb_value()), 0..6),
+        proptest::collection::vec((VALUES.key(), VALUES.value()), 0..6),
         prop_oneof![
             3 => arb_log().prop_map(Value::from),
-            1 => arb_value(),
+            1 => VALUES.value(),
             1 => Just(Value::Nil),
         ],
         any::<bool>(),

@@ -1,5 +1,6 @@
 use fuwa_api::record;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
+use fuwa_api::testing::{build_context, filter_section, map};
+use fuwa_api::{ConfigError, EventTime, Filter, FilterResult};
 use fuwa_filter_referrer::{OwnHosts, ReferrerFilter, Table};
 use proptest::prelude::*;
 use rmpv::Value;
@@ -11,14 +12,7 @@ own_hosts = ["note.com", "*.note.com"]
 "#;
 
 fn try_build(src: &str) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
-    let section = ConfigSection::from_toml("filter[0]", src).expect("section");
-    let ctx = BuildContext {
-        id: "referrer.0".into(),
-        hostname: "test".into(),
-        timezone: "UTC".into(),
-        data_dir: std::env::temp_dir(),
-    };
-    fuwa_filter_referrer::build(&section, &ctx)
+    fuwa_filter_referrer::build(&filter_section(src), &build_context("referrer.0", "UTC"))
 }
 
 fn build(src: &str) -> Box<dyn Filter> {
@@ -41,15 +35,6 @@ fn with_referrer(f: &dyn Filter, r: &str) -> Value {
         Some(&Value::from(1))
     );
     record::get(&rec, &record::path("ref")).unwrap().clone()
-}
-
-fn map(pairs: &[(&str, Value)]) -> Value {
-    Value::Map(
-        pairs
-            .iter()
-            .map(|(k, v)| (Value::from(*k), v.clone()))
-            .collect(),
-    )
 }
 
 fn s(v: &Value, p: &str) -> Option<String> {

@@ -2,19 +2,13 @@
 //! database loader on small Snowplow-format files written here.
 
 use fuwa_api::record;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
+use fuwa_api::testing::{build_context, filter_section, map};
+use fuwa_api::{ConfigError, EventTime, Filter, FilterResult};
 use fuwa_filter_referrer::database;
 use rmpv::Value;
 
 fn try_build(src: &str) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
-    let section = ConfigSection::from_toml("filter[0]", src).expect("section");
-    let ctx = BuildContext {
-        id: "referrer.0".into(),
-        hostname: "test".into(),
-        timezone: "UTC".into(),
-        data_dir: std::env::temp_dir(),
-    };
-    fuwa_filter_referrer::build(&section, &ctx)
+    fuwa_filter_referrer::build(&filter_section(src), &build_context("referrer.0", "UTC"))
 }
 
 fn build(src: &str) -> Box<dyn Filter> {
@@ -25,15 +19,6 @@ const CONFIG: &str = r#"
 own_hosts = ["shop.example", "*.shop.example"]
 url_key = "url"
 "#;
-
-fn map(pairs: &[(&str, Value)]) -> Value {
-    Value::Map(
-        pairs
-            .iter()
-            .map(|(k, v)| (Value::from(*k), v.clone()))
-            .collect(),
-    )
-}
 
 fn run(f: &dyn Filter, rec: Value) -> Value {
     let mut rec = rec;

@@ -2,17 +2,10 @@ use super::*;
 use fuwa_api::record;
 use proptest::prelude::*;
 
-fn section(src: &str) -> ConfigSection<'_> {
-    ConfigSection::from_toml("filter[0]", src).expect("section")
-}
+use fuwa_api::testing::{filter_section as section, map, Values};
 
 fn ctx(tz: &str) -> BuildContext {
-    BuildContext {
-        id: "types.0".into(),
-        hostname: "web-1".into(),
-        timezone: tz.into(),
-        data_dir: std::env::temp_dir(),
-    }
+    fuwa_api::testing::build_context("types.0", tz)
 }
 
 fn filter(src: &str) -> TypesFilter {
@@ -25,15 +18,6 @@ fn err(src: &str) -> ConfigError {
         .expect("config should be refused");
     assert!(!es.is_empty());
     es.remove(0)
-}
-
-fn map(pairs: Vec<(&str, Value)>) -> Value {
-    Value::Map(
-        pairs
-            .into_iter()
-            .map(|(k, v)| (Value::from(k), v))
-            .collect(),
-    )
 }
 
 /// Converts `v` under field `x` with `ty`; returns the new value (None when
@@ -381,67 +365,31 @@ fn build_registers_as_a_filter() {
     assert_eq!(r, map(vec![("a", Value::from(1))]));
 }
 
-fn arb_scalar() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Nil),
-        any::<bool>().prop_map(Value::Boolean),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f32>().prop_map(Value::F32),
-        any::<f64>().prop_map(Value::F64),
-        prop_oneof![
-            Just("42"),
-            Just("-7"),
-            Just("3.0"),
-            Just("1e400"),
-            Just("yes"),
-            Just("OFF"),
-            Just(""),
-            Just("-"),
-            Just("a,b"),
-            Just("2024-01-02 03:04:05"),
-            Just("2024-01-02T03:04:05Z"),
-        ]
-        .prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-        proptest::collection::vec(any::<u8>(), 0..10).prop_map(Value::Binary),
-        (any::<i8>(), proptest::collection::vec(any::<u8>(), 0..10))
-            .prop_map(|(t, d)| Value::Ext(t, d)),
-        (any::<u32>(), any::<u32>()).prop_map(|(s, n)| {
-            let mut d = s.to_be_bytes().to_vec();
-            d.extend_from_slice(&n.to_be_bytes());
-            Value::Ext(0, d)
-        }),
-    ]
-}
-
-fn arb_key() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        8 => prop_oneof![Just("a"), Just("b"), Just("c"), Just("x"), Just("n")].prop_map(Value::from),
-        1 => ".{0,4}".prop_map(Value::from),
-        1 => arb_scalar(),
-    ]
-}
-
-fn arb_value() -> impl Strategy<Value = Value> {
-    arb_scalar().prop_recursive(4, 48, 6, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            proptest::collection::vec((arb_key(), inner), 0..6).prop_map(Value::Map),
-        ]
-    })
-}
-
-fn arb_record() -> impl Strategy<Value = Value> {
-    proptest::collection::vec((arb_key(), arb_value()), 0..8).prop_map(Value::Map)
-}
+/// The records the property tests draw: keys the filter reads, and
+/// texts it reads specially.
+const VALUES: Values = Values {
+    keys: &["a", "b", "c", "x", "n"],
+    texts: &[
+        "42",
+        "-7",
+        "3.0",
+        "1e400",
+        "yes",
+        "OFF",
+        "",
+        "-",
+        "a,b",
+        "2024-01-02 03:04:05",
+        "2024-01-02T03:04:05Z",
+    ],
+};
 
 proptest! {
     /// Any record: the filter never panics, always keeps the record, leaves
     /// every field it is not configured for untouched, and each configured
     /// field ends up converted, unchanged, or (on_error = remove) gone.
     #[test]
-    fn never_panics_never_loses_the_record(rec in arb_record(), remove in any::<bool>()) {
+    fn never_panics_never_loses_the_record(rec in VALUES.record(), remove in any::<bool>()) {
         let f = filter(&format!(
             r#"on_error = "{}"
 fields = {{ a = "integer", b = "float", c = "bool", "x.a" = "string", "x.b" = "time:%Y-%m-%d %H:%M:%S", "x.c" = "array:,", n = "time" }}"#,

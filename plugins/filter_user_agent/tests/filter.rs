@@ -1,20 +1,14 @@
 use std::sync::Arc;
 
 use fuwa_api::record;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult};
+use fuwa_api::testing::{build_context, filter_section, map};
+use fuwa_api::{ConfigError, EventTime, Filter, FilterResult};
 use fuwa_filter_user_agent::{UserAgentFilter, FIELDS, MAX_CACHED_LEN};
 use proptest::prelude::*;
 use rmpv::Value;
 
 fn try_build(src: &str) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
-    let section = ConfigSection::from_toml("filter[0]", src).expect("section");
-    let ctx = BuildContext {
-        id: "user_agent.0".into(),
-        hostname: "test".into(),
-        timezone: "UTC".into(),
-        data_dir: std::env::temp_dir(),
-    };
-    fuwa_filter_user_agent::build(&section, &ctx)
+    fuwa_filter_user_agent::build(&filter_section(src), &build_context("user_agent.0", "UTC"))
 }
 
 fn build(src: &str) -> Box<dyn Filter> {
@@ -29,15 +23,6 @@ fn apply(f: &dyn Filter, mut rec: Value) -> Value {
     ));
     assert_eq!(t, EventTime::new(1, 2));
     rec
-}
-
-fn map(pairs: &[(&str, Value)]) -> Value {
-    Value::Map(
-        pairs
-            .iter()
-            .map(|(k, v)| (Value::from(*k), v.clone()))
-            .collect(),
-    )
 }
 
 fn get<'a>(rec: &'a Value, p: &str) -> Option<&'a Value> {
