@@ -7,6 +7,9 @@
 //! They need a Python with fluent-logger (`FUWA_PYTHON`) and the npm packages
 //! (`FUWA_NODE_DIR`); `bash .ci/run` installs both. When they are missing the
 //! tests fail and say so.
+//!
+//! Over 600 lines for a reason: one feature (third-party clients), one
+//! client and mode a test, sharing the driver scripts' harness.
 
 mod common;
 

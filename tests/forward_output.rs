@@ -1,6 +1,9 @@
 //! The forward output through the real binary: to a second fuwa (its
 //! forward input) and to a Python forward server that can withhold acks,
 //! close connections and require the handshake (tests/python/forward_server.py).
+//!
+//! Over 600 lines for a reason: one feature (the forward output against
+//! real receivers), one failure mode a test, sharing one harness.
 
 mod common;
 

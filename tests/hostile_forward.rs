@@ -6,6 +6,10 @@
 //! test reads the real ports from its log, so nothing guesses a free port;
 //! where the file descriptor limit matters the agent runs under `prlimit`
 //! with a low soft AND hard RLIMIT_NOFILE.
+//!
+//! Over 600 lines for a reason: one feature (the forward input under
+//! attack), one attack a test; splitting it would only scatter the
+//! harness the attacks share (the good client, the counting output).
 
 mod common;
 

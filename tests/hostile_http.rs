@@ -8,6 +8,9 @@
 //! The agent binds port 0 and the tests read the real ports from its log.
 //! `FUWA_TEST_BIN` runs these tests against another build of fuwa (to see
 //! them fail on an old one).
+//!
+//! Over 600 lines for a reason: one feature (the HTTP input under attack),
+//! one attack a test, sharing one harness.
 
 mod common;
 

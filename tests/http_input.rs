@@ -3,6 +3,9 @@
 //! `time` parameter and time_key, each error status (400 with nothing kept,
 //! 401, 403, 404, 405, 413 plain/chunked/gzip, 415, 503 under backpressure),
 //! CORS allowed and refused, keep-alive.
+//!
+//! Over 600 lines for a reason: one feature (the HTTP input's contract),
+//! one body kind or status a test, sharing one harness.
 
 mod common;
 

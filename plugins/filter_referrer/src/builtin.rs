@@ -3,6 +3,9 @@
 //! terms in). Keys follow the rules of [`crate::table`]: a key matches the
 //! host and its subdomains, `name.*` any top-level domain, `host/path` that
 //! path. Android apps appear as their package names (`android-app://` referrers).
+//!
+//! Over 600 lines for a reason: it is a data table (one entry a line),
+//! no logic.
 
 use crate::table::{Entry, Medium};
 
