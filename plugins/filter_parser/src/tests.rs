@@ -1,3 +1,8 @@
+//! Unit tests of the parser filter: every option, every parser key through
+//! the filter, the errors naming their key, and property tests over
+//! hostile records. Over 600 lines for a reason: one feature, one option a
+//! test.
+
 use super::*;
 use proptest::prelude::*;
 

@@ -1,5 +1,8 @@
 //! One test per medium, on referrers as browsers send them, and the
 //! database loader on small Snowplow-format files written here.
+//!
+//! Over 600 lines for a reason: most of it is tables of real referrers, one
+//! case a line.
 
 use fuwa_api::record;
 use fuwa_api::testing::{build_context, filter_section, map};
