@@ -316,11 +316,38 @@ fn escape(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
+/// JSON text of a value tree, as the outputs would write it (strings
+/// quoted, EventTimes as RFC 3339): how the filters read a map, an array or
+/// a number as text. None only when the value cannot be encoded.
+pub fn value_json(v: &rmpv::Value) -> Option<String> {
+    // a one-entry map {"": v}, rendered by the outputs' encoder, minus `{"":` and `}\n`
+    let mut mp = vec![0x81, 0xa0];
+    rmpv::encode::write_value(&mut mp, v).ok()?;
+    let mut out = Vec::new();
+    write_json_line(&mut out, &mp, &[]).ok()?;
+    let body = out.get(4..out.len().checked_sub(2)?)?;
+    String::from_utf8(body.to_vec()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use rmpv::Value;
+
+    #[test]
+    fn value_json_is_what_the_outputs_write() {
+        let m = Value::Map(vec![(
+            Value::from("a"),
+            Value::from(vec![Value::from(1), Value::Nil]),
+        )]);
+        assert_eq!(value_json(&m).as_deref(), Some(r#"{"a":[1,null]}"#));
+        assert_eq!(
+            value_json(&Value::from("x\"y")).as_deref(),
+            Some(r#""x\"y""#)
+        );
+        assert_eq!(value_json(&Value::F64(1.5)).as_deref(), Some("1.5"));
+    }
 
     fn enc(v: &Value) -> Vec<u8> {
         let mut out = Vec::new();

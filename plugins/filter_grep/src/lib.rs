@@ -212,17 +212,6 @@ impl Filter for GrepFilter {
     }
 }
 
-/// JSON text of a value, as the outputs would write it.
-fn json(v: &Value) -> Option<String> {
-    // a one-entry map {"": v}, rendered by the outputs' encoder, minus `{"":` and `}\n`
-    let mut mp = vec![0x81, 0xa0];
-    rmpv::encode::write_value(&mut mp, v).ok()?;
-    let mut out = Vec::new();
-    fuwa_render::write_json_line(&mut out, &mp, &[]).ok()?;
-    let body = out.get(4..out.len().checked_sub(2)?)?;
-    String::from_utf8(body.to_vec()).ok()
-}
-
 /// The text a value is matched by: strings as they are (invalid UTF-8
 /// replaced), numbers and booleans as JSON writes them, maps and arrays as
 /// JSON, an EventTime as RFC 3339. Nil, NaN/infinite floats and other
@@ -247,7 +236,7 @@ fn text(v: &Value) -> Option<Cow<'_, str>> {
             String::from_utf8(out).ok().map(Cow::Owned)
         }
         Value::Ext(..) => None,
-        other => json(other).map(Cow::Owned),
+        other => fuwa_render::value_json(other).map(Cow::Owned),
     }
 }
 

@@ -366,17 +366,6 @@ fn rfc3339(t: EventTime) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// JSON text of a value, as the outputs would write it.
-fn json(v: &Value) -> Option<String> {
-    // a one-entry map {"": v}, rendered by the outputs' encoder, minus `{"":` and `}\n`
-    let mut mp = vec![0x81, 0xa0];
-    rmpv::encode::write_value(&mut mp, v).ok()?;
-    let mut out = Vec::new();
-    fuwa_render::write_json_line(&mut out, &mp, &[]).ok()?;
-    let body = out.get(4..out.len().checked_sub(2)?)?;
-    String::from_utf8(body.to_vec()).ok()
-}
-
 /// A value inside a larger template: strings as they are, nil as nothing,
 /// everything else as the JSON output writes it (an EventTime as RFC 3339).
 fn push_text(out: &mut String, v: &Value) {
@@ -385,7 +374,7 @@ fn push_text(out: &mut String, v: &Value) {
         Value::String(s) => out.push_str(&String::from_utf8_lossy(s.as_bytes())),
         Value::Binary(b) => out.push_str(&String::from_utf8_lossy(b)),
         other => {
-            if let Some(j) = json(other) {
+            if let Some(j) = fuwa_render::value_json(other) {
                 match j.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
                     Some(inner) if !other.is_map() && !other.is_array() => out.push_str(inner),
                     _ => out.push_str(&j),

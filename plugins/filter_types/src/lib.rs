@@ -388,17 +388,6 @@ fn whole(f: f64) -> Option<Value> {
     }
 }
 
-/// JSON text of a map or array, as the outputs would write it.
-fn json(v: &Value) -> Option<String> {
-    // a one-entry map {"": v}, rendered by the outputs' encoder, minus `{"":` and `}\n`
-    let mut mp = vec![0x81, 0xa0];
-    rmpv::encode::write_value(&mut mp, v).ok()?;
-    let mut out = Vec::new();
-    fuwa_render::write_json_line(&mut out, &mp, &[]).ok()?;
-    let body = out.get(4..out.len().checked_sub(2)?)?;
-    String::from_utf8(body.to_vec()).ok()
-}
-
 /// Text to an integer: `""`/`"-"` to nil, whole numbers (also written as
 /// floats, `"3.0"`) to an integer.
 fn integer_text(s: &str) -> Result<Option<Value>, ()> {
@@ -525,7 +514,9 @@ fn convert(v: &Value, conv: &Conv) -> Result<Option<Value>, ()> {
             Value::F32(f) => float_text(*f as f64),
             Value::F64(f) => float_text(*f),
             Value::Boolean(b) => Ok(Some(Value::from(b.to_string()))),
-            Value::Map(_) | Value::Array(_) => json(v).map(|s| Some(Value::from(s))).ok_or(()),
+            Value::Map(_) | Value::Array(_) => fuwa_render::value_json(v)
+                .map(|s| Some(Value::from(s)))
+                .ok_or(()),
             Value::Ext(..) => event_time(v)
                 .map(|t| Some(Value::from(rfc3339(t))))
                 .ok_or(()),
@@ -570,7 +561,9 @@ fn convert(v: &Value, conv: &Conv) -> Result<Option<Value>, ()> {
 /// Floats as the JSON output writes them (`1.5`, `3.0`, `1e100`); NaN and
 /// infinities have no text.
 fn ryu_text(f: f64) -> Option<String> {
-    f.is_finite().then(|| json(&Value::F64(f))).flatten()
+    f.is_finite()
+        .then(|| fuwa_render::value_json(&Value::F64(f)))
+        .flatten()
 }
 
 fn float_text(f: f64) -> Result<Option<Value>, ()> {
