@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 use fuwa_api::msgpack;
 use fuwa_api::EventTime;
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
 pub use time::TimeParser;
@@ -45,7 +45,7 @@ macro_rules! with_parser_keys {
             /// nginx | syslog | none (None: none, or required where the
             /// plugin says so)
             #[serde(default)]
-            pub format: Option<String>,
+            pub format: Option<$crate::Format>,
             /// regex format: a pattern with named groups
             pub expression: Option<String>,
             /// csv/tsv: column names
@@ -56,7 +56,7 @@ macro_rules! with_parser_keys {
             pub delimiter: Option<String>,
             pub label_delimiter: Option<String>,
             /// syslog: auto | rfc3164 | rfc5424
-            pub message_format: Option<String>,
+            pub message_format: Option<$crate::MessageFormat>,
             /// field holding the event time
             pub time_key: Option<String>,
             /// strftime, or rfc3339 / iso8601 / unix / unix_ms / unix_float
@@ -67,19 +67,19 @@ macro_rules! with_parser_keys {
             /// field types: `{ code = "integer", size = "integer", ratio =
             /// "float", ok = "bool" }`
             #[serde(default)]
-            pub types: ::std::collections::HashMap<String, String>,
+            pub types: ::std::collections::HashMap<String, $crate::FieldType>,
         }
 
         impl $name {
             /// The parser keys alone, for [`Parser::new`]($crate::Parser::new).
             pub fn parser_config(&self) -> $crate::ParserConfig {
                 $crate::ParserConfig {
-                    format: self.format.clone(),
+                    format: self.format,
                     expression: self.expression.clone(),
                     keys: self.keys.clone(),
                     delimiter: self.delimiter.clone(),
                     label_delimiter: self.label_delimiter.clone(),
-                    message_format: self.message_format.clone(),
+                    message_format: self.message_format,
                     time_key: self.time_key.clone(),
                     time_format: self.time_format.clone(),
                     keep_time_key: self.keep_time_key,
@@ -105,6 +105,98 @@ pub struct Parsed {
     pub record: Vec<u8>,
 }
 
+/// Reads a string-named setting with `parse`, whose message says what is
+/// accepted.
+fn by_name<'de, D: Deserializer<'de>, T>(
+    d: D,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, D::Error> {
+    let s = String::deserialize(d)?;
+    parse(&s).map_err(serde::de::Error::custom)
+}
+
+/// `format`: which parser reads the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Ltsv,
+    Csv,
+    Tsv,
+    Regex,
+    Apache2,
+    ApacheError,
+    Nginx,
+    Syslog,
+    None,
+}
+
+impl Format {
+    const NAMES: [(&'static str, Format); 10] = [
+        ("json", Format::Json),
+        ("ltsv", Format::Ltsv),
+        ("csv", Format::Csv),
+        ("tsv", Format::Tsv),
+        ("regex", Format::Regex),
+        ("apache2", Format::Apache2),
+        ("apache_error", Format::ApacheError),
+        ("nginx", Format::Nginx),
+        ("syslog", Format::Syslog),
+        ("none", Format::None),
+    ];
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| {
+                format!("unknown format `{s}` (json, ltsv, csv, tsv, regex, apache2, apache_error, nginx, syslog, none)")
+            })
+    }
+
+    /// The name the config gives it.
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("none", |(n, _)| n)
+    }
+}
+
+impl<'de> Deserialize<'de> for Format {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        by_name(d, Format::parse)
+    }
+}
+
+/// `message_format` of the syslog parser.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MessageFormat {
+    /// RFC 3164 or RFC 5424, whichever the line is
+    #[default]
+    Auto,
+    Rfc3164,
+    Rfc5424,
+}
+
+impl MessageFormat {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(MessageFormat::Auto),
+            "rfc3164" => Ok(MessageFormat::Rfc3164),
+            "rfc5424" => Ok(MessageFormat::Rfc5424),
+            other => Err(format!("`{other}`: use auto, rfc3164 or rfc5424")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        by_name(d, MessageFormat::parse)
+    }
+}
+
+/// A field type of `types`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FieldType {
     Integer,
@@ -114,7 +206,7 @@ pub enum FieldType {
 }
 
 impl FieldType {
-    fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, String> {
         Ok(match s {
             "integer" | "int" => FieldType::Integer,
             "float" => FieldType::Float,
@@ -126,6 +218,12 @@ impl FieldType {
                 ))
             }
         })
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        by_name(d, FieldType::parse)
     }
 }
 
@@ -172,70 +270,73 @@ impl Parser {
         let re = |src: &str| {
             Regex::new(src).map_err(|e| err("expression", format!("bad regular expression: {e}")))
         };
-        let format = cfg.format.as_deref().unwrap_or("none");
+        let format = cfg.format.unwrap_or(Format::None);
         let kind = match format {
-            "json" => Kind::Json,
-            "ltsv" => Kind::Ltsv {
+            Format::Json => Kind::Json,
+            Format::Ltsv => Kind::Ltsv {
                 delimiter: cfg.delimiter.clone().unwrap_or_else(|| "\t".into()),
                 label: cfg.label_delimiter.clone().unwrap_or_else(|| ":".into()),
             },
-            "csv" | "tsv" => {
+            Format::Csv | Format::Tsv => {
                 if cfg.keys.is_empty() {
-                    return Err(err("keys", format!("format {format} needs keys = [column names]")));
+                    return Err(err(
+                        "keys",
+                        format!("format {} needs keys = [column names]", format.name()),
+                    ));
                 }
-                if format == "csv" {
+                if format == Format::Csv {
                     Kind::Csv
                 } else {
                     Kind::Tsv
                 }
             }
-            "regex" => {
-                let src = cfg.expression.as_deref().ok_or_else(|| err("expression", "format regex needs expression".into()))?;
+            Format::Regex => {
+                let src = cfg
+                    .expression
+                    .as_deref()
+                    .ok_or_else(|| err("expression", "format regex needs expression".into()))?;
                 let r = re(src)?;
                 if r.capture_names().flatten().next().is_none() {
-                    return Err(err("expression", "the expression has no named group (?P<name>...)".into()));
+                    return Err(err(
+                        "expression",
+                        "the expression has no named group (?P<name>...)".into(),
+                    ));
                 }
                 Kind::Regex(r)
             }
-            "apache2" | "nginx" => {
+            Format::Apache2 | Format::Nginx => {
                 time_key.get_or_insert_with(|| "time".into());
                 time_format.get_or_insert_with(|| "%d/%b/%Y:%H:%M:%S %z".into());
                 types.insert("code".to_string(), FieldType::Integer);
                 types.insert("size".to_string(), FieldType::Integer);
-                Kind::Regex(re(if format == "nginx" { NGINX } else { APACHE2 })?)
+                Kind::Regex(re(if format == Format::Nginx {
+                    NGINX
+                } else {
+                    APACHE2
+                })?)
             }
-            "apache_error" => {
+            Format::ApacheError => {
                 time_key.get_or_insert_with(|| "time".into());
                 time_format.get_or_insert_with(|| "apache_error".into());
                 Kind::Regex(re(APACHE_ERROR)?)
             }
-            "syslog" => {
+            Format::Syslog => {
                 time_key.get_or_insert_with(|| "time".into());
                 time_format.get_or_insert_with(|| "syslog".into());
                 types.insert("pri".to_string(), FieldType::Integer);
-                let mf = cfg.message_format.as_deref().unwrap_or("auto");
-                let (a, b) = match mf {
-                    "auto" => (Some(re(RFC3164)?), Some(re(RFC5424)?)),
-                    "rfc3164" => (Some(re(RFC3164)?), None),
-                    "rfc5424" => (None, Some(re(RFC5424)?)),
-                    other => return Err(err("message_format", format!("`{other}`: use auto, rfc3164 or rfc5424"))),
+                let (a, b) = match cfg.message_format.unwrap_or_default() {
+                    MessageFormat::Auto => (Some(re(RFC3164)?), Some(re(RFC5424)?)),
+                    MessageFormat::Rfc3164 => (Some(re(RFC3164)?), None),
+                    MessageFormat::Rfc5424 => (None, Some(re(RFC5424)?)),
                 };
-                Kind::Syslog { rfc3164: a, rfc5424: b }
+                Kind::Syslog {
+                    rfc3164: a,
+                    rfc5424: b,
+                }
             }
-            "none" => Kind::None,
-            other => {
-                return Err(err(
-                    "format",
-                    format!("unknown format `{other}` (json, ltsv, csv, tsv, regex, apache2, apache_error, nginx, syslog, none)"),
-                ))
-            }
+            Format::None => Kind::None,
         };
-        for (k, v) in &cfg.types {
-            types.insert(
-                k.clone(),
-                FieldType::parse(v).map_err(|e| err(&format!("types.{k}"), e))?,
-            );
-        }
+        types.extend(cfg.types.iter().map(|(k, v)| (k.clone(), *v)));
         let time = match (&time_key, &time_format) {
             (Some(_), Some(f)) => Some(TimeParser::new(f, tz).map_err(|e| err("time_format", e))?),
             (Some(_), None) => {

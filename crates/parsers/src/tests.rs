@@ -225,7 +225,24 @@ fn bad_configs_name_the_key() {
         let c: ParserConfig = toml::from_str(cfg).unwrap();
         Parser::new(&c, chrono_tz::UTC).unwrap_err().0
     };
-    assert_eq!(bad("format = \"xml\""), "format");
+    // names and types that are not known are refused while the config is
+    // read, at their key
+    let refused = |cfg: &str| {
+        let e = fuwa_api::ConfigSection::from_toml("input[0]", cfg)
+            .unwrap()
+            .parse::<ParserConfig>()
+            .unwrap_err();
+        (e.key, e.message)
+    };
+    let (key, msg) = refused("format = \"xml\"");
+    assert_eq!(key, "input[0].format");
+    assert!(msg.starts_with("unknown format `xml` (json, ltsv,"), "{msg}");
+    let (key, msg) = refused("format = \"json\"\ntypes = { a = \"complex\" }");
+    assert_eq!(key, "input[0].types.a");
+    assert!(msg.starts_with("unknown type `complex`"), "{msg}");
+    let (key, msg) = refused("format = \"syslog\"\nmessage_format = \"rfc1\"");
+    assert_eq!(key, "input[0].message_format");
+    assert!(msg.contains("use auto, rfc3164 or rfc5424"), "{msg}");
     assert_eq!(bad("format = \"regex\""), "expression");
     assert_eq!(bad("format = \"regex\"\nexpression = \"(\""), "expression");
     assert_eq!(
@@ -236,10 +253,6 @@ fn bad_configs_name_the_key() {
     assert_eq!(
         bad("format = \"json\"\ntime_key = \"t\"\ntime_format = \"%Q\""),
         "time_format"
-    );
-    assert_eq!(
-        bad("format = \"json\"\ntypes = { a = \"complex\" }"),
-        "types.a"
     );
 }
 

@@ -136,7 +136,7 @@ impl Decoder {
     ) -> Result<Decoder, (String, String)> {
         let json = Parser::new(
             &ParserConfig {
-                format: Some("json".into()),
+                format: Some(fuwa_parsers::Format::Json),
                 time_key: time_key.clone(),
                 time_format: time_format.clone(),
                 keep_time_key,
