@@ -418,25 +418,100 @@ impl<'de> Deserialize<'de> for Address {
 }
 
 /// A [`HumanDuration`] longer than zero (a timeout or an interval: zero
-/// would mean "never wait" or "spin").
+/// would mean "never wait" or "spin") and at most `MAX_SECS` seconds (by
+/// default the 100 years any duration may be).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct NonZeroDuration(pub Duration);
+pub struct NonZeroDuration<const MAX_SECS: u64 = { MAX_DURATION.as_secs() }>(pub Duration);
 
-impl<'de> Deserialize<'de> for NonZeroDuration {
+impl<'de, const MAX_SECS: u64> Deserialize<'de> for NonZeroDuration<MAX_SECS> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let HumanDuration(t) = HumanDuration::deserialize(d)?;
-        if t.is_zero() {
+        if t.is_zero() || t > Duration::from_secs(MAX_SECS) {
+            let range = if MAX_SECS < MAX_DURATION.as_secs() {
+                format!("more than 0 and at most {}", human_secs(MAX_SECS))
+            } else {
+                "more than 0".to_string()
+            };
             return Err(serde::de::Error::custom(format!(
-                "must be more than 0: expected {DURATION_HINT}"
+                "must be {range}: expected {DURATION_HINT}"
             )));
         }
         Ok(NonZeroDuration(t))
     }
 }
 
+/// A [`ByteSize`] more than zero and at most `MAX` bytes (a limit: zero
+/// would refuse everything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SizeLimit<const MAX: u64>(pub u64);
+
+impl<'de, const MAX: u64> Deserialize<'de> for SizeLimit<MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let ByteSize(n) = ByteSize::deserialize(d)?;
+        if n == 0 || n > MAX {
+            return Err(serde::de::Error::custom(format!(
+                "must be more than 0 and at most {}",
+                human_size(MAX)
+            )));
+        }
+        Ok(SizeLimit(n))
+    }
+}
+
+/// `1MiB`, `1GiB`, ... for a whole number of binary units, else bytes.
+pub fn human_size(n: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    format!("{n}B")
+}
+
+/// `365d`, `2h`, `90s`: the largest whole unit.
+fn human_secs(n: u64) -> String {
+    for (secs, unit) in [(86_400, "d"), (3_600, "h"), (60, "m")] {
+        if n >= secs && n.is_multiple_of(secs) {
+            return format!("{}{unit}", n / secs);
+        }
+    }
+    format!("{n}s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_types_name_their_range() {
+        #[derive(Debug, Deserialize)]
+        struct T {
+            t: Option<NonZeroDuration<{ 365 * 86_400 }>>,
+            u: Option<NonZeroDuration>,
+            s: Option<SizeLimit<{ 1 << 20 }>>,
+            a: Option<Address>,
+        }
+        let parse = |src: &str| ConfigSection::from_toml("x", src).unwrap().parse::<T>();
+        let msg = |src: &str| parse(src).unwrap_err().message;
+        assert_eq!(
+            parse("t = \"365d\"").unwrap().t.unwrap().0.as_secs(),
+            365 * 86_400
+        );
+        assert!(msg("t = \"366d\"").starts_with("must be more than 0 and at most 365d"));
+        assert!(msg("t = 0").starts_with("must be more than 0 and at most 365d"));
+        assert!(msg("u = \"0s\"").starts_with("must be more than 0: "));
+        assert_eq!(parse("u = \"1h\"").unwrap().u.unwrap().0.as_secs(), 3600);
+        assert_eq!(parse("s = \"1MiB\"").unwrap().s.unwrap().0, 1 << 20);
+        assert_eq!(msg("s = \"2MiB\""), "must be more than 0 and at most 1MiB");
+        assert_eq!(msg("s = 0"), "must be more than 0 and at most 1MiB");
+        assert_eq!(
+            parse("a = \"[::1]:9880\"").unwrap().a.unwrap().0.port(),
+            9880
+        );
+        assert!(msg("a = \"localhost:80\"").starts_with("`localhost:80` is not an address like"));
+        assert_eq!(human_size(1 << 40), "1TiB");
+        assert_eq!(human_size(1500), "1500B");
+    }
 
     #[test]
     fn sizes() {

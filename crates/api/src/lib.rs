@@ -19,7 +19,9 @@ pub mod tag;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{Address, ByteSize, ConfigError, ConfigSection, HumanDuration, NonZeroDuration};
+pub use config::{
+    Address, ByteSize, ConfigError, ConfigSection, HumanDuration, NonZeroDuration, SizeLimit,
+};
 pub use event::{Batch, Chunk, Entry, EventTime};
 pub use pattern::TagPattern;
 pub use plugin::{

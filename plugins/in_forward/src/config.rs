@@ -5,8 +5,12 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fuwa_api::{Address, ByteSize, HumanDuration};
+use fuwa_api::{Address, ByteSize, NonZeroDuration};
 use serde::Deserialize;
+
+/// The input's timeouts: more than 0 and at most 365 days (deadlines are
+/// instants: far beyond this they would overflow).
+pub type Timeout = NonZeroDuration<{ 365 * 86_400 }>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,14 +31,14 @@ pub struct ForwardConfig {
     pub max_connections: Option<NonZeroUsize>,
     /// time from accept to the end of the handshake (TLS, HELO/PING/PONG)
     #[serde(default = "default_handshake_timeout")]
-    pub handshake_timeout: HumanDuration,
+    pub handshake_timeout: Timeout,
     /// a connection with no bytes in flight and none arriving for this long
     /// is closed (Fluentd clients reconnect)
     #[serde(default = "default_idle_timeout")]
-    pub idle_timeout: HumanDuration,
+    pub idle_timeout: Timeout,
     /// once a message has begun, its last byte must arrive within this
     #[serde(default = "default_message_timeout")]
-    pub message_timeout: HumanDuration,
+    pub message_timeout: Timeout,
     /// bytes of messages begun but not complete, and of events decoded and
     /// waiting for the pipeline, across every connection of the input; the
     /// connection that would go over it is closed (its message was never
@@ -77,14 +81,14 @@ fn default_limit() -> ByteSize {
 fn default_tag_limit() -> ByteSize {
     ByteSize(fuwa_api::tag::DEFAULT_TAG_LENGTH_LIMIT as u64)
 }
-fn default_handshake_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(10))
+fn default_handshake_timeout() -> Timeout {
+    NonZeroDuration(Duration::from_secs(10))
 }
-fn default_idle_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(60))
+fn default_idle_timeout() -> Timeout {
+    NonZeroDuration(Duration::from_secs(60))
 }
-fn default_message_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
+fn default_message_timeout() -> Timeout {
+    NonZeroDuration(Duration::from_secs(30))
 }
 fn default_pending() -> ByteSize {
     ByteSize(128 << 20)

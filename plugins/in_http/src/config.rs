@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
 
-use fuwa_api::{Address, ByteSize, HumanDuration, NonZeroDuration};
+use fuwa_api::{Address, ByteSize, HumanDuration, NonZeroDuration, SizeLimit};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -14,7 +14,7 @@ pub struct HttpConfig {
     pub bind: Address,
     /// largest body accepted, before and after gzip decompression
     #[serde(default = "default_limit")]
-    pub body_size_limit: ByteSize,
+    pub body_size_limit: SizeLimit<{ 1 << 30 }>,
     /// browser origins allowed by CORS (`"*"`: any; `"https://*.example.com"`:
     /// any subdomain). When set, a request from another origin gets 403.
     #[serde(default)]
@@ -57,7 +57,7 @@ pub struct HttpConfig {
     pub body_buffer_limit: Option<ByteSize>,
     /// longest tag (the path after `/`) accepted, in bytes
     #[serde(default = "default_tag_length_limit")]
-    pub tag_length_limit: ByteSize,
+    pub tag_length_limit: SizeLimit<{ 1 << 20 }>,
     /// peers (IPs or CIDRs) whose `X-Forwarded-For` is believed for
     /// remote_addr_key; empty: the header is never believed
     #[serde(default)]
@@ -72,8 +72,8 @@ pub struct HttpConfig {
 fn default_bind() -> Address {
     Address(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 9880)))
 }
-fn default_limit() -> ByteSize {
-    ByteSize(32 << 20)
+fn default_limit() -> SizeLimit<{ 1 << 30 }> {
+    SizeLimit(32 << 20)
 }
 fn default_backpressure_timeout() -> NonZeroDuration {
     NonZeroDuration(std::time::Duration::from_secs(5))
@@ -90,6 +90,6 @@ fn default_header_timeout() -> NonZeroDuration {
 fn default_idle_timeout() -> NonZeroDuration {
     NonZeroDuration(std::time::Duration::from_secs(30))
 }
-fn default_tag_length_limit() -> ByteSize {
-    ByteSize(fuwa_api::tag::DEFAULT_TAG_LENGTH_LIMIT as u64)
+fn default_tag_length_limit() -> SizeLimit<{ 1 << 20 }> {
+    SizeLimit(fuwa_api::tag::DEFAULT_TAG_LENGTH_LIMIT as u64)
 }

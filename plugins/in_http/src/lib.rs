@@ -105,9 +105,6 @@ pub fn build(
             "is only used with remote_addr_key (set it, or remove trusted_proxies)",
         ));
     }
-    if cfg.tag_length_limit.0 == 0 || cfg.tag_length_limit.0 > (1 << 20) {
-        errors.push(section.error("tag_length_limit", "must be more than 0 and at most 1MiB"));
-    }
     if let Some(b) = cfg.body_buffer_limit {
         if b.0 < cfg.body_size_limit.0 || b.0 > (1 << 40) {
             errors.push(section.error(
@@ -115,9 +112,6 @@ pub fn build(
                 "must be at least body_size_limit (one body must fit) and at most 1TiB",
             ));
         }
-    }
-    if cfg.body_size_limit.0 == 0 || cfg.body_size_limit.0 > (1 << 30) {
-        errors.push(section.error("body_size_limit", "must be more than 0 and at most 1GiB"));
     }
     if cfg
         .auth_token
