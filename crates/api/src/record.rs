@@ -28,6 +28,27 @@ pub fn check_path(p: &str) -> Result<Vec<String>, String> {
     Ok(parts)
 }
 
+/// A field path in a config (`field` or `a.b.c`), checked as it is read
+/// (see [`check_path`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath(pub Vec<String>);
+
+impl FieldPath {
+    /// A path known to be good (a default).
+    pub fn of(p: &str) -> Self {
+        FieldPath(path(p))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FieldPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        check_path(&s)
+            .map(FieldPath)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// The value at `path`, if the record has it.
 pub fn get<'a>(record: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut cur = record;

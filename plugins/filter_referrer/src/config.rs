@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-use fuwa_api::record;
+use fuwa_api::record::FieldPath;
 use fuwa_api::{BuildContext, ConfigError, ConfigSection, Filter};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -18,11 +18,11 @@ use crate::{database, ReferrerFilter};
 #[serde(deny_unknown_fields)]
 struct ReferrerConfig {
     #[serde(default = "default_key")]
-    key: String,
+    key: FieldPath,
     #[serde(default = "default_target")]
-    target: String,
+    target: FieldPath,
     #[serde(default)]
-    own_hosts: Vec<String>,
+    own_hosts: OwnHosts,
     #[serde(default)]
     search: BTreeMap<String, SearchConfig>,
     #[serde(default)]
@@ -38,7 +38,7 @@ struct ReferrerConfig {
     /// a record field with the page (landing) URL: its click ids and utm_*
     /// tags count with the referrer's own
     #[serde(default)]
-    url_key: Option<String>,
+    url_key: Option<FieldPath>,
     /// a Snowplow referer-parser format file (YAML or JSON)
     #[serde(default)]
     database: Option<String>,
@@ -59,11 +59,11 @@ enum DatabaseMode {
 fn default_cache_size() -> usize {
     10_000
 }
-fn default_key() -> String {
-    "referrer".into()
+fn default_key() -> FieldPath {
+    FieldPath::of("referrer")
 }
-fn default_target() -> String {
-    "ref".into()
+fn default_target() -> FieldPath {
+    FieldPath::of("ref")
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +111,13 @@ pub struct OwnHosts {
     subdomains_of: HashSet<String>,
 }
 
+impl<'de> Deserialize<'de> for OwnHosts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let hosts = Vec::<String>::deserialize(d)?;
+        OwnHosts::new(&hosts).map_err(de::Error::custom)
+    }
+}
+
 impl OwnHosts {
     /// Parses `own_hosts` entries (`example.com`, `*.example.com`).
     pub fn new<S: AsRef<str>>(hosts: &[S]) -> Result<Self, String> {
@@ -155,14 +162,6 @@ impl OwnHosts {
     }
 }
 
-fn check_path(
-    section: &ConfigSection<'_>,
-    name: &str,
-    p: &str,
-) -> Result<Vec<String>, ConfigError> {
-    record::check_path(p).map_err(|e| section.error(name, e))
-}
-
 /// An error about one entry of `[search]`, `[social]` or `[email]`, located
 /// at that entry. (`section.error` takes a dotted path, and host names have
 /// dots of their own.)
@@ -193,15 +192,6 @@ pub fn build(
 ) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
     let cfg: ReferrerConfig = section.parse_all()?;
     let mut errors = Vec::new();
-    let key = check_path(section, "key", &cfg.key).map_err(|e| errors.push(e));
-    let target = check_path(section, "target", &cfg.target).map_err(|e| errors.push(e));
-    let url_key = match &cfg.url_key {
-        None => Ok(None),
-        Some(k) => check_path(section, "url_key", k)
-            .map(Some)
-            .map_err(|e| errors.push(e)),
-    };
-    let own = OwnHosts::new(&cfg.own_hosts).map_err(|m| errors.push(section.error("own_hosts", m)));
 
     let mut table = match (&cfg.database, cfg.database_mode) {
         (Some(_), DatabaseMode::Replace) => Table::empty(),
@@ -291,12 +281,16 @@ pub fn build(
             add(name, &k, Entry::new(medium, &source), &mut errors);
         }
     }
-    match (key, target, url_key, own) {
-        (Ok(key), Ok(target), Ok(url_key), Ok(own)) if errors.is_empty() => {
-            let mut f = ReferrerFilter::from_parts(key, target, own, table, cfg.cache_size);
-            f.url_key = url_key;
-            Ok(Box::new(f))
-        }
-        _ => Err(errors),
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    let mut f = ReferrerFilter::from_parts(
+        cfg.key.0,
+        cfg.target.0,
+        cfg.own_hosts,
+        table,
+        cfg.cache_size,
+    );
+    f.url_key = cfg.url_key.map(|p| p.0);
+    Ok(Box::new(f))
 }

@@ -22,7 +22,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
-use fuwa_api::record::{self, Text};
+use fuwa_api::record::{FieldPath, Text};
 use fuwa_api::{
     msgpack, BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record,
 };
@@ -42,19 +42,19 @@ const UNKNOWN: &str = "UNKNOWN";
 #[serde(deny_unknown_fields)]
 struct UserAgentConfig {
     #[serde(default = "default_key")]
-    key: String,
+    key: FieldPath,
     #[serde(default = "default_target")]
-    target: String,
+    target: FieldPath,
     #[serde(default)]
     flatten: bool,
     #[serde(default = "default_cache_size")]
     cache_size: usize,
 }
-fn default_key() -> String {
-    "user_agent".into()
+fn default_key() -> FieldPath {
+    FieldPath::of("user_agent")
 }
-fn default_target() -> String {
-    "ua".into()
+fn default_target() -> FieldPath {
+    FieldPath::of("ua")
 }
 fn default_cache_size() -> usize {
     10_000
@@ -118,28 +118,14 @@ pub struct UserAgentFilter {
     cache: Option<Mutex<Lru<Arc<UaInfo>>>>,
 }
 
-fn check_path(
-    section: &ConfigSection<'_>,
-    name: &str,
-    p: &str,
-) -> Result<Vec<String>, ConfigError> {
-    record::check_path(p).map_err(|e| section.error(name, e))
-}
-
 pub fn build(
     section: &ConfigSection<'_>,
     _ctx: &BuildContext,
 ) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
     let cfg: UserAgentConfig = section.parse_all()?;
-    let mut errors = Vec::new();
-    let key = check_path(section, "key", &cfg.key).map_err(|e| errors.push(e));
-    let target = check_path(section, "target", &cfg.target).map_err(|e| errors.push(e));
-    let (Ok(key), Ok(target)) = (key, target) else {
-        return Err(errors);
-    };
     Ok(Box::new(UserAgentFilter::new(
-        key,
-        target,
+        cfg.key.0,
+        cfg.target.0,
         cfg.flatten,
         cfg.cache_size,
     )))
