@@ -236,7 +236,10 @@ fn bad_configs_name_the_key() {
     };
     let (key, msg) = refused("format = \"xml\"");
     assert_eq!(key, "input[0].format");
-    assert!(msg.starts_with("unknown format `xml` (json, ltsv,"), "{msg}");
+    assert!(
+        msg.starts_with("unknown format `xml` (json, ltsv,"),
+        "{msg}"
+    );
     let (key, msg) = refused("format = \"json\"\ntypes = { a = \"complex\" }");
     assert_eq!(key, "input[0].types.a");
     assert!(msg.starts_with("unknown type `complex`"), "{msg}");
