@@ -71,6 +71,9 @@ pub struct TailConfig {
     /// a file whose derived tag is longer is not read (warned once)
     #[serde(default = "tag_limit")]
     pub tag_length_limit: ByteSize,
+    /// kinesis-agent's `dataProcessingOptions` (its JSON), applied to each
+    /// line instead of a parser (`fuwa import kinesis-agent` writes it)
+    pub kinesis_agent_processing: Option<String>,
 
     // the shared parser keys (see fuwa-parsers)
     #[serde(default = "none")]

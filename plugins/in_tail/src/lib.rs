@@ -43,6 +43,7 @@ const BATCH_BYTES: usize = 1024 * 1024;
 pub struct TailInput {
     cfg: TailConfig,
     parser: Parser,
+    kinesis_agent: Option<fuwa_parsers::kinesis_agent::Chain>,
     multiline: Option<Regex>,
     includes: Vec<String>,
     excludes: Vec<glob::Pattern>,
@@ -64,6 +65,19 @@ pub fn build(
             errors.push(section.error(&k, m));
             None
         }
+    };
+    let kinesis_agent = match cfg.kinesis_agent_processing.as_deref() {
+        Some(_) if cfg.format != "none" => {
+            errors.push(section.error(
+                "kinesis_agent_processing",
+                "replaces the parser: leave `format` unset",
+            ));
+            None
+        }
+        Some(j) => fuwa_parsers::kinesis_agent::Chain::new(j)
+            .map_err(|e| errors.push(section.error("kinesis_agent_processing", e)))
+            .ok(),
+        None => None,
     };
     let multiline = match cfg.multiline_start.as_deref().map(Regex::new) {
         None => None,
@@ -117,6 +131,7 @@ pub fn build(
             positions_path: ctx.data_dir.join("tail").join(format!("{}.json", ctx.id)),
             cfg,
             parser,
+            kinesis_agent,
             multiline,
             includes,
             excludes,
@@ -199,7 +214,19 @@ impl<'a> Builder<'a> {
             Ok(s) => std::borrow::Cow::Borrowed(s),
             Err(_) => String::from_utf8_lossy(text),
         };
-        let (tag, time, mut record) = match self.input.parser.parse(&line) {
+        let parsed = match &self.input.kinesis_agent {
+            // kinesis-agent skips what LOGTOJSON does not match: counted, not sent
+            Some(chain) => match chain.record(&line) {
+                Some(record) => Ok(fuwa_parsers::Parsed { time: None, record }),
+                None => {
+                    self.parse_errors += 1;
+                    self.last_error = Some(format!("line at byte offset {start}: skipped by kinesis-agent's LOGTOJSON (no match)"));
+                    return;
+                }
+            },
+            None => self.input.parser.parse(&line),
+        };
+        let (tag, time, mut record) = match parsed {
             Ok(p) => (tag.clone(), p.time.unwrap_or(self.now), p.record),
             Err(e) => {
                 self.parse_errors += 1;
