@@ -78,6 +78,8 @@ struct FirehoseConfig {
     #[serde(default = "rfc3339")]
     time_format: String,
     tag_key: Option<String>,
+    /// send this field's value as it is instead of the JSON record
+    log_key: Option<String>,
     #[serde(default = "default_timeout")]
     timeout: HumanDuration,
     #[serde(default = "default_connect_timeout")]
@@ -139,6 +141,7 @@ struct Inner {
     id: String,
     stream: String,
     lines: JsonLines,
+    log_key: Option<String>,
     append_newline: bool,
     aggregate: Option<usize>,
     retry_attempts: u32,
@@ -242,6 +245,7 @@ pub fn build_output(
                 time_key: cfg.time_key,
                 time_format,
             },
+            log_key: cfg.log_key,
             append_newline: cfg.append_newline,
             aggregate: cfg.aggregate.then_some(cfg.aggregate_max_size.0 as usize),
             retry_attempts: cfg.retry_attempts,
@@ -343,7 +347,13 @@ impl Inner {
 
     async fn write(self: &Arc<Self>, chunk: &Chunk) -> Result<(), OutputError> {
         let client = self.client.get().await?.clone();
-        let rendered = records::render(&self.lines, chunk, self.append_newline, self.aggregate);
+        let rendered = records::render(
+            &self.lines,
+            self.log_key.as_deref(),
+            chunk,
+            self.append_newline,
+            self.aggregate,
+        );
         if rendered.bad > 0 {
             warn!(output = %self.id, chunk = %chunk.id, bad = rendered.bad, "entries that could not be rendered were skipped");
         }
