@@ -10,13 +10,13 @@
 //! the whole record kinesis-agent would send, without its final `\n`, kept
 //! as the `message` field; the outputs send it as it is (`log_key`).
 //!
-//! The behaviour follows kinesis-agent's sources (Apache-2.0,
+//! The behaviour follows kinesis-agent's sources (Amazon Software License,
 //! github.com/awslabs/amazon-kinesis-agent, `processing/processors`,
 //! `processing/parsers`); the expected records in the tests are its own.
 
 mod imds;
 pub mod jackson;
-mod java_regex;
+pub mod java_regex;
 #[cfg(test)]
 mod tests;
 

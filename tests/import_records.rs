@@ -1,0 +1,448 @@
+//! kinesis-agent's records, end to end: for every converter case of
+//! kinesis-agent's own tests (tests/data/kinesis-agent/converter-cases.json,
+//! copied from its DataConverterTest, plus a few of ours marked as such) an
+//! agent.json flow tails a file; `fuwa import kinesis-agent` translates it,
+//! `fuwa check` accepts the result untouched, fuwa runs it, and the records
+//! that reach a Firehose endpoint written here (PutRecordBatch over JSON
+//! 1.1, recording every record's bytes) are compared byte for byte with what
+//! kinesis-agent's tests expect. ADDEC2METADATA runs against an instance
+//! metadata service written here, and off EC2.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::aws::{aws_env, read_request};
+use common::*;
+use serde_json::{json, Value as J};
+
+fn b64decode(s: &str) -> Vec<u8> {
+    fn val(c: u8) -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("bad base64 {c}"),
+        }
+    }
+    let b: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for ch in b.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in ch.iter().enumerate() {
+            n |= val(c) << (18 - 6 * i);
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..ch.len() - 1]);
+    }
+    out
+}
+
+/// A Firehose endpoint that accepts everything and keeps each stream's
+/// records in the order they arrived.
+struct Firehose {
+    port: u16,
+    records: Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>,
+}
+
+impl Firehose {
+    fn start() -> Firehose {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let records: Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>> = Default::default();
+        let rec = records.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { return };
+                let rec = rec.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(c, &rec);
+                });
+            }
+        });
+        Firehose { port, records }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn stream(&self, name: &str) -> Vec<Vec<u8>> {
+        self.records
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn serve(c: TcpStream, rec: &Mutex<HashMap<String, Vec<Vec<u8>>>>) -> std::io::Result<()> {
+    let mut w = c.try_clone()?;
+    let mut r = BufReader::new(c);
+    while let Some((_head, body)) = read_request(&mut r)? {
+        let req: J = serde_json::from_slice(&body).unwrap_or(J::Null);
+        let stream = req["DeliveryStreamName"].as_str().unwrap_or("").to_string();
+        let data: Vec<Vec<u8>> = req["Records"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| b64decode(r["Data"].as_str().unwrap_or("")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let answers: Vec<J> = (0..data.len())
+            .map(|i| json!({"RecordId": format!("r{i}")}))
+            .collect();
+        rec.lock().unwrap().entry(stream).or_default().extend(data);
+        let body = json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": answers})
+            .to_string();
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: t\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        w.flush()?;
+    }
+    Ok(())
+}
+
+fn env() {
+    aws_env();
+    std::env::set_var("AWS_REGION", "ap-northeast-1");
+}
+
+/// `fuwa import kinesis-agent` on `agent`; the TOML and the notes.
+fn import(agent: &Path) -> (String, String) {
+    let o = Command::new(bin())
+        .args(["import", "kinesis-agent"])
+        .arg(agent)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (
+        String::from_utf8(o.stdout).unwrap(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `fuwa check` on the imported config as it is.
+fn check(dir: &Path, toml_text: &str) {
+    let p = dir.join("imported.toml");
+    std::fs::write(&p, toml_text).unwrap();
+    let o = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "fuwa check refused the imported config:\n{}\n{toml_text}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn wait_records(fh: &Firehose, stream: &str, n: usize, a: &Agent) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = fh.stream(stream);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stream}: {} of {n} records after 60s; agent log:\n{}",
+            got.len(),
+            a.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn show(b: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(b))
+}
+
+#[test]
+fn every_converter_case_delivers_kinesis_agents_exact_records_to_firehose() {
+    env();
+    let cases: Vec<J> = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("tests/data/kinesis-agent/converter-cases.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(cases.len() >= 14);
+    let fh = Firehose::start();
+    let logs = tempfile::tempdir().unwrap();
+    let mut flows = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let path = logs.path().join(format!("case{i}.log"));
+        std::fs::write(&path, c["file"].as_str().unwrap()).unwrap();
+        let mut f = json!({
+            "filePattern": path.display().to_string(),
+            "deliveryStream": format!("case-{i}"),
+            "initialPosition": "START_OF_FILE",
+            // numbers written as strings, as many published configs do
+            "maxBufferAgeMillis": "200",
+            "maxBufferSizeRecords": "500",
+        });
+        if let Some(p) = c["multiLineStartPattern"].as_str() {
+            f["multiLineStartPattern"] = json!(p);
+        }
+        if !c["options"].is_null() {
+            f["dataProcessingOptions"] = c["options"].clone();
+        }
+        flows.push(f);
+    }
+    let body = serde_json::to_string_pretty(&json!({
+        "cloudwatch.emitMetrics": false,
+        "firehose.endpoint": fh.endpoint(),
+        "flows": flows,
+    }))
+    .unwrap();
+    // kinesis-agent reads its config with comments allowed
+    let agent_json =
+        format!("/* written by tests/import_records.rs */\n// one flow per case\n{body}\n");
+    let dir = tempfile::tempdir().unwrap();
+    let aj = dir.path().join("agent.json");
+    std::fs::write(&aj, agent_json).unwrap();
+    let (toml_text, notes) = import(&aj);
+    assert!(
+        !notes.contains("unknown key") && !notes.contains("does not read"),
+        "{notes}"
+    );
+    check(dir.path(), &toml_text);
+    let a = Agent::start_with(&toml_text, false);
+    let mut failures = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let expected: Vec<Vec<u8>> = c["expected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().as_bytes().to_vec())
+            .collect();
+        let got = wait_records(&fh, &format!("case-{i}"), expected.len(), &a);
+        if got != expected {
+            failures.push(format!(
+                "{} ({}):\n  expected {}\n  got      {}",
+                c["name"],
+                c["source"],
+                expected
+                    .iter()
+                    .map(|e| show(e))
+                    .collect::<Vec<_>>()
+                    .join("\n           "),
+                got.iter()
+                    .map(|e| show(e))
+                    .collect::<Vec<_>>()
+                    .join("\n           ")
+            ));
+        }
+    }
+    // nothing more arrives: skipped lines stay skipped
+    std::thread::sleep(Duration::from_millis(800));
+    for (i, c) in cases.iter().enumerate() {
+        let n = c["expected"].as_array().unwrap().len();
+        let got = fh.stream(&format!("case-{i}"));
+        if got.len() != n {
+            failures.push(format!(
+                "{}: {} records, expected {n}",
+                c["name"],
+                got.len()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // the lines LOGTOJSON skips are counted in the tail input's warning
+    assert!(
+        a.wait_stderr(
+            "skipped by kinesis-agent's LOGTOJSON",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        a.stderr()
+    );
+}
+
+/// An instance metadata service: IMDSv2 token, identity document, tags.
+fn imds() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen: Arc<Mutex<Vec<String>>> = Default::default();
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { return };
+            let mut w = c.try_clone().unwrap();
+            let mut r = BufReader::new(c);
+            while let Ok(Some((head, _))) = read_request(&mut r) {
+                let line = head.first().cloned().unwrap_or_default();
+                let token_ok = head
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case("x-aws-ec2-metadata-token: tok-1"));
+                s2.lock().unwrap().push(line.clone());
+                let (code, body) = match line.split_whitespace().take(2).collect::<Vec<_>>()[..] {
+                    ["PUT", "/latest/api/token"] => (200, "tok-1".to_string()),
+                    [_, _] if !token_ok => (401, String::new()),
+                    ["GET", "/latest/dynamic/instance-identity/document"] => (200, r#"{
+  "accountId" : "123456789012", "architecture" : "x86_64", "availabilityZone" : "ap-northeast-1a",
+  "imageId" : "ami-0abcdef1234567890", "instanceId" : "i-0123456789abcdef0", "instanceType" : "t3.micro",
+  "pendingTime" : "2024-01-01T00:00:00Z", "privateIp" : "10.0.0.12", "region" : "ap-northeast-1", "version" : "2017-09-30"
+}"#.to_string()),
+                    ["GET", "/latest/meta-data/tags/instance"] => (200, "Name\nTeam".to_string()),
+                    ["GET", "/latest/meta-data/tags/instance/Name"] => (200, "web-1".to_string()),
+                    ["GET", "/latest/meta-data/tags/instance/Team"] => (200, "Growth".to_string()),
+                    _ => (404, String::new()),
+                };
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 {code} X\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        }
+    });
+    (port, seen)
+}
+
+fn start_with_env(cfg: &str, env: &[(&str, &str)]) -> Agent {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fuwa.toml"), cfg).unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let stdout = Arc::new(Mutex::new(String::new()));
+    let child = spawn_agent_with(dir.path(), stdout.clone(), stderr.clone(), env);
+    Agent {
+        child,
+        dir,
+        port: 0,
+        stderr,
+        stdout,
+    }
+}
+
+fn ec2_flow(fh: &Firehose, log: &Path, dir: &Path) -> String {
+    let agent_json = json!({
+        "firehose.endpoint": fh.endpoint(),
+        "flows": [{
+            "filePattern": log.display().to_string(),
+            "deliveryStream": "ec2",
+            "initialPosition": "START_OF_FILE",
+            "maxBufferAgeMillis": 200,
+            "dataProcessingOptions": [
+                {"optionName": "LOGTOJSON", "logFormat": "SYSLOG"},
+                // kinesis-agent wants a logFormat here too (its converter builds a parser it never uses)
+                {"optionName": "ADDEC2METADATA", "logFormat": "SYSLOG"}
+            ]
+        }]
+    });
+    let aj = dir.join("agent.json");
+    std::fs::write(&aj, agent_json.to_string()).unwrap();
+    let (t, _) = import(&aj);
+    check(dir, &t);
+    t
+}
+
+#[test]
+fn add_ec2_metadata_reads_the_instance_metadata_service() {
+    env();
+    let fh = Firehose::start();
+    let (port, seen) = imds();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("messages");
+    std::fs::write(
+        &log,
+        "Mar 12 12:01:02 server4 snort: Ports to decode telnet on: 21 23 25 119\n",
+    )
+    .unwrap();
+    let cfg = ec2_flow(&fh, &log, dir.path());
+    let ep = format!("http://127.0.0.1:{port}");
+    let a = start_with_env(
+        &cfg,
+        &[
+            ("AWS_EC2_METADATA_DISABLED", ""),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &ep),
+            ("TZ", "UTC"),
+        ],
+    );
+    let got = wait_records(&fh, "ec2", 1, &a);
+    let text = String::from_utf8(got[0].clone()).unwrap();
+    let re = regex_lite(
+        r#"{"timestamp":"Mar 12 12:01:02","hostname":"server4","program":"snort","processid":null,"message":"Ports to decode telnet on: 21 23 25 119","privateIp":"10.0.0.12","availabilityZone":"ap-northeast-1a","instanceId":"i-0123456789abcdef0","instanceType":"t3.micro","accountId":"123456789012","amiId":"ami-0abcdef1234567890","region":"ap-northeast-1","metadataTimestamp":"#,
+        r#","tags":{"name":"web-1","team":"Growth"}}
+"#,
+        &text,
+    );
+    assert!(re, "{text:?}");
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls[0], "PUT /latest/api/token HTTP/1.1", "{calls:?}");
+}
+
+/// `prefix` + a `yyyy-MM-dd'T'HH:mm:ssZ` timestamp string + `suffix`.
+fn regex_lite(prefix: &str, suffix: &str, text: &str) -> bool {
+    let Some(rest) = text.strip_prefix(prefix) else {
+        return false;
+    };
+    let Some(ts) = rest.strip_suffix(suffix) else {
+        return false;
+    };
+    let b = ts.as_bytes();
+    ts.len() == 26
+        && b[0] == b'"'
+        && b[25] == b'"'
+        && b[5] == b'-'
+        && b[11] == b'T'
+        && (b[20] == b'+' || b[20] == b'-')
+        && ts[1..5].bytes().all(|c| c.is_ascii_digit())
+}
+
+#[test]
+fn add_ec2_metadata_off_ec2_is_a_clear_error_and_records_pass_unchanged() {
+    env();
+    let fh = Firehose::start();
+    // a port nothing listens on
+    let ep = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("messages");
+    std::fs::write(&log, "Mar 12 12:01:02 server4 snort: hi\n").unwrap();
+    let cfg = ec2_flow(&fh, &log, dir.path());
+    let a = start_with_env(
+        &cfg,
+        &[
+            ("AWS_EC2_METADATA_DISABLED", ""),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &ep),
+        ],
+    );
+    let got = wait_records(&fh, "ec2", 1, &a);
+    assert_eq!(
+        show(&got[0]),
+        show(b"{\"timestamp\":\"Mar 12 12:01:02\",\"hostname\":\"server4\",\"program\":\"snort\",\"processid\":null,\"message\":\"hi\"}\n")
+    );
+    assert!(
+        a.wait_stderr(
+            "ADDEC2METADATA: no EC2 instance metadata",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        a.stderr()
+    );
+    assert!(
+        a.stderr().contains(&ep),
+        "the error names the address: {}",
+        a.stderr()
+    );
+}
