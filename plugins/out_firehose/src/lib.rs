@@ -23,7 +23,6 @@
 //! Up to `max_in_flight` calls are in flight per chunk: no ordering between
 //! records is guaranteed.
 
-mod limit;
 mod records;
 
 use std::collections::{HashMap, HashSet};
@@ -47,7 +46,7 @@ use serde::Deserialize;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-pub use limit::{Aimd, TokenBucket};
+pub use fuwa_aws::limit::{Aimd, TokenBucket};
 pub use records::{billed, MAX_CALL_BYTES, MAX_CALL_RECORDS, MAX_RECORD};
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +58,10 @@ struct FirehoseConfig {
     role_arn: Option<String>,
     role_session_name: Option<String>,
     external_id: Option<String>,
+    sts_endpoint: Option<String>,
+    sts_region: Option<String>,
+    profile: Option<String>,
+    proxy: Option<String>,
     #[serde(default)]
     aggregate: bool,
     #[serde(default = "default_aggregate_max")]
@@ -223,6 +226,10 @@ pub fn build_output(
         role_arn: cfg.role_arn.clone(),
         role_session_name: cfg.role_session_name.clone(),
         external_id: cfg.external_id.clone(),
+        sts_endpoint: cfg.sts_endpoint.clone(),
+        sts_region: cfg.sts_region.clone(),
+        profile: cfg.profile.clone(),
+        proxy: cfg.proxy.clone(),
         timeout: cfg.timeout.0,
         connect_timeout: cfg.connect_timeout.0,
     };
