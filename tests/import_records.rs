@@ -18,33 +18,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::aws::{aws_env, read_request};
+use common::aws::{aws_env, b64decode, py_script, read_request, MotoServer};
 use common::*;
 use serde_json::{json, Value as J};
-
-fn b64decode(s: &str) -> Vec<u8> {
-    fn val(c: u8) -> u32 {
-        match c {
-            b'A'..=b'Z' => (c - b'A') as u32,
-            b'a'..=b'z' => (c - b'a' + 26) as u32,
-            b'0'..=b'9' => (c - b'0' + 52) as u32,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("bad base64 {c}"),
-        }
-    }
-    let b: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-    let mut out = Vec::new();
-    for ch in b.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in ch.iter().enumerate() {
-            n |= val(c) << (18 - 6 * i);
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..ch.len() - 1]);
-    }
-    out
-}
 
 /// A Firehose endpoint that accepts everything and keeps each stream's
 /// records in the order they arrived.
@@ -175,29 +151,48 @@ fn show(b: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(b))
 }
 
-#[test]
-fn every_converter_case_delivers_kinesis_agents_exact_records_to_firehose() {
-    env();
+fn cases() -> Vec<J> {
     let cases: Vec<J> = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("tests/data/kinesis-agent/converter-cases.json"))
             .unwrap(),
     )
     .unwrap();
     assert!(cases.len() >= 14);
-    let fh = Firehose::start();
-    let logs = tempfile::tempdir().unwrap();
+    cases
+}
+
+/// Where the records go: the flow key naming the stream and the top-level
+/// endpoint key.
+enum Sink<'a> {
+    Firehose(&'a Firehose),
+    Kinesis(&'a MotoServer),
+}
+
+/// One agent.json with a flow per case, imported, checked and run; returns
+/// the running agent.
+fn run_cases(cases: &[J], sink: &Sink<'_>, logs: &Path, dir: &Path) -> Agent {
     let mut flows = Vec::new();
     for (i, c) in cases.iter().enumerate() {
-        let path = logs.path().join(format!("case{i}.log"));
+        let path = logs.join(format!("case{i}.log"));
         std::fs::write(&path, c["file"].as_str().unwrap()).unwrap();
         let mut f = json!({
             "filePattern": path.display().to_string(),
-            "deliveryStream": format!("case-{i}"),
             "initialPosition": "START_OF_FILE",
             // numbers written as strings, as many published configs do
             "maxBufferAgeMillis": "200",
             "maxBufferSizeRecords": "500",
         });
+        match sink {
+            Sink::Firehose(_) => f["deliveryStream"] = json!(format!("case-{i}")),
+            Sink::Kinesis(_) => {
+                f["kinesisStream"] = json!(format!("case-{i}"));
+                f["partitionKeyOption"] = json!(if i % 2 == 0 {
+                    "DETERMINISTIC"
+                } else {
+                    "RANDOM"
+                });
+            }
+        }
         if let Some(p) = c["multiLineStartPattern"].as_str() {
             f["multiLineStartPattern"] = json!(p);
         }
@@ -206,63 +201,72 @@ fn every_converter_case_delivers_kinesis_agents_exact_records_to_firehose() {
         }
         flows.push(f);
     }
-    let body = serde_json::to_string_pretty(&json!({
-        "cloudwatch.emitMetrics": false,
-        "firehose.endpoint": fh.endpoint(),
-        "flows": flows,
-    }))
-    .unwrap();
+    let mut top = json!({ "cloudwatch.emitMetrics": false, "flows": flows });
+    match sink {
+        Sink::Firehose(fh) => top["firehose.endpoint"] = json!(fh.endpoint()),
+        Sink::Kinesis(m) => top["kinesis.endpoint"] = json!(m.endpoint()),
+    }
+    let body = serde_json::to_string_pretty(&top).unwrap();
     // kinesis-agent reads its config with comments allowed
     let agent_json =
         format!("/* written by tests/import_records.rs */\n// one flow per case\n{body}\n");
-    let dir = tempfile::tempdir().unwrap();
-    let aj = dir.path().join("agent.json");
+    let aj = dir.join("agent.json");
     std::fs::write(&aj, agent_json).unwrap();
     let (toml_text, notes) = import(&aj);
     assert!(
         !notes.contains("unknown key") && !notes.contains("does not read"),
         "{notes}"
     );
-    check(dir.path(), &toml_text);
-    let a = Agent::start_with(&toml_text, false);
+    check(dir, &toml_text);
+    Agent::start_with(&toml_text, false)
+}
+
+fn compare(c: &J, got: &[Vec<u8>], failures: &mut Vec<String>) {
+    let expected: Vec<Vec<u8>> = expected(c);
+    if got != expected {
+        failures.push(format!(
+            "{} ({}):\n  expected {}\n  got      {}",
+            c["name"],
+            c["source"],
+            expected
+                .iter()
+                .map(|e| show(e))
+                .collect::<Vec<_>>()
+                .join("\n           "),
+            got.iter()
+                .map(|e| show(e))
+                .collect::<Vec<_>>()
+                .join("\n           ")
+        ));
+    }
+}
+
+fn expected(c: &J) -> Vec<Vec<u8>> {
+    c["expected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().as_bytes().to_vec())
+        .collect()
+}
+
+#[test]
+fn every_converter_case_delivers_kinesis_agents_exact_records_to_firehose() {
+    env();
+    let cases = cases();
+    let fh = Firehose::start();
+    let (logs, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = run_cases(&cases, &Sink::Firehose(&fh), logs.path(), dir.path());
     let mut failures = Vec::new();
     for (i, c) in cases.iter().enumerate() {
-        let expected: Vec<Vec<u8>> = c["expected"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e.as_str().unwrap().as_bytes().to_vec())
-            .collect();
-        let got = wait_records(&fh, &format!("case-{i}"), expected.len(), &a);
-        if got != expected {
-            failures.push(format!(
-                "{} ({}):\n  expected {}\n  got      {}",
-                c["name"],
-                c["source"],
-                expected
-                    .iter()
-                    .map(|e| show(e))
-                    .collect::<Vec<_>>()
-                    .join("\n           "),
-                got.iter()
-                    .map(|e| show(e))
-                    .collect::<Vec<_>>()
-                    .join("\n           ")
-            ));
-        }
+        let n = expected(c).len();
+        let got = wait_records(&fh, &format!("case-{i}"), n, &a);
+        compare(c, &got, &mut failures);
     }
     // nothing more arrives: skipped lines stay skipped
     std::thread::sleep(Duration::from_millis(800));
     for (i, c) in cases.iter().enumerate() {
-        let n = c["expected"].as_array().unwrap().len();
-        let got = fh.stream(&format!("case-{i}"));
-        if got.len() != n {
-            failures.push(format!(
-                "{}: {} records, expected {n}",
-                c["name"],
-                got.len()
-            ));
-        }
+        compare(c, &fh.stream(&format!("case-{i}")), &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // the lines LOGTOJSON skips are counted in the tail input's warning
@@ -274,6 +278,95 @@ fn every_converter_case_delivers_kinesis_agents_exact_records_to_firehose() {
         "{}",
         a.stderr()
     );
+}
+
+/// Every record of a one-shard stream, in order, with its partition key.
+fn read_kinesis(moto: &MotoServer, stream: &str) -> Vec<(String, Vec<u8>)> {
+    let out = py_script(
+        "kinesis_util.py",
+        &["read", &moto.endpoint(), stream, "ap-northeast-1"],
+    );
+    let v: J = serde_json::from_str(&out).unwrap();
+    let mut recs: Vec<(u128, String, Vec<u8>)> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["seq"].as_str().unwrap().parse().unwrap(),
+                r["key"].as_str().unwrap().to_string(),
+                b64decode(r["data"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    recs.sort_by_key(|r| r.0);
+    recs.into_iter().map(|(_, k, d)| (k, d)).collect()
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+    let o = Command::new(common::aws::python())
+        .args([
+            "-c",
+            "import hashlib,sys; print(hashlib.md5(bytes.fromhex(sys.argv[1])).hexdigest())",
+            &hex,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn every_converter_case_delivers_kinesis_agents_exact_records_to_a_kinesis_stream() {
+    env();
+    let cases = cases();
+    let moto = MotoServer::start();
+    for i in 0..cases.len() {
+        py_script(
+            "kinesis_util.py",
+            &[
+                "create",
+                &moto.endpoint(),
+                &format!("case-{i}"),
+                "ap-northeast-1",
+                "1",
+            ],
+        );
+    }
+    let (logs, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = run_cases(&cases, &Sink::Kinesis(&moto), logs.path(), dir.path());
+    let mut failures = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let stream = format!("case-{i}");
+        let n = expected(c).len();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let got = loop {
+            let got = read_kinesis(&moto, &stream);
+            if got.len() >= n {
+                break got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{stream}: {} of {n} records after 90s; agent log:\n{}",
+                got.len(),
+                a.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        let data: Vec<Vec<u8>> = got.iter().map(|(_, d)| d.clone()).collect();
+        compare(c, &data, &mut failures);
+        for (key, d) in &got {
+            if i % 2 == 0 {
+                // DETERMINISTIC: kinesis-agent's key is the hex MD5 of the record
+                if *key != md5_hex(d) {
+                    failures.push(format!("{stream}: key {key} is not the MD5 of {}", show(d)));
+                }
+            } else if key.is_empty() || key.len() > 256 {
+                failures.push(format!("{stream}: bad random key {key:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// An instance metadata service: IMDSv2 token, identity document, tags.
