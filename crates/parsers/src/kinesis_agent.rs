@@ -123,11 +123,13 @@ impl Printer {
     }
 }
 
+/// When the metadata was last read, and what was read (empty: none).
+type Ec2State = (Option<Instant>, Vec<(String, JVal)>);
+
 struct Ec2 {
     imds: imds::Imds,
     ttl: Duration,
-    /// when the metadata was last read, and what was read (empty: none)
-    state: Mutex<(Option<Instant>, Vec<(String, JVal)>)>,
+    state: Mutex<Ec2State>,
 }
 
 enum Conv {

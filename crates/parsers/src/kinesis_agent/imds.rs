@@ -142,7 +142,7 @@ impl Imds {
         ) {
             Ok((200, t)) => Some(t.trim().to_string()),
             // IMDSv1 only (older instances, some stand-ins)
-            Ok((403 | 404 | 405, _)) => None,
+            Ok((403..=405, _)) => None,
             Ok((code, _)) => return Err(format!("token request answered {code}")),
             Err(e) => return Err(e),
         };
