@@ -539,3 +539,37 @@ fn add_ec2_metadata_off_ec2_is_a_clear_error_and_records_pass_unchanged() {
         a.stderr()
     );
 }
+
+#[test]
+fn a_line_longer_than_a_record_is_cut_as_kinesis_agent_cuts_it() {
+    env();
+    let fh = Firehose::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("long.log");
+    let long = "a".repeat(1_500_000);
+    std::fs::write(&log, format!("{long}\nnext\n")).unwrap();
+    let aj = dir.path().join("agent.json");
+    std::fs::write(
+        &aj,
+        json!({
+            "firehose.endpoint": fh.endpoint(),
+            "flows": [{"filePattern": log.display().to_string(), "deliveryStream": "long",
+                       "initialPosition": "START_OF_FILE", "maxBufferAgeMillis": 200,
+                       "truncatedRecordTerminator": "\n"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (t, notes) = import(&aj);
+    assert!(!notes.contains("truncatedRecordTerminator"), "{notes}");
+    check(dir.path(), &t);
+    let a = Agent::start_with(&t, false);
+    let got = wait_records(&fh, "long", 2, &a);
+    // Firehose's record limit is 1000 KiB: kinesis-agent keeps 1000 KiB - 1
+    // bytes and its terminator "\n"
+    let mut first = "a".repeat(1000 * 1024 - 1).into_bytes();
+    first.push(b'\n');
+    assert_eq!(got[0].len(), first.len());
+    assert!(got[0] == first, "the cut record differs");
+    assert_eq!(show(&got[1]), show(b"next\n"));
+}

@@ -86,11 +86,14 @@ pub(super) fn translate(
             let _ = writeln!(out, "refresh_interval = {}", q(&format!("{ms}ms")));
         }
     }
-    // kinesis-agent cuts records at the service's record limit
+    // kinesis-agent cuts a record longer than the service allows and ends
+    // it with truncatedRecordTerminator (default "\n"): a line cut so that
+    // it and its newline fit is the same record (Kinesis: room for the
+    // longest partition key too)
     let max = if kind == "firehose" {
-        1000 * 1024
+        1000 * 1024 - 1
     } else {
-        1024 * 1024
+        1024 * 1024 - 256 - 1
     };
     let _ = writeln!(out, "max_line_size = {max}");
     if let Some(opts) = get("dataProcessingOptions") {
@@ -126,8 +129,11 @@ pub(super) fn translate(
         if FILE_KEYS.contains(&k.as_str()) {
             continue;
         }
+        if k == "truncatedRecordTerminator" && text(v).as_deref() == Some("\n") {
+            continue;
+        }
         let why = match k.as_str() {
-            "truncatedRecordTerminator" => "fuwa cuts a line longer than the record limit (max_line_size) without adding a terminator",
+            "truncatedRecordTerminator" => "fuwa ends a line cut at the record limit (max_line_size) with a newline only, kinesis-agent's default",
             "fileFooterPattern" => "fuwa has no footer pattern: lines after the footer are sent too",
             "minTimeBetweenFilePollsMillis" => "not needed: fuwa follows files with inotify (refresh_interval is the fallback scan)",
             "publishQueueCapacity" | "waitOnFullPublishQueueMillis" | "waitOnEmptyPublishQueueMillis"
