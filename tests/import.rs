@@ -212,6 +212,8 @@ fn comments_numbers_as_strings_and_unknown_keys() {
     assert_eq!(b["retry_max_interval"].as_str(), Some("10000ms"));
     assert_eq!(i["skip_header_lines"].as_integer(), Some(2));
     assert_eq!(i["refresh_interval"].as_str(), Some("2000ms"));
+    assert_eq!(i["file_footer_pattern"].as_str(), Some(r"\A(?:^END$)\z"));
+    assert!(!o.err.contains("fileFooterPattern"), "{}", o.err);
     // Java's ASCII \d and \w
     assert_eq!(
         i["multiline_start"].as_str(),
@@ -221,7 +223,6 @@ fn comments_numbers_as_strings_and_unknown_keys() {
         "someFutureKey = {\"x\":1}: unknown key",
         "flows[0].aFlowKeyNobodyKnows = true: unknown key",
         "flows[0].truncatedRecordTerminator",
-        "flows[0].fileFooterPattern",
         "flows[0].minTimeBetweenFilePollsMillis",
     ] {
         assert!(o.err.contains(k), "{k} is listed: {}", o.err);

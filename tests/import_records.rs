@@ -573,3 +573,54 @@ fn a_line_longer_than_a_record_is_cut_as_kinesis_agent_cuts_it() {
     assert!(got[0] == first, "the cut record differs");
     assert_eq!(show(&got[1]), show(b"next\n"));
 }
+
+#[test]
+fn nothing_after_the_file_footer_is_sent() {
+    env();
+    let fh = Firehose::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("report.log");
+    std::fs::write(&log, "a\nb\n  --END--  \nc\n").unwrap();
+    let other = dir.path().join("other.log");
+    std::fs::write(&other, "x\n").unwrap();
+    let aj = dir.path().join("agent.json");
+    std::fs::write(
+        &aj,
+        json!({
+            "firehose.endpoint": fh.endpoint(),
+            "flows": [
+                {"filePattern": log.display().to_string(), "deliveryStream": "footer",
+                 "initialPosition": "START_OF_FILE", "maxBufferAgeMillis": 200,
+                 "fileFooterPattern": "-+END-+"},
+                {"filePattern": other.display().to_string(), "deliveryStream": "other",
+                 "initialPosition": "START_OF_FILE", "maxBufferAgeMillis": 200}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (t, notes) = import(&aj);
+    assert!(!notes.contains("fileFooterPattern"), "{notes}");
+    check(dir.path(), &t);
+    let a = Agent::start_with(&t, false);
+    let got = wait_records(&fh, "footer", 2, &a);
+    assert_eq!(got, vec![b"a\n".to_vec(), b"b\n".to_vec()]);
+    // a line appended after the footer is not sent either, while the other
+    // flow's new line is
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"d\n")
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&other)
+        .unwrap()
+        .write_all(b"y\n")
+        .unwrap();
+    let o = wait_records(&fh, "other", 2, &a);
+    assert_eq!(o, vec![b"x\n".to_vec(), b"y\n".to_vec()]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(fh.stream("footer").len(), 2, "{:?}", fh.stream("footer"));
+}

@@ -74,6 +74,9 @@ pub struct TailConfig {
     /// kinesis-agent's `dataProcessingOptions` (its JSON), applied to each
     /// line instead of a parser (`fuwa import kinesis-agent` writes it)
     pub kinesis_agent_processing: Option<String>,
+    /// a line matching this regex (trimmed) ends the file: it and the lines
+    /// after it are not sent until the file is replaced or truncated
+    pub file_footer_pattern: Option<String>,
 
     // the shared parser keys (see fuwa-parsers)
     #[serde(default = "none")]

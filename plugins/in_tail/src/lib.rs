@@ -45,6 +45,7 @@ pub struct TailInput {
     parser: Parser,
     kinesis_agent: Option<fuwa_parsers::kinesis_agent::Chain>,
     multiline: Option<Regex>,
+    footer: Option<Regex>,
     includes: Vec<String>,
     excludes: Vec<glob::Pattern>,
     positions_path: PathBuf,
@@ -84,6 +85,17 @@ pub fn build(
         Some(Ok(r)) => Some(r),
         Some(Err(e)) => {
             errors.push(section.error("multiline_start", format!("bad regular expression: {e}")));
+            None
+        }
+    };
+    let footer = match cfg.file_footer_pattern.as_deref().map(Regex::new) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            errors.push(section.error(
+                "file_footer_pattern",
+                format!("bad regular expression: {e}"),
+            ));
             None
         }
     };
@@ -133,6 +145,7 @@ pub fn build(
             parser,
             kinesis_agent,
             multiline,
+            footer,
             includes,
             excludes,
             refused_tags: Default::default(),
@@ -173,6 +186,8 @@ struct FileState {
     emitted_to: u64,
     /// header lines still to skip (skip_header_lines, files read from 0)
     header_left: usize,
+    /// a line matched file_footer_pattern: the rest is not read
+    footer_seen: bool,
 }
 
 /// Lines → events → batches (one per tag).
@@ -397,6 +412,7 @@ impl TailInput {
                     pending: None,
                     emitted_to,
                     header_left,
+                    footer_seen: false,
                 })
             }
             Err(e) => {
@@ -449,6 +465,7 @@ impl TailInput {
                         pending: None,
                         emitted_to,
                         header_left: 0,
+                        footer_seen: false,
                     });
                 }
                 break;
@@ -473,6 +490,8 @@ impl TailInput {
             let key = f.t.key.clone();
             let multiline = &self.multiline;
             let header_left = &mut f.header_left;
+            let footer_seen = &mut f.footer_seen;
+            let footer = &self.footer;
             let pending = &mut f.pending;
             let emitted_to = &mut f.emitted_to;
             let res = f.t.read_lines(
@@ -494,6 +513,19 @@ impl TailInput {
                         *header_left -= 1;
                         *emitted_to = end;
                         return;
+                    }
+                    if let Some(re) = footer {
+                        // kinesis-agent's fileFooterPattern: the footer and
+                        // what follows it are not sent
+                        if *footer_seen
+                            || re.is_match(
+                                String::from_utf8_lossy(line).trim_matches(|c: char| c <= ' '),
+                            )
+                        {
+                            *footer_seen = true;
+                            *emitted_to = end;
+                            return;
+                        }
                     }
                     match multiline {
                         None => {
@@ -664,6 +696,7 @@ impl Input for TailInput {
                         if f.t.reset().is_ok() {
                             f.pending = None;
                             f.emitted_to = 0;
+                            f.footer_seen = false;
                         }
                     }
                     Change::Replaced => {

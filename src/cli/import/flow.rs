@@ -24,6 +24,7 @@ const FILE_KEYS: &[&str] = &[
     "retryMaxBackoffMillis",
     "maxTimeBetweenFileTrackerRefreshMillis",
     "aggregatedRecordSizeBytes",
+    "fileFooterPattern",
 ];
 
 pub(super) fn translate(
@@ -76,6 +77,12 @@ pub(super) fn translate(
         let rust = java_regex::translate(&m);
         java_regex::anywhere(&m).map_err(|e| format!("multiLineStartPattern: {e}"))?;
         let _ = writeln!(out, "multiline_start = {}", q(&rust));
+    }
+    if let Some(m) = get("fileFooterPattern").and_then(text) {
+        // kinesis-agent matches the whole trimmed line (Matcher.matches())
+        java_regex::whole(&m).map_err(|e| format!("fileFooterPattern: {e}"))?;
+        let rust = format!(r"\A(?:{})\z", java_regex::translate(&m));
+        let _ = writeln!(out, "file_footer_pattern = {}", q(&rust));
     }
     if let Some(v) = get("skipHeaderLines") {
         let n = number(v).ok_or_else(|| format!("skipHeaderLines = {}: not a number", show(v)))?;
@@ -134,7 +141,6 @@ pub(super) fn translate(
         }
         let why = match k.as_str() {
             "truncatedRecordTerminator" => "fuwa ends a line cut at the record limit (max_line_size) with a newline only, kinesis-agent's default",
-            "fileFooterPattern" => "fuwa has no footer pattern: lines after the footer are sent too",
             "minTimeBetweenFilePollsMillis" => "not needed: fuwa follows files with inotify (refresh_interval is the fallback scan)",
             "publishQueueCapacity" | "waitOnFullPublishQueueMillis" | "waitOnEmptyPublishQueueMillis"
             | "waitOnFullRetryQueueMillis" => "no equivalent: fuwa's queue is the crash-safe buffer ([output.buffer] total_limit_size)",
