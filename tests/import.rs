@@ -217,7 +217,7 @@ fn comments_numbers_as_strings_and_unknown_keys() {
     // Java's ASCII \d and \w
     assert_eq!(
         i["multiline_start"].as_str(),
-        Some("^[[:digit:]]{4}-[[:word:]]+")
+        Some(r"\A(?:^[[:digit:]]{4}-[[:word:]]+)")
     );
     for k in [
         "someFutureKey = {\"x\":1}: unknown key",

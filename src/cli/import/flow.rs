@@ -74,7 +74,8 @@ pub(super) fn translate(
         }
     }
     if let Some(m) = get("multiLineStartPattern").and_then(text) {
-        let rust = java_regex::translate(&m);
+        // kinesis-agent's RegexSplitter: Matcher.lookingAt(), anchored at the start
+        let rust = format!(r"\A(?:{})", java_regex::translate(&m));
         java_regex::anywhere(&m).map_err(|e| format!("multiLineStartPattern: {e}"))?;
         let _ = writeln!(out, "multiline_start = {}", q(&rust));
     }
