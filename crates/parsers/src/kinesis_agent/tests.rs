@@ -247,3 +247,45 @@ fn java_regex_meaning() {
     let all = java_regex::anywhere("").unwrap();
     assert_eq!(java_regex::split(&all, "abc"), vec!["a", "b", "c"]);
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// No line makes a chain of every option panic, and what it sends
+        /// never ends in the newline the output adds.
+        #[test]
+        fn no_line_panics(line in "(?s).{0,300}", quote in any::<bool>()) {
+            let opts = r#"[{"optionName":"SINGLELINE","parseOptions":["ESCAPE_NEW_LINE"]},
+                {"optionName":"CSVTOJSON","customFieldNames":["a","b"],"delimiter":"\\s*[,;]\\s*"},
+                {"optionName":"ADDMETADATA","metadata":{"k":[1,2.5,null,{"x":"y"}]},"timestamp":"true"},
+                {"optionName":"ADDBRACKETS"}]"#;
+            let c = Chain::new(opts).unwrap();
+            let line = if quote { format!("\"{line}") } else { line };
+            if let Outcome::Send(s) = c.apply(&line) {
+                prop_assert!(!s.is_empty());
+            }
+            for f in ["COMMONAPACHELOG", "COMBINEDAPACHELOG", "APACHEERRORLOG", "SYSLOG", "RFC3339SYSLOG"] {
+                let c = Chain::new(&format!(r#"[{{"optionName":"LOGTOJSON","logFormat":"{f}","jsonFormat":"PRETTYPRINT"}}]"#)).unwrap();
+                let _ = c.apply(&line);
+            }
+        }
+
+        /// The JSON reader never panics, and what it reads it writes back
+        /// as JSON that reads the same.
+        #[test]
+        fn json_round_trips(text in "(?s)[\\[\\]{}\",:0-9.eE+\\-a-z\\\\/ \n*]{0,200}") {
+            if let Ok(v) = parse_document(&text, true) {
+                let mut s = String::new();
+                write_compact(&mut s, &v);
+                let again = parse_document(&s, false).unwrap();
+                let mut s2 = String::new();
+                write_compact(&mut s2, &again);
+                prop_assert_eq!(s, s2);
+            }
+        }
+    }
+}
