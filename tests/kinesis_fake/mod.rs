@@ -47,6 +47,8 @@ pub struct Call {
     /// session token came with it
     pub access_key: String,
     pub session_token: bool,
+    /// the region of the signature's credential scope
+    pub region: String,
 }
 
 #[derive(Default)]
@@ -245,12 +247,16 @@ fn serve<S: Read + Write>(c: S, state: &Mutex<State>) -> std::io::Result<()> {
     while let Some((head, body)) = read_request(&mut r)? {
         let target = header(&head, "x-amz-target");
         let auth = header(&head, "authorization").unwrap_or_default();
-        let access_key = auth
+        let scope: Vec<String> = auth
             .split("Credential=")
             .nth(1)
-            .and_then(|c| c.split('/').next())
+            .and_then(|c| c.split(',').next())
             .unwrap_or("")
-            .to_string();
+            .split('/')
+            .map(str::to_string)
+            .collect();
+        let access_key = scope.first().cloned().unwrap_or_default();
+        let region = scope.get(2).cloned().unwrap_or_default();
         let session_token = header(&head, "x-amz-security-token").is_some();
         let req: J = serde_json::from_slice(&body).unwrap_or(J::Null);
         let records: Vec<(String, Vec<u8>)> = req["Records"]
@@ -309,6 +315,7 @@ fn serve<S: Read + Write>(c: S, state: &Mutex<State>) -> std::io::Result<()> {
             accepted: 0,
             access_key,
             session_token,
+            region,
         };
         let whole = |st: &mut State, call: Call, code: &str, status: u16| {
             st.unaccepted.extend(records.iter().map(|r| r.1.clone()));
