@@ -6,6 +6,7 @@
 
 mod common;
 mod kinesis_fake;
+mod ops_util;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -344,7 +345,11 @@ fn aggregation_under_partial_failures_delivers_each_event_once_per_key() {
         Step::Unavailable,
         Step::FailEvery(3, "InternalFailure"),
     ]);
-    let a = Agent::start(&config(&k.endpoint(), "aggregation = true"));
+    let cfg = config(&k.endpoint(), "aggregation = true").replace(
+        "[[input]]",
+        "[agent.api]\nbind = \"127.0.0.1:{api}\"\n\n[[input]]",
+    );
+    let (a, api) = ops_util::start_agent(&cfg, &[]);
     let mut s = a.connect();
     let evs: Vec<V> = (0..2000).map(|i| event(i, 200)).collect();
     for part in evs.chunks(500) {
@@ -382,6 +387,26 @@ fn aggregation_under_partial_failures_delivers_each_event_once_per_key() {
     );
     assert!(st.resend_only_calls > 0);
     assert!(st.unaccepted.is_empty());
+    let (records, failed) = (st.accepted.len() as f64, st.failed.len());
+    let calls = st.calls.len() as f64;
+    drop(st);
+
+    // the output's counters on the metrics endpoint say the same
+    let m = ops_util::scrape(api);
+    let l: &[(&str, &str)] = &[("id", "kinesis"), ("type", "kinesis_streams")];
+    assert_eq!(m.must("fuwa_kinesis_events_total", l), 2000.0);
+    assert_eq!(m.must("fuwa_kinesis_records_total", l), records);
+    assert_eq!(m.must("fuwa_kinesis_calls_total", l), calls);
+    assert_eq!(m.must("fuwa_kinesis_failed_calls_total", l), 1.0, "the 503");
+    assert!(m.must("fuwa_kinesis_failed_records_total", l) >= failed as f64);
+    assert!(m.must("fuwa_kinesis_throttled_total", l) >= 1.0);
+    let units = m.must("fuwa_kinesis_put_units_total", l);
+    assert!(
+        units >= records && units < 2000.0,
+        "{units} PUT units for 2,000 events"
+    );
+    assert!(m.must("fuwa_kinesis_payload_bytes_total", l) > 2000.0 * 200.0);
+    assert_eq!(m.must("fuwa_kinesis_oversize_events_total", l), 0.0);
 }
 
 #[test]
