@@ -26,6 +26,8 @@
 
 use std::time::Duration;
 
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -150,9 +152,9 @@ pub async fn load(s: &AwsSettings) -> Result<SdkConfig, String> {
         .operation_timeout(s.timeout)
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
+        .http_client(http.clone())
         .retry_config(RetryConfig::disabled())
-        .timeout_config(timeouts);
+        .timeout_config(timeouts.clone());
     if let Some(r) = &s.region {
         loader = loader.region(Region::new(r.clone()));
     }
@@ -160,7 +162,18 @@ pub async fn load(s: &AwsSettings) -> Result<SdkConfig, String> {
         loader = loader.endpoint_url(e.clone());
     }
     if let Some(p) = &s.profile {
-        loader = loader.profile_name(p.clone());
+        // as `aws --profile`: the profile's credentials (keys, role_arn +
+        // source_profile, credential_process), not the environment's
+        let pc = ProviderConfig::without_region()
+            .with_http_client(http.clone())
+            .with_region(s.region.clone().map(Region::new))
+            .with_timeout_config(timeouts)
+            .with_retry_config(RetryConfig::disabled());
+        let creds = ProfileFileCredentialsProvider::builder()
+            .profile_name(p.clone())
+            .configure(&pc)
+            .build();
+        loader = loader.profile_name(p.clone()).credentials_provider(creds);
     }
     let base = loader.load().await;
     if base.region().is_none() {
@@ -390,5 +403,108 @@ where
             class.error(text)
         }
         _ => OutputError::Retryable(format!("{what}: {}", DisplayErrorContext(err))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn dbg(key: Option<&str>, vars: &[(&str, &str)]) -> Option<String> {
+        proxy_config(key, &env(vars))
+            .unwrap()
+            .map(|p| format!("{p:?}"))
+    }
+
+    #[test]
+    fn no_proxy_anywhere_connects_directly() {
+        assert_eq!(dbg(None, &[]), None);
+        assert_eq!(dbg(None, &[("HTTPS_PROXY", " ")]), None);
+    }
+
+    #[test]
+    fn the_key_wins_and_metadata_always_bypasses() {
+        let d = dbg(
+            Some("http://proxy.internal:3128"),
+            &[("HTTPS_PROXY", "http://other:1"), ("NO_PROXY", ".corp")],
+        )
+        .unwrap();
+        assert!(d.contains("All") && d.contains("proxy.internal"), "{d}");
+        assert!(!d.contains("other"), "{d}");
+        assert!(
+            d.contains("169.254.169.254") && d.contains("169.254.170.23"),
+            "{d}"
+        );
+        assert!(d.contains(".corp"), "{d}");
+    }
+
+    #[test]
+    fn the_environment_is_read_in_either_case() {
+        let d = dbg(
+            None,
+            &[("https_proxy", "http://p:8080"), ("no_proxy", "localhost")],
+        )
+        .unwrap();
+        assert!(
+            d.contains("Https") && d.contains("p:8080") && d.contains("localhost"),
+            "{d}"
+        );
+        let d = dbg(None, &[("HTTP_PROXY", "http://h:1")]).unwrap();
+        assert!(d.contains("Http {"), "{d}");
+        let d = dbg(
+            None,
+            &[("HTTP_PROXY", "http://h:1"), ("HTTPS_PROXY", "http://h:1")],
+        )
+        .unwrap();
+        assert!(d.contains("All"), "{d}");
+        let d = dbg(
+            None,
+            &[("HTTP_PROXY", "http://a:1"), ("HTTPS_PROXY", "http://b:1")],
+        )
+        .unwrap();
+        assert!(d.contains("FromEnvironment"), "{d}");
+        let d = dbg(None, &[("ALL_PROXY", "http://all:1")]).unwrap();
+        assert!(d.contains("All") && d.contains("all:1"), "{d}");
+    }
+
+    #[test]
+    fn bad_proxy_urls_are_named() {
+        assert!(proxy_config(Some("proxy:3128"), &env(&[])).is_err());
+        assert!(proxy_config(Some("socks5://p:1"), &env(&[])).is_err());
+        assert!(proxy_config(None, &env(&[("HTTPS_PROXY", "http://[bad")])).is_err());
+    }
+
+    #[test]
+    fn settings_mistakes_are_named() {
+        let s = AwsSettings {
+            sts_endpoint: Some("sts.amazonaws.com".into()),
+            sts_region: Some("us east".into()),
+            profile: Some("a b".into()),
+            proxy: Some("nope".into()),
+            timeout: Duration::from_secs(1),
+            ..AwsSettings::default()
+        };
+        let keys: Vec<&str> = s.validate().into_iter().map(|e| e.0).collect();
+        for k in ["sts_endpoint", "sts_region", "profile", "proxy"] {
+            assert!(keys.contains(&k), "{k}: {keys:?}");
+        }
+        let ok = AwsSettings {
+            role_arn: Some("arn:aws:iam::1:role/r".into()),
+            sts_endpoint: Some("https://sts.ap-northeast-1.amazonaws.com".into()),
+            sts_region: Some("ap-northeast-1".into()),
+            profile: Some("prod".into()),
+            proxy: Some("http://user:pw@127.0.0.1:3128".into()),
+            timeout: Duration::from_secs(1),
+            ..AwsSettings::default()
+        };
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
     }
 }

@@ -128,8 +128,16 @@ impl Renderer {
                     let (k, src) = t.render(&chunk.tag, e.record, &data);
                     if src == KeySource::Fallback {
                         out.key_fallbacks += 1;
+                        // aggregated, the fallbacks share the random group
+                        // (a key of their own each would leave them alone)
+                        if self.aggregation {
+                            None
+                        } else {
+                            Some(k)
+                        }
+                    } else {
+                        Some(k)
                     }
-                    Some(k)
                 }
                 None => None,
             };

@@ -195,3 +195,14 @@ fn put_units_round_up_to_25kb() {
     assert_eq!(put_units(25 * 1024), 1);
     assert_eq!(put_units(25 * 1024 + 1), 2);
 }
+
+#[test]
+fn aggregated_fallbacks_share_one_random_key() {
+    let evs: Vec<V> = (0..50)
+        .map(|i| V::Map(vec![(V::from("n"), V::from(i))]))
+        .collect();
+    let out = json(Some("${record.user}"), true).render(&chunk(&evs));
+    assert_eq!(out.key_fallbacks, 50);
+    assert_eq!(out.records.len(), 1);
+    assert_eq!(out.records[0].events, 50);
+}
