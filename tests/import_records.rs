@@ -624,3 +624,37 @@ fn nothing_after_the_file_footer_is_sent() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(fh.stream("footer").len(), 2, "{:?}", fh.stream("footer"));
 }
+
+#[test]
+fn aggregated_firehose_records_are_kinesis_agents_concatenated_lines() {
+    env();
+    let fh = Firehose::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agg.log");
+    std::fs::write(
+        &log,
+        "Mar 12 12:01:02 h p: one\nnot syslog\nMar 12 12:01:03 h p[7]: two\n",
+    )
+    .unwrap();
+    let aj = dir.path().join("agent.json");
+    std::fs::write(
+        &aj,
+        json!({
+            "firehose.endpoint": fh.endpoint(),
+            "flows": [{"filePattern": log.display().to_string(), "deliveryStream": "agg",
+                       "initialPosition": "START_OF_FILE", "maxBufferAgeMillis": "500",
+                       "aggregatedRecordSizeBytes": "4096",
+                       "dataProcessingOptions": [{"optionName": "LOGTOJSON", "logFormat": "SYSLOG"}]}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (t, _) = import(&aj);
+    check(dir.path(), &t);
+    let a = Agent::start_with(&t, false);
+    let got = wait_records(&fh, "agg", 1, &a);
+    assert_eq!(
+        show(&got[0]),
+        show(b"{\"timestamp\":\"Mar 12 12:01:02\",\"hostname\":\"h\",\"program\":\"p\",\"processid\":null,\"message\":\"one\"}\n{\"timestamp\":\"Mar 12 12:01:03\",\"hostname\":\"h\",\"program\":\"p\",\"processid\":\"7\",\"message\":\"two\"}\n")
+    );
+}
