@@ -7,6 +7,10 @@
 //! 1.1, recording every record's bytes) are compared byte for byte with what
 //! kinesis-agent's tests expect. ADDEC2METADATA runs against an instance
 //! metadata service written here, and off EC2.
+//!
+//! Over 600 lines on purpose: one feature (what an imported config
+//! delivers), whose tests share the Firehose and metadata-service stand-ins
+//! written here.
 
 mod common;
 
