@@ -5,7 +5,8 @@
 //! `fuwa check` accepts the result untouched, fuwa runs it, and the records
 //! that reach a Firehose endpoint written here (PutRecordBatch over JSON
 //! 1.1, recording every record's bytes) are compared byte for byte with what
-//! kinesis-agent's tests expect. ADDEC2METADATA runs against an instance
+//! kinesis-agent's tests expect; the same cases go to moto's Kinesis, with
+//! DETERMINISTIC partition keys checked. ADDEC2METADATA runs against an instance
 //! metadata service written here, and off EC2.
 //!
 //! Over 600 lines on purpose: one feature (what an imported config
