@@ -33,6 +33,7 @@ pub const OUTPUTS: &[(&str, OutputFactory)] = &[
     ("null", fuwa_out_null::build),
     ("s3", fuwa_out_s3::build),
     ("firehose", fuwa_out_firehose::build),
+    ("kinesis_streams", fuwa_out_kinesis_streams::build),
     ("forward", fuwa_out_forward::build),
 ];
 
@@ -61,6 +62,7 @@ pub fn minimal_section(kind: &str, ty: &str) -> &'static str {
         ("output", "file") => "path = \"/nonexistent/fuwa-fuzz/${tag}.log\"",
         ("output", "s3") => "bucket = \"b\"\nregion = \"us-east-1\"",
         ("output", "firehose") => "delivery_stream = \"d\"\nregion = \"us-east-1\"",
+        ("output", "kinesis_streams") => "stream_name = \"s\"\nregion = \"us-east-1\"",
         ("output", "forward") => "servers = [{ host = \"127.0.0.1\", port = 1 }]",
         _ => "",
     }

@@ -44,6 +44,7 @@ const PLUGINS: &[(&str, &str, &str)] = &[
     ("output", "null", "out_null.md"),
     ("output", "s3", "out_s3.md"),
     ("output", "firehose", "out_firehose.md"),
+    ("output", "kinesis_streams", "out_kinesis_streams.md"),
     ("output", "forward", "out_forward.md"),
 ];
 

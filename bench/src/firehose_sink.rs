@@ -1,4 +1,5 @@
-//! A stand-in Firehose endpoint for benchmarks: answers every
+//! A stand-in Firehose endpoint for benchmarks (and Kinesis Data Streams:
+//! a `Kinesis_*.PutRecords` target gets a PutRecords answer): answers every
 //! PutRecordBatch with success as fast as it can and counts calls, records
 //! and bytes (written to the file given with --stats every 200 ms).
 //!
@@ -34,6 +35,7 @@ fn serve(s: TcpStream, stats: Arc<Stats>) -> std::io::Result<()> {
     let mut resp = String::new();
     loop {
         let mut len = 0usize;
+        let mut kinesis = false;
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
             return Ok(());
@@ -49,6 +51,7 @@ fn serve(s: TcpStream, stats: Arc<Stats>) -> std::io::Result<()> {
                 if k.eq_ignore_ascii_case("content-length") {
                     len = v.trim().parse().unwrap_or(0);
                 }
+                kinesis |= k.eq_ignore_ascii_case("x-amz-target") && v.contains("Kinesis_");
             }
         }
         body.resize(len, 0);
@@ -59,12 +62,23 @@ fn serve(s: TcpStream, stats: Arc<Stats>) -> std::io::Result<()> {
         stats.records.fetch_add(n as u64, Ordering::Relaxed);
         stats.bytes.fetch_add(len as u64, Ordering::Relaxed);
         resp.clear();
-        resp.push_str("{\"FailedPutCount\":0,\"Encrypted\":false,\"RequestResponses\":[");
+        let (head, each) = if kinesis {
+            (
+                "{\"FailedRecordCount\":0,\"Records\":[",
+                "{\"SequenceNumber\":\"1\",\"ShardId\":\"shardId-000000000000\"}",
+            )
+        } else {
+            (
+                "{\"FailedPutCount\":0,\"Encrypted\":false,\"RequestResponses\":[",
+                "{\"RecordId\":\"r\"}",
+            )
+        };
+        resp.push_str(head);
         for i in 0..n {
             if i > 0 {
                 resp.push(',');
             }
-            resp.push_str("{\"RecordId\":\"r\"}");
+            resp.push_str(each);
         }
         resp.push_str("]}");
         write!(

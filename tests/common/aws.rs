@@ -144,3 +144,33 @@ pub fn read_request(
     r.read_exact(&mut body)?;
     Ok(Some((head, body)))
 }
+
+/// Standard base64 (with or without padding), for record data read back.
+pub fn b64decode(s: &str) -> Vec<u8> {
+    fn val(c: u8) -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    }
+    let b: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::with_capacity(b.len() * 3 / 4);
+    for q in b.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in q.iter().enumerate() {
+            n |= val(c) << (18 - 6 * i);
+        }
+        out.push((n >> 16) as u8);
+        if q.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if q.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    out
+}

@@ -4,6 +4,7 @@
 //! `time_key` is set, the event time taken from it.
 
 mod json;
+pub mod kinesis_agent;
 mod time;
 
 use std::collections::HashMap;

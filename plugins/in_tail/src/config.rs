@@ -73,6 +73,13 @@ pub struct TailConfig {
     /// a file whose derived tag is longer is not read (warned once)
     #[serde(default = "tag_limit")]
     pub tag_length_limit: ByteSize,
+    /// kinesis-agent's `dataProcessingOptions` (its JSON), applied to each
+    /// line instead of a parser (`fuwa import kinesis-agent` writes it)
+    pub kinesis_agent_processing: Option<String>,
+    /// a line matching this regex (trimmed) ends the file: it and the lines
+    /// after it are not sent until the file is replaced or truncated
+    pub file_footer_pattern: Option<String>,
+
 }
 }
 

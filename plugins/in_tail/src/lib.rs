@@ -43,7 +43,9 @@ const BATCH_BYTES: usize = 1024 * 1024;
 pub struct TailInput {
     cfg: TailConfig,
     parser: Parser,
+    kinesis_agent: Option<fuwa_parsers::kinesis_agent::Chain>,
     multiline: Option<Regex>,
+    footer: Option<Regex>,
     includes: Vec<String>,
     excludes: Vec<glob::Pattern>,
     positions_path: PathBuf,
@@ -65,11 +67,35 @@ pub fn build(
             None
         }
     };
+    let kinesis_agent = match cfg.kinesis_agent_processing.as_deref() {
+        Some(_) if !matches!(cfg.format, None | Some(fuwa_parsers::Format::None)) => {
+            errors.push(section.error(
+                "kinesis_agent_processing",
+                "replaces the parser: leave `format` unset",
+            ));
+            None
+        }
+        Some(j) => fuwa_parsers::kinesis_agent::Chain::new(j)
+            .map_err(|e| errors.push(section.error("kinesis_agent_processing", e)))
+            .ok(),
+        None => None,
+    };
     let multiline = match cfg.multiline_start.as_deref().map(Regex::new) {
         None => None,
         Some(Ok(r)) => Some(r),
         Some(Err(e)) => {
             errors.push(section.error("multiline_start", format!("bad regular expression: {e}")));
+            None
+        }
+    };
+    let footer = match cfg.file_footer_pattern.as_deref().map(Regex::new) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            errors.push(section.error(
+                "file_footer_pattern",
+                format!("bad regular expression: {e}"),
+            ));
             None
         }
     };
@@ -117,7 +143,9 @@ pub fn build(
             positions_path: ctx.data_dir.join("tail").join(format!("{}.json", ctx.id)),
             cfg,
             parser,
+            kinesis_agent,
             multiline,
+            footer,
             includes,
             excludes,
             refused_tags: Default::default(),
@@ -158,6 +186,8 @@ struct FileState {
     emitted_to: u64,
     /// header lines still to skip (skip_header_lines, files read from 0)
     header_left: usize,
+    /// a line matched file_footer_pattern: the rest is not read
+    footer_seen: bool,
 }
 
 /// Lines → events → batches (one per tag).
@@ -199,7 +229,19 @@ impl<'a> Builder<'a> {
             Ok(s) => std::borrow::Cow::Borrowed(s),
             Err(_) => String::from_utf8_lossy(text),
         };
-        let (tag, time, mut record) = match self.input.parser.parse(&line) {
+        let parsed = match &self.input.kinesis_agent {
+            // kinesis-agent skips what LOGTOJSON does not match: counted, not sent
+            Some(chain) => match chain.record(&line) {
+                Some(record) => Ok(fuwa_parsers::Parsed { time: None, record }),
+                None => {
+                    self.parse_errors += 1;
+                    self.last_error = Some(format!("line at byte offset {start}: skipped by kinesis-agent's LOGTOJSON (no match)"));
+                    return;
+                }
+            },
+            None => self.input.parser.parse(&line),
+        };
+        let (tag, time, mut record) = match parsed {
             Ok(p) => (tag.clone(), p.time.unwrap_or(self.now), p.record),
             Err(e) => {
                 self.parse_errors += 1;
@@ -370,6 +412,7 @@ impl TailInput {
                     pending: None,
                     emitted_to,
                     header_left,
+                    footer_seen: false,
                 })
             }
             Err(e) => {
@@ -422,6 +465,7 @@ impl TailInput {
                         pending: None,
                         emitted_to,
                         header_left: 0,
+                        footer_seen: false,
                     });
                 }
                 break;
@@ -446,6 +490,8 @@ impl TailInput {
             let key = f.t.key.clone();
             let multiline = &self.multiline;
             let header_left = &mut f.header_left;
+            let footer_seen = &mut f.footer_seen;
+            let footer = &self.footer;
             let pending = &mut f.pending;
             let emitted_to = &mut f.emitted_to;
             let res = f.t.read_lines(
@@ -467,6 +513,19 @@ impl TailInput {
                         *header_left -= 1;
                         *emitted_to = end;
                         return;
+                    }
+                    if let Some(re) = footer {
+                        // kinesis-agent's fileFooterPattern: the footer and
+                        // what follows it are not sent
+                        if *footer_seen
+                            || re.is_match(
+                                String::from_utf8_lossy(line).trim_matches(|c: char| c <= ' '),
+                            )
+                        {
+                            *footer_seen = true;
+                            *emitted_to = end;
+                            return;
+                        }
                     }
                     match multiline {
                         None => {
@@ -637,6 +696,7 @@ impl Input for TailInput {
                         if f.t.reset().is_ok() {
                             f.pending = None;
                             f.emitted_to = 0;
+                            f.footer_seen = false;
                         }
                     }
                     Change::Replaced => {

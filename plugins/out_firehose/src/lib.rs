@@ -23,7 +23,6 @@
 //! Up to `max_in_flight` calls are in flight per chunk: no ordering between
 //! records is guaranteed.
 
-mod limit;
 mod records;
 
 use std::collections::{HashMap, HashSet};
@@ -47,7 +46,7 @@ use serde::Deserialize;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-pub use limit::{Aimd, TokenBucket};
+pub use fuwa_aws::limit::{Aimd, TokenBucket};
 pub use records::{billed, MAX_CALL_BYTES, MAX_CALL_RECORDS, MAX_RECORD};
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +58,10 @@ struct FirehoseConfig {
     role_arn: Option<String>,
     role_session_name: Option<String>,
     external_id: Option<String>,
+    sts_endpoint: Option<String>,
+    sts_region: Option<String>,
+    profile: Option<String>,
+    proxy: Option<String>,
     #[serde(default)]
     aggregate: bool,
     #[serde(default = "default_aggregate_max")]
@@ -78,6 +81,8 @@ struct FirehoseConfig {
     #[serde(default = "rfc3339")]
     time_format: String,
     tag_key: Option<String>,
+    /// send this field's value as it is instead of the JSON record
+    log_key: Option<String>,
     #[serde(default = "default_timeout")]
     timeout: HumanDuration,
     #[serde(default = "default_connect_timeout")]
@@ -139,6 +144,7 @@ struct Inner {
     id: String,
     stream: String,
     lines: JsonLines,
+    log_key: Option<String>,
     append_newline: bool,
     aggregate: Option<usize>,
     retry_attempts: u32,
@@ -220,6 +226,10 @@ pub fn build_output(
         role_arn: cfg.role_arn.clone(),
         role_session_name: cfg.role_session_name.clone(),
         external_id: cfg.external_id.clone(),
+        sts_endpoint: cfg.sts_endpoint.clone(),
+        sts_region: cfg.sts_region.clone(),
+        profile: cfg.profile.clone(),
+        proxy: cfg.proxy.clone(),
         timeout: cfg.timeout.0,
         connect_timeout: cfg.connect_timeout.0,
     };
@@ -242,6 +252,7 @@ pub fn build_output(
                 time_key: cfg.time_key,
                 time_format,
             },
+            log_key: cfg.log_key,
             append_newline: cfg.append_newline,
             aggregate: cfg.aggregate.then_some(cfg.aggregate_max_size.0 as usize),
             retry_attempts: cfg.retry_attempts,
@@ -343,7 +354,13 @@ impl Inner {
 
     async fn write(self: &Arc<Self>, chunk: &Chunk) -> Result<(), OutputError> {
         let client = self.client.get().await?.clone();
-        let rendered = records::render(&self.lines, chunk, self.append_newline, self.aggregate);
+        let rendered = records::render(
+            &self.lines,
+            self.log_key.as_deref(),
+            chunk,
+            self.append_newline,
+            self.aggregate,
+        );
         if rendered.bad > 0 {
             warn!(output = %self.id, chunk = %chunk.id, bad = rendered.bad, "entries that could not be rendered were skipped");
         }

@@ -28,8 +28,19 @@ pub struct Rendered {
     pub bad: usize,
 }
 
+/// The string value of `key` in a record (`log_key`).
+fn raw_value<'a>(record: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    use fuwa_api::msgpack::{read_head, Head};
+    let r = fuwa_api::rawmap::find(record, &[key.to_string()]).ok()??;
+    match read_head(record, r.start).ok()? {
+        (Head::Str(n) | Head::Bin(n), p) => record.get(p..p + n),
+        _ => None,
+    }
+}
+
 pub fn render(
     lines: &JsonLines,
+    log_key: Option<&str>,
     chunk: &Chunk,
     append_newline: bool,
     aggregate: Option<usize>,
@@ -43,7 +54,18 @@ pub fn render(
             break;
         };
         line.clear();
-        if lines.write_segment(&chunk.tag, e.raw, &mut line) > 0 || line.is_empty() {
+        if let Some(k) = log_key {
+            match raw_value(e.record, k) {
+                Some(v) => {
+                    line.extend_from_slice(v);
+                    line.push(b'\n');
+                }
+                None => {
+                    out.bad += 1;
+                    continue;
+                }
+            }
+        } else if lines.write_segment(&chunk.tag, e.raw, &mut line) > 0 || line.is_empty() {
             out.bad += 1;
             continue;
         }

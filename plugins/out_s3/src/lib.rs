@@ -60,6 +60,10 @@ struct S3Config {
     role_arn: Option<String>,
     role_session_name: Option<String>,
     external_id: Option<String>,
+    sts_endpoint: Option<String>,
+    sts_region: Option<String>,
+    profile: Option<String>,
+    proxy: Option<String>,
     #[serde(default = "default_threshold")]
     multipart_threshold: ByteSize,
     #[serde(default = "default_part_size")]
@@ -207,6 +211,10 @@ pub fn build(
         role_arn: cfg.role_arn.clone(),
         role_session_name: cfg.role_session_name.clone(),
         external_id: cfg.external_id.clone(),
+        sts_endpoint: cfg.sts_endpoint.clone(),
+        sts_region: cfg.sts_region.clone(),
+        profile: cfg.profile.clone(),
+        proxy: cfg.proxy.clone(),
         timeout: cfg.timeout.0,
         connect_timeout: cfg.connect_timeout.0,
     };

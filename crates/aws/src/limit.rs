@@ -1,6 +1,7 @@
-//! Quota guards: token buckets (records/s, bytes/s, requests/s) and an
-//! AIMD controller that lowers the send rate and the number of calls in
-//! flight when Firehose throttles, and raises them again on success.
+//! Quota guards shared by the Firehose and Kinesis Data Streams outputs:
+//! token buckets (records/s, bytes/s, requests/s) and an AIMD controller
+//! that lowers the send rate and the number of calls in flight when the
+//! service throttles, and raises them again on success.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
