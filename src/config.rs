@@ -422,6 +422,7 @@ pub fn load_str(
                 .collect(),
         });
     }
+    share_column_types(&filters, &outputs);
     Ok(Config {
         agent,
         hostname,
@@ -430,6 +431,27 @@ pub fn load_str(
         filters,
         outputs,
     })
+}
+
+/// Tells each output the field types the `types` filters give its tags
+/// (for Parquet columns): for an output of literal tags, the filters that
+/// match one of them; for an open pattern, the filters of the same pattern
+/// or `**`. A later filter's type wins, as it converts last.
+fn share_column_types(filters: &[FilterSpec], outputs: &[OutputSpec]) {
+    for o in outputs {
+        let tags = o.pattern.literal_tags();
+        let types: Vec<(String, &'static str)> = filters
+            .iter()
+            .filter(|f| match &tags {
+                Some(t) => t.iter().any(|t| f.pattern.matches(t)),
+                None => f.pattern.as_str() == o.pattern.as_str() || f.pattern.as_str() == "**",
+            })
+            .flat_map(|f| f.plugin.column_types())
+            .collect();
+        if !types.is_empty() {
+            o.plugin.upstream_types(&types);
+        }
+    }
 }
 
 struct Common<'a> {

@@ -2,6 +2,14 @@
 //! the partition columns and Athena partition projection derived from the
 //! output's `key` template, and the data columns inferred from sample
 //! records (a JSON Lines file, or the records buffered for that output).
+//! Everything about the output comes from the loaded config: the S3
+//! output's own [`S3Output::layout`] (key template, format, compression,
+//! time and tag keys, and for Parquet its typed columns).
+//!
+//! Parquet outputs: `STORED AS PARQUET`, the output's columns with their
+//! types (`bigint`, `double`, `boolean`, `timestamp`, `string`; nested
+//! values are JSON text in `string` columns), then sampled fields it has no
+//! column for yet, typed as the writer will type them.
 //!
 //! Choices (see docs/configuration/out_s3.md, `fuwa athena-ddl`):
 //! - SerDe: the OpenX JSON SerDe (`org.openx.data.jsonserde.JsonSerDe`):
@@ -20,10 +28,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use fuwa_out_s3::{Compression, Format, S3Output};
 
 use crate::buffer::{buffer_dir, chunkfile};
-use crate::config::Config;
+use crate::config::{Config, OutputSpec};
 
 /// The `%Y` projection range.
 pub const YEAR_RANGE: &str = "2020,2100";
@@ -58,6 +67,10 @@ enum Ty {
     Time,
     /// values of several types
     Mixed,
+    /// a real timestamp (Parquet's event time and timestamp columns)
+    Timestamp,
+    /// JSON text in a string (Parquet's nested values)
+    Json,
     Struct(Vec<(String, Ty)>),
     Array(Box<Ty>),
 }
@@ -158,7 +171,8 @@ fn sq(s: &str) -> String {
 
 fn type_sql(t: &Ty) -> String {
     match t {
-        Ty::Null | Ty::Str | Ty::Time | Ty::Mixed => "string".into(),
+        Ty::Null | Ty::Str | Ty::Time | Ty::Mixed | Ty::Json => "string".into(),
+        Ty::Timestamp => "timestamp".into(),
         Ty::Bool => "boolean".into(),
         Ty::Int => "bigint".into(),
         Ty::Double => "double".into(),
@@ -187,7 +201,33 @@ fn comment_of(t: &Ty) -> Option<&'static str> {
         Ty::Time => Some("RFC 3339 time as text: read it with from_iso8601_timestamp()"),
         Ty::Mixed => Some("values of several types in the sample: kept as text (JSON)"),
         Ty::Null => Some("only nulls in the sample"),
+        Ty::Json => Some("nested value as JSON text: read it with json_extract()"),
         _ => None,
+    }
+}
+
+/// A Parquet column's type.
+fn of_column(t: fuwa_parquet::ColumnType) -> Ty {
+    use fuwa_parquet::ColumnType as C;
+    match t {
+        C::Int64 => Ty::Int,
+        C::Double => Ty::Double,
+        C::Bool => Ty::Bool,
+        C::Timestamp => Ty::Timestamp,
+        C::String => Ty::Str,
+        C::Json => Ty::Json,
+    }
+}
+
+/// The column the Parquet writer would give a field of this sampled type
+/// (see fuwa_parquet::schema::infer): RFC 3339 text is a timestamp, nested
+/// values are JSON text, mixed values are text.
+fn as_parquet(t: Ty) -> Ty {
+    match t {
+        Ty::Time => Ty::Timestamp,
+        Ty::Struct(_) | Ty::Array(_) => Ty::Json,
+        Ty::Mixed => Ty::Str,
+        t => t,
     }
 }
 
@@ -208,23 +248,6 @@ enum Projection {
 struct Partition {
     name: String,
     projection: Projection,
-}
-
-/// Keeps what the key template keeps of a tag (see fuwa_render's
-/// `push_sanitised`).
-fn sanitise(v: &str) -> String {
-    if v.is_empty() || v == "." || v == ".." {
-        return "_".into();
-    }
-    v.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '=' | '+' | '@' | ',') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 fn has_placeholder(s: &str) -> bool {
@@ -248,7 +271,11 @@ fn projection_of(value: &str, tags: &Option<Vec<String>>) -> Projection {
         "%-H" => int(0, 23, None),
         "%-M" => int(0, 59, None),
         "${tag}" => match tags {
-            Some(t) => Projection::Enum(t.iter().map(|t| sanitise(t)).collect()),
+            Some(t) => Projection::Enum(
+                t.iter()
+                    .map(|t| fuwa_render::template::sanitise(t))
+                    .collect(),
+            ),
             None => Projection::Injected,
         },
         v if !has_placeholder(v) => Projection::Enum(vec![v.to_string()]),
@@ -419,75 +446,56 @@ fn from_buffer(dir: &Path, fields: &mut Vec<(String, Ty)>, warnings: &mut Vec<St
 }
 
 // ---------------------------------------------------------------------------
-// the raw output table
+// the output
 
-fn raw_output(path: &Path, id: &str) -> Result<toml::Table> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read the config file", path.display()))?;
-    let doc: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
-    let outputs = doc
-        .get("output")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
-    let mut ids = Vec::new();
-    for (i, o) in outputs.iter().enumerate() {
-        let Some(t) = o.as_table() else { continue };
-        let kind = t.get("type").and_then(|v| v.as_str()).unwrap_or("");
-        let oid = t
-            .get("id")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{kind}.{i}"));
-        if oid == id {
-            if kind != "s3" {
-                bail!("output `{id}` is type = \"{kind}\", not \"s3\": athena-ddl describes what an s3 output writes");
+/// The S3 output `id` of the loaded config.
+fn s3_output<'a>(req: &'a Request) -> Result<(&'a OutputSpec, &'a S3Output)> {
+    let Some(spec) = req.config.outputs.iter().find(|o| o.id == req.output) else {
+        let ids: Vec<String> = req
+            .config
+            .outputs
+            .iter()
+            .map(|o| format!("{} ({})", o.id, o.kind))
+            .collect();
+        bail!(
+            "no output `{}` in {} (outputs: {})",
+            req.output,
+            req.config_path.display(),
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
             }
-            return Ok(t.clone());
-        }
-        ids.push(format!("{oid} ({kind})"));
+        );
+    };
+    match spec.plugin.as_any().and_then(|a| a.downcast_ref::<S3Output>()) {
+        Some(s3) => Ok((spec, s3)),
+        None => bail!(
+            "output `{}` is type = \"{}\", not \"s3\": athena-ddl describes what an s3 output writes",
+            req.output,
+            spec.kind
+        ),
     }
-    Err(anyhow!(
-        "no output `{id}` in {} (outputs: {})",
-        path.display(),
-        if ids.is_empty() {
-            "none".to_string()
-        } else {
-            ids.join(", ")
-        }
-    ))
-}
-
-fn str_of<'a>(t: &'a toml::Table, k: &str) -> Option<&'a str> {
-    t.get(k).and_then(|v| v.as_str())
 }
 
 // ---------------------------------------------------------------------------
 
 pub fn ddl(req: &Request) -> Result<Ddl> {
-    let out = raw_output(req.config_path, req.output)?;
-    let spec = req
-        .config
-        .outputs
-        .iter()
-        .find(|o| o.id == req.output)
-        .ok_or_else(|| anyhow!("no output `{}`", req.output))?;
+    let (spec, s3) = s3_output(req)?;
+    let out = s3.layout();
     let mut warnings = Vec::new();
-    let bucket = str_of(&out, "bucket").context("the output has no bucket")?;
-    let key = str_of(&out, "key").context("the output has no key")?;
-    let format = str_of(&out, "format").unwrap_or("json");
-    if format != "json" {
-        bail!("output `{}` has format = \"{format}\": Athena cannot read msgpack objects; set format = \"json\" (JSON Lines) for a table Athena can query", req.output);
+    let (bucket, key) = (out.bucket, out.key);
+    if out.format == Format::Msgpack {
+        bail!("output `{}` has format = \"msgpack\": Athena cannot read msgpack objects; set format = \"json\" (JSON Lines) or \"parquet\" for a table Athena can query", req.output);
     }
-    let compression = str_of(&out, "compression").unwrap_or("gzip");
+    let parquet = out.format == Format::Parquet;
     let file = key.rsplit('/').next().unwrap_or(key);
-    let ext = match compression {
-        "gzip" => Some(".gz"),
-        "zstd" => Some(".zst"),
+    let ext = match (out.format, out.compression) {
+        (Format::Json, Compression::Gzip) => Some((".gz", "gzip")),
+        (Format::Json, Compression::Zstd) => Some((".zst", "zstd")),
         _ => None,
     };
-    if let Some(ext) = ext {
+    if let Some((ext, compression)) = ext {
         if !file.ends_with(ext) {
             warnings.push(format!("compression = \"{compression}\" but the key's file name `{file}` does not end with `{ext}`: Athena picks the codec by extension and would read the compressed bytes as text"));
         }
@@ -520,17 +528,14 @@ pub fn ddl(req: &Request) -> Result<Ddl> {
             (n, format!("{n} record(s) buffered in {}", dir.display()))
         }
     };
-    let time_format = str_of(&out, "time_format").unwrap_or("rfc3339");
-    let time_ty = match time_format {
-        "rfc3339" => Ty::Time,
-        "unix" | "unix_ms" => Ty::Int,
-        "unix_float" => Ty::Double,
+    let time_ty = match (parquet, out.time_format) {
+        (true, _) => Ty::Timestamp,
+        (false, "rfc3339") => Ty::Time,
+        (false, "unix" | "unix_ms") => Ty::Int,
+        (false, "unix_float") => Ty::Double,
         _ => Ty::Str,
     };
-    for (k, t) in [
-        (str_of(&out, "time_key"), time_ty),
-        (str_of(&out, "tag_key"), Ty::Str),
-    ] {
+    for (k, t) in [(out.time_key, time_ty), (out.tag_key, Ty::Str)] {
         if let Some(k) = k {
             // injected by the output: replaces a field of that name
             match fields.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(k)) {
@@ -538,6 +543,21 @@ pub fn ddl(req: &Request) -> Result<Ddl> {
                 None => fields.push((k.to_string(), t)),
             }
         }
+    }
+    if let Some(schema) = &out.parquet {
+        // the output's columns as they are, then the sampled fields it has
+        // no column for yet, typed as the writer will type them
+        let mut cols: Vec<(String, Ty)> = schema
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), of_column(c.ty)))
+            .collect();
+        for (n, t) in fields.drain(..) {
+            if !cols.iter().any(|(c, _)| c == &n) {
+                cols.push((n, as_parquet(t)));
+            }
+        }
+        fields = cols;
     }
     let mut dropped = Vec::new();
     fields.retain(|(n, _)| {
@@ -577,6 +597,9 @@ pub fn ddl(req: &Request) -> Result<Ddl> {
         }
         taken.push(col.clone());
         if col != name.to_ascii_lowercase() {
+            if parquet {
+                warnings.push(format!("field `{name}` is column `{col}` in the table, but Athena reads Parquet columns by name: it will read as null; rename the field (a record filter) to a lower-case name of letters, digits and `_`"));
+            }
             mappings.push((format!("mapping.{col}"), name.clone()));
         }
         *name = col;
@@ -628,16 +651,20 @@ pub fn ddl(req: &Request) -> Result<Ddl> {
             .collect();
         let _ = writeln!(s, "PARTITIONED BY ({})", cols.join(", "));
     }
-    s.push_str("ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'\n");
-    if !mappings.is_empty() {
-        let m: Vec<String> = mappings
-            .iter()
-            .map(|(k, v)| format!("  {} = {}", sq(k), sq(v)))
-            .collect();
-        let _ = writeln!(s, "WITH SERDEPROPERTIES (\n{}\n)", m.join(",\n"));
+    if parquet {
+        s.push_str("STORED AS PARQUET\n");
+    } else {
+        s.push_str("ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'\n");
+        if !mappings.is_empty() {
+            let m: Vec<String> = mappings
+                .iter()
+                .map(|(k, v)| format!("  {} = {}", sq(k), sq(v)))
+                .collect();
+            let _ = writeln!(s, "WITH SERDEPROPERTIES (\n{}\n)", m.join(",\n"));
+        }
+        s.push_str("STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'\n");
+        s.push_str("OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\n");
     }
-    s.push_str("STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'\n");
-    s.push_str("OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\n");
     let _ = writeln!(s, "LOCATION {}", sq(&lay.location));
     if !lay.partitions.is_empty() {
         let mut props: Vec<(String, String)> = vec![("projection.enabled".into(), "true".into())];
