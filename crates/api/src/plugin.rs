@@ -212,10 +212,16 @@ impl<F: Filter + ?Sized> Filter for Box<F> {
     fn filter(&self, tag: &str, time: &mut EventTime, record: &mut Record) -> FilterResult {
         (**self).filter(tag, time, record)
     }
+    fn column_types(&self) -> Vec<(String, &'static str)> {
+        (**self).column_types()
+    }
 }
 
 impl<F: Filter + ?Sized> Filter for &F {
     fn filter(&self, tag: &str, time: &mut EventTime, record: &mut Record) -> FilterResult {
         (**self).filter(tag, time, record)
+    }
+    fn column_types(&self) -> Vec<(String, &'static str)> {
+        (**self).column_types()
     }
 }
