@@ -429,3 +429,84 @@ fn parquet_config_mistakes_are_named() {
         assert!(!o.status.success() && err.contains(want), "{want}: {err}");
     }
 }
+
+#[test]
+fn a_big_parquet_chunk_goes_up_as_a_multipart_upload() {
+    aws_env();
+    let moto = MotoServer::start();
+    py_script(
+        "s3_util.py",
+        &["create-bucket", &moto.endpoint(), BUCKET, REGION],
+    );
+    let out = format!(
+        r#"[[output]]
+id = "s3"
+match = "action_logs"
+type = "s3"
+bucket = "{BUCKET}"
+region = "{REGION}"
+endpoint = "{}"
+force_path_style = true
+key = "big/${{chunk_id}}.parquet"
+format = "parquet"
+compression = "none"
+row_group_size = 1000
+multipart_threshold = "5MiB"
+part_size = "5MiB"
+"#,
+        moto.endpoint()
+    );
+    let cfg = config(&out).replace(
+        "flush_interval = \"1s\"",
+        "flush_interval = \"4s\"\nchunk_limit_size = \"64MiB\"\ntotal_limit_size = \"512MiB\"",
+    );
+    let a = Agent::start(&cfg);
+    // ~12 MB of barely compressible text in one chunk
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let alnum = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let n = 12_000u64;
+    let mut s = a.connect();
+    let mut batch = Vec::new();
+    for id in 0..n {
+        let blob: String = (0..1000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                alnum[(seed % 62) as usize] as char
+            })
+            .collect();
+        let rec = V::Map(vec![
+            (V::from("id"), V::from(id)),
+            (V::from("blob"), V::from(blob)),
+        ]);
+        batch.push((1_717_162_200u32, 0u32, rec));
+        if batch.len() == 1000 {
+            send_packed(&mut s, "action_logs", &batch);
+            batch.clear();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let glob = format!("{}/**/*.parquet", dir.path().display());
+    let mut objects = J::Null;
+    wait_rows(&glob, n, &a, || objects = dump(&moto, dir.path()));
+    let objs = objects["objects"].as_array().unwrap();
+    assert_eq!(objs.len(), 1, "{objs:?}");
+    let etag = objs[0]["etag"].as_str().unwrap_or("");
+    assert!(
+        etag.trim_matches('"')
+            .split('-')
+            .nth(1)
+            .is_some_and(|p| p.parse::<u32>().unwrap() >= 2),
+        "a multipart ETag ends in -<parts>: {etag}"
+    );
+    assert_eq!(objects["uploads"], 0);
+    let r = duckdb(
+        &glob,
+        &["SELECT count(DISTINCT id), min(id), max(id), min(length(blob)) FROM t"],
+    );
+    assert_eq!(
+        r[0][0],
+        vec![J::from(n), J::from(0), J::from(n - 1), J::from(1000)]
+    );
+}
