@@ -309,3 +309,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn hostile_records_are_bounded_and_skipped_not_fatal() {
+    let e = ParquetEncoder::new(settings(Codec::Snappy, 100), &[], None).unwrap();
+    let t = EventTime::new(1, 0);
+    // thousands of distinct keys: the schema stops at MAX_COLUMNS
+    let wide = V::Map(
+        (0..5000)
+            .map(|i| (V::from(format!("k{i}")), V::from(i)))
+            .collect(),
+    );
+    // nested deeper than msgpack::MAX_DEPTH: a JSON text column refuses it
+    let mut deep = V::from(1);
+    for _ in 0..200 {
+        deep = V::Array(vec![deep]);
+    }
+    let deep = V::Map(vec![("d".into(), deep)]);
+    let fine = V::Map(vec![("k1".into(), V::from(7))]);
+    let mut c = chunk(&[(t, wide), (t, fine)]);
+    // a malformed entry ends its segment (as for JSON); the next segment
+    // is read all the same
+    let deep_seg = chunk(&[(t, deep)]).segments[0].clone();
+    let truncated = Bytes::from_static(&[0x92, 0xd7, 0x00, 1, 2]);
+    let not_a_map = chunk(&[(t, V::from(3))]).segments[0].clone();
+    c.segments.insert(0, deep_seg);
+    c.segments.insert(1, truncated);
+    c.segments.insert(2, not_a_map);
+    let (file, _, stats) = encode(&e, &c, 1 << 20);
+    assert_eq!(e.schema().columns.len(), schema::MAX_COLUMNS);
+    assert_eq!(
+        stats,
+        Stats {
+            rows: 2,
+            bad: 3,
+            misfits: 0
+        }
+    );
+    let (rows, _) = rows(file);
+    assert_eq!(get(&rows[1], "k1"), &Field::Long(7));
+}
