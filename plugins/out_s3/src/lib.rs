@@ -535,6 +535,60 @@ mod tests {
     }
 
     #[test]
+    fn parquet_defaults_and_the_layout_athena_ddl_reads() {
+        let o = build(
+            &ConfigSection::from_toml(
+                "output[0]",
+                "bucket = \"b\"\nkey = \"t=${tag}/%Y/${chunk_id}.parquet\"\nformat = \"parquet\"\ntag_key = \"tag\"\nschema = { n = \"bigint\" }",
+            )
+            .unwrap(),
+            &BuildContext {
+                data_dir: std::path::PathBuf::from("/nonexistent/fuwa-test"),
+                ..ctx()
+            },
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        let s3 = o.as_any().unwrap().downcast_ref::<S3Output>().unwrap();
+        let l = s3.layout();
+        assert_eq!(
+            (l.format, l.compression),
+            (Format::Parquet, Compression::Snappy)
+        );
+        assert_eq!((l.time_key, l.tag_key), (Some("time"), Some("tag")));
+        assert_eq!(l.key, "t=${tag}/%Y/${chunk_id}.parquet");
+        let cols: Vec<(String, fuwa_parquet::ColumnType)> = l
+            .parquet
+            .unwrap()
+            .columns
+            .into_iter()
+            .map(|c| (c.name, c.ty))
+            .collect();
+        use fuwa_parquet::ColumnType as C;
+        assert_eq!(
+            cols,
+            [
+                ("time".to_string(), C::Timestamp),
+                ("tag".to_string(), C::String),
+                ("n".to_string(), C::Int64)
+            ]
+        );
+        // the types filters' types join the columns the schema leaves open
+        o.upstream_types(&[("n".into(), "string"), ("ok".into(), "bool")]);
+        let s = s3.layout().parquet.unwrap();
+        assert_eq!(s.get("n").unwrap().ty, C::Int64);
+        assert_eq!(s.get("ok").unwrap().ty, C::Bool);
+        assert!(o
+            .metrics()
+            .iter()
+            .any(|m| m.name == "fuwa_parquet_misfit_values_total"));
+        let e = try_build("bucket = \"b\"\nkey = \"${uuid}\"\nformat = \"parquet\"\ncompression_level = 0\ncompression = \"zstd\"")
+            .err()
+            .unwrap();
+        assert!(e[0].message.contains("1 to 22"), "{e:?}");
+    }
+
+    #[test]
     fn hints_say_what_to_fix() {
         assert!(s3_hint("AccessDenied", "b")
             .unwrap()
