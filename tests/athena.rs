@@ -380,3 +380,103 @@ type = "stdout"
     let r = std::panic::catch_unwind(|| parse_sql(&bad));
     assert!(r.is_err(), "the parser check accepts broken DDL");
 }
+
+#[test]
+fn a_parquet_output_is_stored_as_parquet_with_typed_columns() {
+    let cfg = format!(
+        r#"{AGENT}
+[[filter]]
+type = "types"
+match = "action_logs"
+fields = {{ status = "integer", took = "float" }}
+
+[[output]]
+id = "pq"
+match = "action_logs page_views"
+type = "s3"
+bucket = "analytics"
+region = "ap-northeast-1"
+endpoint = "http://127.0.0.1:1"
+key = "pq/content_type=${{tag}}/year=%Y/month=%m/day=%d/hour=%H/${{hostname}}-${{chunk_id}}.parquet"
+format = "parquet"
+compression = "zstd"
+tag_key = "tag"
+schema = {{ at = "timestamp", took = "string" }}
+"#
+    );
+    let sample = r#"{"status": "200", "took": 1, "at": "x", "user": "u1", "seen": "2024-06-01T00:00:00Z", "nested": {"a": [1]}, "Mixed-Case": 1}
+"#;
+    let dir = setup(&cfg, Some(sample));
+    // a column the output inferred from an earlier chunk, kept in data_dir
+    let pq = dir.path().join("data/parquet");
+    std::fs::create_dir_all(&pq).unwrap();
+    std::fs::write(
+        pq.join("pq.schema.json"),
+        r#"{"columns": [{"name": "time", "type": "timestamp"}, {"name": "bytes", "type": "int64"}, {"name": "ok", "type": "bool"}]}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = athena(
+        dir.path(),
+        &[
+            "--output",
+            "pq",
+            "--table",
+            "analytics.logs",
+            "--sample-file",
+            "sample.jsonl",
+            "--data-dir",
+            "data",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\nSTORED AS PARQUET\n"), "{out}");
+    assert!(!out.contains("SERDE"), "{out}");
+    let p = parse_sql(&out);
+    assert_eq!(p["kind"], "TABLE");
+    assert_eq!(p["external"], true);
+    assert_eq!(p["file_format"], "PARQUET", "{p}");
+    assert_eq!(
+        p["columns"],
+        json!([
+            ["time", "TIMESTAMP"],
+            ["tag", "VARCHAR"],
+            ["at", "TIMESTAMP"],
+            ["took", "VARCHAR"],
+            ["bytes", "BIGINT"],
+            ["ok", "BOOLEAN"],
+            ["status", "BIGINT"],
+            ["mixed_case", "BIGINT"],
+            ["nested", "VARCHAR"],
+            ["seen", "TIMESTAMP"],
+            ["user", "VARCHAR"]
+        ]),
+        "the writer's order (time, tag, schema, persisted, the types filter's new column), then sampled: {out}"
+    );
+    assert_eq!(
+        p["partitions"],
+        json!([
+            ["content_type", "VARCHAR"],
+            ["year", "INTEGER"],
+            ["month", "INTEGER"],
+            ["day", "INTEGER"],
+            ["hour", "INTEGER"]
+        ])
+    );
+    assert_eq!(p["location"], "s3://analytics/pq/");
+    assert_eq!(
+        p["tblproperties"]["storage.location.template"],
+        "s3://analytics/pq/content_type=${content_type}/year=${year}/month=${month}/day=${day}/hour=${hour}/"
+    );
+    assert_eq!(
+        p["tblproperties"]["projection.content_type.values"],
+        "action_logs,page_views"
+    );
+    assert!(
+        out.contains("json_extract"),
+        "nested values are JSON text: {out}"
+    );
+    assert!(
+        err.contains("`Mixed-Case`") && err.contains("reads Parquet columns by name"),
+        "{err}"
+    );
+}

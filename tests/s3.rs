@@ -799,3 +799,74 @@ fn a_tag_too_long_for_a_key_component_is_shortened_and_delivered() {
     assert_eq!(ids, (0..20).collect::<Vec<_>>());
     assert!(dead_letters(&a).is_empty());
 }
+
+#[test]
+fn a_retried_parquet_chunk_overwrites_its_object() {
+    let moto = Moto::start();
+    moto.create_bucket();
+    // S3 stores the first two uploads, then the client is told they failed
+    let proxy = Proxy::start(
+        moto.port,
+        vec![
+            Fault::ForwardThenStatus(500, "InternalError"),
+            Fault::ForwardThenStatus(503, "SlowDown"),
+        ],
+        None,
+    );
+    let cfg = config(
+        &proxy.endpoint(),
+        "format = \"parquet\"\ntimeout = \"2s\"",
+        "flush_interval = \"1s\"\nretry_max_times = 20",
+    )
+    .replace(".json.gz\"", ".parquet\"");
+    let a = Agent::start(&cfg);
+    let events: Vec<_> = hourly_events(&[("action_logs", 30)]);
+    send_events(&a, &events);
+    let out = tempfile::tempdir().unwrap();
+    let glob = format!("{}/**/*.parquet", out.path().display());
+    let count = |d: &Dump| -> u64 {
+        if d.objects.is_empty() {
+            return 0;
+        }
+        let r: J = serde_json::from_str(&py_script(
+            "parquet_check.py",
+            &[&glob, "SELECT count(*), count(DISTINCT id) FROM t"],
+        ))
+        .unwrap();
+        assert_eq!(r[0][0][0], r[0][0][1], "a record twice: {r}");
+        r[0][0][0].as_u64().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut d = moto.dump(out.path());
+    while count(&d) < events.len() as u64 {
+        assert!(Instant::now() < deadline, "agent log:\n{}", a.stderr());
+        std::thread::sleep(Duration::from_millis(300));
+        d = moto.dump(out.path());
+    }
+    // give a late duplicate the chance to show up
+    std::thread::sleep(Duration::from_secs(2));
+    let d = moto.dump(out.path());
+    assert_eq!(count(&d), events.len() as u64);
+    let err = a.stderr();
+    assert!(
+        err.contains("InternalError (HTTP 500)") && err.contains("will retry"),
+        "{err}"
+    );
+    let dirs: std::collections::BTreeSet<&str> = d
+        .objects
+        .iter()
+        .map(|o| dir_of(o["key"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        d.objects.len(),
+        4,
+        "one object per hour's chunk: {:?}",
+        d.objects
+    );
+    assert_eq!(dirs.len(), 4);
+    assert!(d
+        .objects
+        .iter()
+        .all(|o| o["content_type"] == "application/vnd.apache.parquet"));
+    assert!(dead_letters(&a).is_empty());
+}

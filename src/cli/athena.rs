@@ -2,6 +2,14 @@
 //! the partition columns and Athena partition projection derived from the
 //! output's `key` template, and the data columns inferred from sample
 //! records (a JSON Lines file, or the records buffered for that output).
+//! Everything about the output comes from the loaded config: the S3
+//! output's own [`S3Output::layout`] (key template, format, compression,
+//! time and tag keys, and for Parquet its typed columns).
+//!
+//! Parquet outputs: `STORED AS PARQUET`, the output's columns with their
+//! types (`bigint`, `double`, `boolean`, `timestamp`, `string`; nested
+//! values are JSON text in `string` columns), then sampled fields it has no
+//! column for yet, typed as the writer will type them.
 //!
 //! Choices (see docs/configuration/out_s3.md, `fuwa athena-ddl`):
 //! - SerDe: the OpenX JSON SerDe (`org.openx.data.jsonserde.JsonSerDe`):
@@ -20,10 +28,16 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use fuwa_out_s3::{Compression, Format, S3Output};
+
+mod types;
+use types::{
+    as_parquet, bq, comment_of, merge_field, of_column, of_json, of_msgpack, sq, type_sql, Ty,
+};
 
 use crate::buffer::{buffer_dir, chunkfile};
-use crate::config::Config;
+use crate::config::{Config, OutputSpec};
 
 /// The `%Y` projection range.
 pub const YEAR_RANGE: &str = "2020,2100";
@@ -45,153 +59,6 @@ pub struct Ddl {
 }
 
 // ---------------------------------------------------------------------------
-// types
-
-#[derive(Debug, Clone, PartialEq)]
-enum Ty {
-    Null,
-    Bool,
-    Int,
-    Double,
-    Str,
-    /// a string that parses as RFC 3339
-    Time,
-    /// values of several types
-    Mixed,
-    Struct(Vec<(String, Ty)>),
-    Array(Box<Ty>),
-}
-
-fn merge(a: Ty, b: Ty) -> Ty {
-    use Ty::*;
-    match (a, b) {
-        (Null, x) | (x, Null) => x,
-        (Int, Double) | (Double, Int) => Double,
-        (Time, Str) | (Str, Time) => Str,
-        (Struct(mut a), Struct(b)) => {
-            for (k, t) in b {
-                merge_field(&mut a, k, t);
-            }
-            Struct(a)
-        }
-        (Array(a), Array(b)) => Array(Box::new(merge(*a, *b))),
-        (a, b) if a == b => a,
-        _ => Mixed,
-    }
-}
-
-/// Adds a field to a field list; names that differ only in case are one
-/// column in Athena, so they merge.
-fn merge_field(fields: &mut Vec<(String, Ty)>, name: String, t: Ty) {
-    match fields
-        .iter_mut()
-        .find(|(n, _)| n.eq_ignore_ascii_case(&name))
-    {
-        Some((_, old)) => *old = merge(std::mem::replace(old, Ty::Null), t),
-        None => fields.push((name, t)),
-    }
-}
-
-fn is_rfc3339(s: &str) -> bool {
-    chrono::DateTime::parse_from_rfc3339(s).is_ok()
-}
-
-fn of_json(v: &serde_json::Value) -> Ty {
-    use serde_json::Value as J;
-    match v {
-        J::Null => Ty::Null,
-        J::Bool(_) => Ty::Bool,
-        J::Number(n) if n.is_i64() => Ty::Int,
-        J::Number(_) => Ty::Double,
-        J::String(s) if is_rfc3339(s) => Ty::Time,
-        J::String(_) => Ty::Str,
-        J::Array(a) => Ty::Array(Box::new(a.iter().map(of_json).fold(Ty::Null, merge))),
-        J::Object(m) => {
-            let mut f = Vec::new();
-            for (k, v) in m {
-                merge_field(&mut f, k.clone(), of_json(v));
-            }
-            Ty::Struct(f)
-        }
-    }
-}
-
-fn of_msgpack(v: &rmpv::Value) -> Ty {
-    use rmpv::Value as V;
-    match v {
-        V::Nil => Ty::Null,
-        V::Boolean(_) => Ty::Bool,
-        V::Integer(i) if i.as_i64().is_some() => Ty::Int,
-        V::Integer(_) | V::F32(_) | V::F64(_) => Ty::Double,
-        V::String(s) => match s.as_str() {
-            Some(s) if is_rfc3339(s) => Ty::Time,
-            _ => Ty::Str,
-        },
-        V::Binary(_) | V::Ext(..) => Ty::Str,
-        V::Array(a) => Ty::Array(Box::new(a.iter().map(of_msgpack).fold(Ty::Null, merge))),
-        V::Map(m) => {
-            let mut f = Vec::new();
-            for (k, v) in m {
-                let name = match k {
-                    V::String(s) => s.as_str().map(str::to_string),
-                    V::Binary(b) => std::str::from_utf8(b).ok().map(str::to_string),
-                    _ => None,
-                };
-                if let Some(name) = name {
-                    merge_field(&mut f, name, of_msgpack(v));
-                }
-            }
-            Ty::Struct(f)
-        }
-    }
-}
-
-/// A backquoted identifier (a backquote inside is doubled).
-fn bq(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
-
-/// A single-quoted SQL string literal.
-fn sq(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-fn type_sql(t: &Ty) -> String {
-    match t {
-        Ty::Null | Ty::Str | Ty::Time | Ty::Mixed => "string".into(),
-        Ty::Bool => "boolean".into(),
-        Ty::Int => "bigint".into(),
-        Ty::Double => "double".into(),
-        Ty::Array(e) => format!("array<{}>", type_sql(e)),
-        Ty::Struct(f) if f.is_empty() => "string".into(),
-        Ty::Struct(f) => {
-            let fields: Vec<String> = f
-                .iter()
-                .map(|(n, t)| {
-                    let plain = n
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                    let n = if plain { n.clone() } else { bq(n) };
-                    format!("{n}:{}", type_sql(t))
-                })
-                .collect();
-            format!("struct<{}>", fields.join(","))
-        }
-    }
-}
-
-fn comment_of(t: &Ty) -> Option<&'static str> {
-    match t {
-        Ty::Time => Some("RFC 3339 time as text: read it with from_iso8601_timestamp()"),
-        Ty::Mixed => Some("values of several types in the sample: kept as text (JSON)"),
-        Ty::Null => Some("only nulls in the sample"),
-        _ => None,
-    }
-}
-
-// ---------------------------------------------------------------------------
 // the key template
 
 #[derive(Debug, Clone, PartialEq)]
@@ -208,23 +75,6 @@ enum Projection {
 struct Partition {
     name: String,
     projection: Projection,
-}
-
-/// Keeps what the key template keeps of a tag (see fuwa_render's
-/// `push_sanitised`).
-fn sanitise(v: &str) -> String {
-    if v.is_empty() || v == "." || v == ".." {
-        return "_".into();
-    }
-    v.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '=' | '+' | '@' | ',') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 fn has_placeholder(s: &str) -> bool {
@@ -248,7 +98,11 @@ fn projection_of(value: &str, tags: &Option<Vec<String>>) -> Projection {
         "%-H" => int(0, 23, None),
         "%-M" => int(0, 59, None),
         "${tag}" => match tags {
-            Some(t) => Projection::Enum(t.iter().map(|t| sanitise(t)).collect()),
+            Some(t) => Projection::Enum(
+                t.iter()
+                    .map(|t| fuwa_render::template::sanitise(t))
+                    .collect(),
+            ),
             None => Projection::Injected,
         },
         v if !has_placeholder(v) => Projection::Enum(vec![v.to_string()]),
@@ -419,75 +273,56 @@ fn from_buffer(dir: &Path, fields: &mut Vec<(String, Ty)>, warnings: &mut Vec<St
 }
 
 // ---------------------------------------------------------------------------
-// the raw output table
+// the output
 
-fn raw_output(path: &Path, id: &str) -> Result<toml::Table> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read the config file", path.display()))?;
-    let doc: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
-    let outputs = doc
-        .get("output")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
-    let mut ids = Vec::new();
-    for (i, o) in outputs.iter().enumerate() {
-        let Some(t) = o.as_table() else { continue };
-        let kind = t.get("type").and_then(|v| v.as_str()).unwrap_or("");
-        let oid = t
-            .get("id")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{kind}.{i}"));
-        if oid == id {
-            if kind != "s3" {
-                bail!("output `{id}` is type = \"{kind}\", not \"s3\": athena-ddl describes what an s3 output writes");
+/// The S3 output `id` of the loaded config.
+fn s3_output<'a>(req: &'a Request) -> Result<(&'a OutputSpec, &'a S3Output)> {
+    let Some(spec) = req.config.outputs.iter().find(|o| o.id == req.output) else {
+        let ids: Vec<String> = req
+            .config
+            .outputs
+            .iter()
+            .map(|o| format!("{} ({})", o.id, o.kind))
+            .collect();
+        bail!(
+            "no output `{}` in {} (outputs: {})",
+            req.output,
+            req.config_path.display(),
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
             }
-            return Ok(t.clone());
-        }
-        ids.push(format!("{oid} ({kind})"));
+        );
+    };
+    match spec.plugin.as_any().and_then(|a| a.downcast_ref::<S3Output>()) {
+        Some(s3) => Ok((spec, s3)),
+        None => bail!(
+            "output `{}` is type = \"{}\", not \"s3\": athena-ddl describes what an s3 output writes",
+            req.output,
+            spec.kind
+        ),
     }
-    Err(anyhow!(
-        "no output `{id}` in {} (outputs: {})",
-        path.display(),
-        if ids.is_empty() {
-            "none".to_string()
-        } else {
-            ids.join(", ")
-        }
-    ))
-}
-
-fn str_of<'a>(t: &'a toml::Table, k: &str) -> Option<&'a str> {
-    t.get(k).and_then(|v| v.as_str())
 }
 
 // ---------------------------------------------------------------------------
 
 pub fn ddl(req: &Request) -> Result<Ddl> {
-    let out = raw_output(req.config_path, req.output)?;
-    let spec = req
-        .config
-        .outputs
-        .iter()
-        .find(|o| o.id == req.output)
-        .ok_or_else(|| anyhow!("no output `{}`", req.output))?;
+    let (spec, s3) = s3_output(req)?;
+    let out = s3.layout();
     let mut warnings = Vec::new();
-    let bucket = str_of(&out, "bucket").context("the output has no bucket")?;
-    let key = str_of(&out, "key").context("the output has no key")?;
-    let format = str_of(&out, "format").unwrap_or("json");
-    if format != "json" {
-        bail!("output `{}` has format = \"{format}\": Athena cannot read msgpack objects; set format = \"json\" (JSON Lines) for a table Athena can query", req.output);
+    let (bucket, key) = (out.bucket, out.key);
+    if out.format == Format::Msgpack {
+        bail!("output `{}` has format = \"msgpack\": Athena cannot read msgpack objects; set format = \"json\" (JSON Lines) or \"parquet\" for a table Athena can query", req.output);
     }
-    let compression = str_of(&out, "compression").unwrap_or("gzip");
+    let parquet = out.format == Format::Parquet;
     let file = key.rsplit('/').next().unwrap_or(key);
-    let ext = match compression {
-        "gzip" => Some(".gz"),
-        "zstd" => Some(".zst"),
+    let ext = match (out.format, out.compression) {
+        (Format::Json, Compression::Gzip) => Some((".gz", "gzip")),
+        (Format::Json, Compression::Zstd) => Some((".zst", "zstd")),
         _ => None,
     };
-    if let Some(ext) = ext {
+    if let Some((ext, compression)) = ext {
         if !file.ends_with(ext) {
             warnings.push(format!("compression = \"{compression}\" but the key's file name `{file}` does not end with `{ext}`: Athena picks the codec by extension and would read the compressed bytes as text"));
         }
@@ -520,17 +355,14 @@ pub fn ddl(req: &Request) -> Result<Ddl> {
             (n, format!("{n} record(s) buffered in {}", dir.display()))
         }
     };
-    let time_format = str_of(&out, "time_format").unwrap_or("rfc3339");
-    let time_ty = match time_format {
-        "rfc3339" => Ty::Time,
-        "unix" | "unix_ms" => Ty::Int,
-        "unix_float" => Ty::Double,
+    let time_ty = match (parquet, out.time_format) {
+        (true, _) => Ty::Timestamp,
+        (false, "rfc3339") => Ty::Time,
+        (false, "unix" | "unix_ms") => Ty::Int,
+        (false, "unix_float") => Ty::Double,
         _ => Ty::Str,
     };
-    for (k, t) in [
-        (str_of(&out, "time_key"), time_ty),
-        (str_of(&out, "tag_key"), Ty::Str),
-    ] {
+    for (k, t) in [(out.time_key, time_ty), (out.tag_key, Ty::Str)] {
         if let Some(k) = k {
             // injected by the output: replaces a field of that name
             match fields.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(k)) {
@@ -538,6 +370,21 @@ pub fn ddl(req: &Request) -> Result<Ddl> {
                 None => fields.push((k.to_string(), t)),
             }
         }
+    }
+    if let Some(schema) = &out.parquet {
+        // the output's columns as they are, then the sampled fields it has
+        // no column for yet, typed as the writer will type them
+        let mut cols: Vec<(String, Ty)> = schema
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), of_column(c.ty)))
+            .collect();
+        for (n, t) in fields.drain(..) {
+            if !cols.iter().any(|(c, _)| c == &n) {
+                cols.push((n, as_parquet(t)));
+            }
+        }
+        fields = cols;
     }
     let mut dropped = Vec::new();
     fields.retain(|(n, _)| {
@@ -577,6 +424,9 @@ pub fn ddl(req: &Request) -> Result<Ddl> {
         }
         taken.push(col.clone());
         if col != name.to_ascii_lowercase() {
+            if parquet {
+                warnings.push(format!("field `{name}` is column `{col}` in the table, but Athena reads Parquet columns by name: it will read as null; rename the field (a record filter) to a lower-case name of letters, digits and `_`"));
+            }
             mappings.push((format!("mapping.{col}"), name.clone()));
         }
         *name = col;
@@ -628,16 +478,20 @@ pub fn ddl(req: &Request) -> Result<Ddl> {
             .collect();
         let _ = writeln!(s, "PARTITIONED BY ({})", cols.join(", "));
     }
-    s.push_str("ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'\n");
-    if !mappings.is_empty() {
-        let m: Vec<String> = mappings
-            .iter()
-            .map(|(k, v)| format!("  {} = {}", sq(k), sq(v)))
-            .collect();
-        let _ = writeln!(s, "WITH SERDEPROPERTIES (\n{}\n)", m.join(",\n"));
+    if parquet {
+        s.push_str("STORED AS PARQUET\n");
+    } else {
+        s.push_str("ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'\n");
+        if !mappings.is_empty() {
+            let m: Vec<String> = mappings
+                .iter()
+                .map(|(k, v)| format!("  {} = {}", sq(k), sq(v)))
+                .collect();
+            let _ = writeln!(s, "WITH SERDEPROPERTIES (\n{}\n)", m.join(",\n"));
+        }
+        s.push_str("STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'\n");
+        s.push_str("OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\n");
     }
-    s.push_str("STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'\n");
-    s.push_str("OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\n");
     let _ = writeln!(s, "LOCATION {}", sq(&lay.location));
     if !lay.partitions.is_empty() {
         let mut props: Vec<(String, String)> = vec![("projection.enabled".into(), "true".into())];
@@ -673,6 +527,7 @@ pub fn ddl(req: &Request) -> Result<Ddl> {
 
 #[cfg(test)]
 mod tests {
+    use super::types::merge;
     use super::*;
 
     #[test]

@@ -171,7 +171,7 @@ pub fn load_str(
                 .collect(),
         });
     }
-    Ok(Config {
+    let cfg = Config {
         agent,
         hostname,
         data_dir_explicit,
@@ -201,7 +201,29 @@ pub fn load_str(
                 buffer: b.buffer,
             })
             .collect(),
-    })
+    };
+    share_column_types(&cfg.filters, &cfg.outputs);
+    Ok(cfg)
+}
+
+/// Tells each output the column types the `types` filters on its tags give
+/// (the Parquet schema reads them): filters matching one of the output's
+/// literal tags, or for an open pattern the same pattern or `**`.
+fn share_column_types(filters: &[FilterSpec], outputs: &[OutputSpec]) {
+    for o in outputs {
+        let tags = o.pattern.literal_tags();
+        let types: Vec<(String, &'static str)> = filters
+            .iter()
+            .filter(|f| match &tags {
+                Some(t) => t.iter().any(|t| f.pattern.matches(t)),
+                None => f.pattern.as_str() == o.pattern.as_str() || f.pattern.as_str() == "**",
+            })
+            .flat_map(|f| f.plugin.column_types())
+            .collect();
+        if !types.is_empty() {
+            o.plugin.upstream_types(&types);
+        }
+    }
 }
 
 /// Builds every section of one kind. Ids are unique among their kind: a

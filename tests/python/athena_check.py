@@ -20,6 +20,7 @@ out = {
     "serde": None,
     "serde_properties": {},
     "location": None,
+    "file_format": None,
     "tblproperties": {},
 }
 for p in props.expressions:
@@ -30,6 +31,8 @@ for p in props.expressions:
         sp = p.args.get("serde_properties")
         for q in sp.expressions if sp else []:
             out["serde_properties"][q.name] = q.args["value"].name
+    elif isinstance(p, exp.FileFormatProperty):
+        out["file_format"] = p.this.name
     elif isinstance(p, exp.LocationProperty):
         out["location"] = p.this.name
     elif type(p) is exp.Property:

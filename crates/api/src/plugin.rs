@@ -102,6 +102,12 @@ pub enum FilterResult {
 /// filter that needs the whole record ([`Record::value_mut`]).
 pub trait Filter: Send + Sync {
     fn filter(&self, tag: &str, time: &mut EventTime, record: &mut Record) -> FilterResult;
+    /// Top-level fields this filter gives a type (name, `integer`, `float`,
+    /// `bool`, `string`, `time` or `array`): outputs that write typed
+    /// columns (Parquet) take them as their columns' types.
+    fn column_types(&self) -> Vec<(String, &'static str)> {
+        Vec::new()
+    }
 }
 
 /// How an output failed to write a chunk. The engine retries `Retryable`
@@ -142,6 +148,16 @@ pub trait Output: Send + Sync {
     /// engine adds the `id` and `type` labels; the default has none.
     fn metrics(&self) -> Vec<Metric> {
         Vec::new()
+    }
+    /// The types the filters for this output's tags give its fields (see
+    /// [`Filter::column_types`]), told once after the config is built.
+    fn upstream_types(&self, types: &[(String, &'static str)]) {
+        let _ = types;
+    }
+    /// The output itself, for tools that describe what a known output type
+    /// writes (`fuwa athena-ddl` reads the S3 output's layout).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
     }
 }
 
@@ -196,10 +212,16 @@ impl<F: Filter + ?Sized> Filter for Box<F> {
     fn filter(&self, tag: &str, time: &mut EventTime, record: &mut Record) -> FilterResult {
         (**self).filter(tag, time, record)
     }
+    fn column_types(&self) -> Vec<(String, &'static str)> {
+        (**self).column_types()
+    }
 }
 
 impl<F: Filter + ?Sized> Filter for &F {
     fn filter(&self, tag: &str, time: &mut EventTime, record: &mut Record) -> FilterResult {
         (**self).filter(tag, time, record)
+    }
+    fn column_types(&self) -> Vec<(String, &'static str)> {
+        (**self).column_types()
     }
 }

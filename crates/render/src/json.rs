@@ -151,6 +151,12 @@ fn write_key(out: &mut Vec<u8>, buf: &[u8], pos: usize) -> Result<usize, DecodeE
     }
 }
 
+/// Appends the msgpack value at `pos` of `buf` as JSON text (the mapping of
+/// the module doc); returns the offset just after it.
+pub fn write_json_value(out: &mut Vec<u8>, buf: &[u8], pos: usize) -> Result<usize, DecodeError> {
+    write_value(out, buf, pos, 0)
+}
+
 fn write_value(
     out: &mut Vec<u8>,
     buf: &[u8],

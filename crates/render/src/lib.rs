@@ -5,6 +5,6 @@ pub mod json;
 pub mod template;
 pub mod time;
 
-pub use json::{value_json, write_json_line, Inject, InjectValue, JsonLines};
+pub use json::{value_json, write_json_line, write_json_value, Inject, InjectValue, JsonLines};
 pub use template::Template;
 pub use time::{parse_timezone, TimeFormat};

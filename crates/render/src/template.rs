@@ -16,7 +16,7 @@
 use chrono::format::Item;
 use chrono_tz::Tz;
 use fuwa_api::msgpack::{read_head, skip, Head};
-use fuwa_api::EventTime;
+use fuwa_api::{EventTime, Partitioner};
 
 use sha2::{Digest, Sha256};
 
@@ -179,6 +179,22 @@ impl Template {
     }
 }
 
+/// A template is the partitioner of the outputs that write by path or key
+/// (file, s3): everything but `${chunk_id}`/`${uuid}` is rendered per
+/// event, so one file or object never mixes two hours, two tags or two
+/// record-field values.
+impl Partitioner for Template {
+    fn uses_time(&self) -> bool {
+        Template::uses_time(self)
+    }
+    fn uses_record(&self) -> bool {
+        Template::uses_record(self)
+    }
+    fn key(&self, tag: &str, time: EventTime, record: &[u8]) -> String {
+        self.render(tag, time, record)
+    }
+}
+
 /// A rendered path with every component over [`MAX_COMPONENT`] bytes
 /// shortened (the same rule as `render`): for keys rendered by an older
 /// version, kept in buffered chunks and dead letters.
@@ -242,11 +258,7 @@ fn flush_lit(parts: &mut Vec<Part>, lit: &mut String) -> Result<(), String> {
 /// (slashes, control characters, spaces) becomes `_`, and `.`/`..` alone
 /// become `_` so a value can never climb out of a directory.
 fn push_sanitised(out: &mut String, v: &str) {
-    if v.is_empty() {
-        out.push('_');
-        return;
-    }
-    if v == "." || v == ".." {
+    if v.is_empty() || v == "." || v == ".." {
         out.push('_');
         return;
     }
@@ -257,6 +269,14 @@ fn push_sanitised(out: &mut String, v: &str) {
             out.push('_');
         }
     }
+}
+
+/// What a template keeps of a substituted value (a tag, a tag part, a
+/// record field): `fuwa athena-ddl` projects the values a key holds.
+pub fn sanitise(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    push_sanitised(&mut out, v);
+    out
 }
 
 /// Looks up a nested field of a msgpack record and returns it as text

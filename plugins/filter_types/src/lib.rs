@@ -194,6 +194,24 @@ impl TypesFilter {
 }
 
 impl Filter for TypesFilter {
+    fn column_types(&self) -> Vec<(String, &'static str)> {
+        self.fields
+            .iter()
+            .filter(|f| f.path.len() == 1)
+            .map(|f| {
+                let t = match f.conv {
+                    Conv::Integer => "integer",
+                    Conv::Float => "float",
+                    Conv::Bool => "bool",
+                    Conv::String => "string",
+                    Conv::Time(_) => "time",
+                    Conv::Array(_) => "array",
+                };
+                (f.name.clone(), t)
+            })
+            .collect()
+    }
+
     fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Record) -> FilterResult {
         if !rec.is_map() {
             return FilterResult::Keep;

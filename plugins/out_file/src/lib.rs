@@ -1,7 +1,9 @@
 //! The file output: JSON Lines appended to files whose path is a template
 //! (`${tag}`, `${tag[N]}`, `${hostname}`, `${record.x}`, strftime of the
 //! event time), optionally gzip-compressed (one gzip member per chunk, which
-//! every gzip reader reads as one stream).
+//! every gzip reader reads as one stream); or, with `format = "parquet"`,
+//! one typed Parquet file per chunk (the path holds `${chunk_id}`; written
+//! beside and renamed into place, so a retried chunk replaces its file).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -10,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fuwa_api::{
-    BuildContext, Chunk, ConfigError, ConfigSection, EventTime, Output, OutputError, Partitioner,
+    BuildContext, Chunk, ConfigError, ConfigSection, Metric, Output, OutputError, Partitioner,
 };
 use fuwa_render::{parse_timezone, JsonLines, Template, TimeFormat};
 use serde::Deserialize;
@@ -24,17 +26,37 @@ struct FileConfig {
     time_key: Option<String>,
     #[serde(default = "rfc3339")]
     time_format: String,
+    /// default: none, or snappy for Parquet
+    compress: Option<Compress>,
     #[serde(default)]
-    compress: Compress,
+    format: Format,
+    /// Parquet: column types by field name
+    schema: Option<std::collections::BTreeMap<String, String>>,
+    /// Parquet: rows per row group
+    row_group_size: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Compress {
+    None,
+    Gzip,
+    /// Parquet only
+    Zstd,
+    /// Parquet only
+    Snappy,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "lowercase")]
-enum Compress {
+enum Format {
     #[default]
-    None,
-    Gzip,
+    Json,
+    Parquet,
 }
+
+/// Rows per Parquet row group unless `row_group_size` says otherwise.
+const DEFAULT_ROW_GROUP_SIZE: usize = 50_000;
 
 fn rfc3339() -> String {
     "rfc3339".into()
@@ -42,23 +64,10 @@ fn rfc3339() -> String {
 
 pub struct FileOutput {
     id: String,
-    template: Arc<PathTemplate>,
+    template: Arc<Template>,
     lines: Arc<JsonLines>,
     compress: Compress,
-}
-
-struct PathTemplate(Template);
-
-impl Partitioner for PathTemplate {
-    fn uses_time(&self) -> bool {
-        self.0.uses_time()
-    }
-    fn uses_record(&self) -> bool {
-        self.0.uses_record()
-    }
-    fn key(&self, tag: &str, time: EventTime, record: &[u8]) -> String {
-        self.0.render(tag, time, record)
-    }
+    parquet: Option<Arc<fuwa_parquet::ParquetEncoder>>,
 }
 
 pub fn build(
@@ -72,27 +81,96 @@ pub fn build(
         Template::parse(&cfg.path, tz, &ctx.hostname).map_err(|e| section.error("path", e));
     let time_format =
         TimeFormat::parse(&cfg.time_format, tz).map_err(|e| section.error("time_format", e));
+    let parquet = cfg.format == Format::Parquet;
     if let Ok(t) = &template {
-        if t.as_str().contains("${chunk_id}") || t.as_str().contains("${uuid}") {
+        let per_chunk = t.as_str().contains("${chunk_id}");
+        if t.as_str().contains("${uuid}") {
+            errors.push(section.error("path", "${uuid} is for object keys, not file paths"));
+        }
+        if per_chunk && !parquet {
             errors.push(section.error(
                 "path",
-                "${chunk_id} and ${uuid} are for object keys, not file paths",
+                "${chunk_id} is for format = \"parquet\" (one file per chunk); JSON Lines are appended",
+            ));
+        }
+        if !per_chunk && parquet {
+            errors.push(section.error(
+                "path",
+                "a Parquet file per chunk: the path must contain ${chunk_id}",
             ));
         }
         if cfg.path.ends_with('/') {
             errors.push(section.error("path", "the path names a directory; it must name a file"));
         }
     }
+    let compress = cfg.compress.unwrap_or(if parquet {
+        Compress::Snappy
+    } else {
+        Compress::None
+    });
+    if !parquet && matches!(compress, Compress::Zstd | Compress::Snappy) {
+        errors.push(section.error(
+            "compress",
+            "JSON Lines are none or gzip; zstd and snappy are for format = \"parquet\"",
+        ));
+    }
+    for (k, set) in [
+        ("schema", cfg.schema.is_some()),
+        ("row_group_size", cfg.row_group_size.is_some()),
+    ] {
+        if set && !parquet {
+            errors.push(section.error(k, "only for format = \"parquet\""));
+        }
+    }
+    if cfg.row_group_size == Some(0) {
+        errors.push(section.error("row_group_size", "at least 1 row"));
+    }
+    let mut declared = Vec::new();
+    for (name, ty) in cfg.schema.iter().flatten() {
+        match fuwa_parquet::ColumnType::parse(ty) {
+            Ok(t) => declared.push((name.clone(), t)),
+            Err(m) => errors.push(section.error(&format!("schema.{name}"), m)),
+        }
+    }
+    let time_key = match (cfg.time_key, parquet) {
+        (None, true) => Some("time".to_string()),
+        (k, _) => k,
+    };
+    let encoder = if parquet {
+        let settings = fuwa_parquet::Settings {
+            codec: match compress {
+                Compress::Snappy => fuwa_parquet::Codec::Snappy,
+                Compress::Zstd => fuwa_parquet::Codec::Zstd,
+                Compress::Gzip => fuwa_parquet::Codec::Gzip,
+                Compress::None => fuwa_parquet::Codec::None,
+            },
+            level: None,
+            row_group_size: cfg.row_group_size.unwrap_or(DEFAULT_ROW_GROUP_SIZE),
+            time_key: time_key.clone().unwrap_or_default(),
+            tag_key: cfg.tag_key.clone(),
+        };
+        let path = fuwa_parquet::schema_path(&ctx.data_dir, &ctx.id);
+        match fuwa_parquet::ParquetEncoder::new(settings, &declared, Some(path)) {
+            Ok(e) => Some(Arc::new(e)),
+            Err(m) => {
+                errors.push(section.error("format", m));
+                None
+            }
+        }
+    } else {
+        None
+    };
     match (template, time_format) {
         (Ok(t), Ok(tf)) if errors.is_empty() => Ok(Arc::new(FileOutput {
             id: ctx.id.clone(),
-            template: Arc::new(PathTemplate(t)),
+            template: Arc::new(t),
             lines: Arc::new(JsonLines {
                 tag_key: cfg.tag_key,
-                time_key: cfg.time_key,
+                time_key,
                 time_format: tf,
             }),
-            compress: cfg.compress,
+            compress,
+            parquet: encoder,
         })),
         (t, tf) => {
             errors.extend(t.err());
@@ -108,21 +186,44 @@ impl Output for FileOutput {
         Some(self.template.clone())
     }
 
+    fn metrics(&self) -> Vec<Metric> {
+        self.parquet
+            .as_ref()
+            .map(|p| p.metrics())
+            .unwrap_or_default()
+    }
+
+    fn upstream_types(&self, types: &[(String, &'static str)]) {
+        if let Some(p) = &self.parquet {
+            let t: Vec<_> = types
+                .iter()
+                .filter_map(|(n, t)| {
+                    fuwa_parquet::ColumnType::of_types_filter(t).map(|t| (n.clone(), t))
+                })
+                .collect();
+            p.declare_upstream(&t);
+        }
+    }
+
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
         let chunk = chunk.clone();
         let lines = self.lines.clone();
         let compress = self.compress;
         let id = self.id.clone();
-        tokio::task::spawn_blocking(move || write_blocking(&id, &chunk, &lines, compress))
-            .await
-            .map_err(|e| {
-                // a panic would come back on every retry of this chunk
-                if e.is_panic() {
-                    OutputError::Fatal(format!("writer task panicked: {e}"))
-                } else {
-                    OutputError::Retryable(format!("writer task failed: {e}"))
-                }
-            })?
+        let parquet = self.parquet.clone();
+        tokio::task::spawn_blocking(move || match parquet {
+            Some(p) => write_parquet(&id, &chunk, &p),
+            None => write_blocking(&id, &chunk, &lines, compress),
+        })
+        .await
+        .map_err(|e| {
+            // a panic would come back on every retry of this chunk
+            if e.is_panic() {
+                OutputError::Fatal(format!("writer task panicked: {e}"))
+            } else {
+                OutputError::Retryable(format!("writer task failed: {e}"))
+            }
+        })?
     }
 }
 
@@ -157,7 +258,7 @@ fn write_blocking(
             file,
             flate2::Compression::default(),
         ))),
-        Compress::None => Sink::Plain(file),
+        _ => Sink::Plain(file),
     };
     let mut buf = Vec::with_capacity(PIECE + PIECE / 4);
     let mut bad = 0;
@@ -172,6 +273,57 @@ fn write_blocking(
     sink.finish().map_err(werr)?;
     if bad > 0 {
         warn!(output = %id, bad, path = %path.display(), "entries that could not be rendered as JSON were skipped");
+    }
+    Ok(())
+}
+
+/// One Parquet file per chunk at the path with `${chunk_id}` filled:
+/// written to `<path>.tmp` and renamed over the path, so a retry (or a
+/// replay after a crash) replaces the file instead of adding a second one,
+/// and a reader never sees half a file.
+fn write_parquet(
+    id: &str,
+    chunk: &Chunk,
+    enc: &fuwa_parquet::ParquetEncoder,
+) -> Result<(), OutputError> {
+    const PIECE: usize = 1 << 20;
+    let key = Template::finish(
+        &fuwa_render::template::shorten_path(&chunk.key),
+        &chunk.id,
+        "",
+    );
+    let path = Path::new(&key);
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| classify(e, &format!("cannot create directory {}", dir.display())))?;
+        }
+    }
+    let tmp = format!("{key}.tmp");
+    let mut file =
+        std::fs::File::create(&tmp).map_err(|e| classify(e, &format!("cannot create {tmp}")))?;
+    let mut werr = None;
+    let stats = enc
+        .encode(chunk, PIECE, |piece| match file.write_all(&piece) {
+            Ok(()) => true,
+            Err(e) => {
+                werr = Some(e);
+                false
+            }
+        })
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            OutputError::Fatal(format!("{}: {e}", path.display()))
+        })?;
+    if let Some(e) = werr {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(classify(e, &format!("cannot write {tmp}")));
+    }
+    file.sync_all()
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| classify(e, &format!("cannot write {}", path.display())))?;
+    if stats.bad > 0 {
+        warn!(output = %id, bad = stats.bad, path = %path.display(), "entries that are not records were skipped");
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Turning a chunk into object bytes: JSON Lines or msgpack records, with
-//! the tag/time injected, compressed with gzip or zstd, handed out in pieces
-//! so that memory stays bounded whatever the chunk size. Runs on a blocking
-//! thread.
+//! the tag/time injected, compressed with gzip or zstd, or one typed Parquet
+//! file (`fuwa-parquet`, compressed inside), handed out in pieces so that
+//! memory stays bounded whatever the chunk size. Runs on a blocking thread.
 
 use std::io::Write;
 
@@ -16,6 +16,7 @@ pub enum Format {
     #[default]
     Json,
     Msgpack,
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -24,6 +25,8 @@ pub enum Compression {
     #[default]
     Gzip,
     Zstd,
+    /// Parquet only (its default)
+    Snappy,
     None,
 }
 
@@ -32,6 +35,8 @@ pub struct Encoder {
     pub compression: Compression,
     pub level: Option<i32>,
     pub lines: JsonLines,
+    /// set when format = "parquet"
+    pub parquet: Option<fuwa_parquet::ParquetEncoder>,
 }
 
 /// Rendered records are compressed in slices of this size.
@@ -42,14 +47,19 @@ impl Encoder {
         match self.format {
             Format::Json => "application/x-ndjson",
             Format::Msgpack => "application/x-msgpack",
+            Format::Parquet => fuwa_parquet::CONTENT_TYPE,
         }
     }
 
+    /// Parquet compresses inside the file: no Content-Encoding then.
     pub fn content_encoding(&self) -> Option<&'static str> {
+        if self.format == Format::Parquet {
+            return None;
+        }
         match self.compression {
             Compression::Gzip => Some("gzip"),
             Compression::Zstd => Some("zstd"),
-            Compression::None => None,
+            Compression::Snappy | Compression::None => None,
         }
     }
 
@@ -63,12 +73,17 @@ impl Encoder {
         piece: usize,
         mut emit: impl FnMut(Vec<u8>) -> bool,
     ) -> std::io::Result<usize> {
+        if let Some(p) = &self.parquet {
+            return p.encode(chunk, piece, emit).map(|s| s.bad as usize);
+        }
         let mut sink = Sink::new(self.compression, self.level, piece)?;
         let mut raw = Vec::with_capacity(RAW_SLICE + RAW_SLICE / 2);
         let mut bad = 0;
         for part in chunk.segments.iter().flat_map(|s| slices(s, RAW_SLICE / 2)) {
             bad += match self.format {
-                Format::Json => self.lines.write_segment(&chunk.tag, part, &mut raw),
+                Format::Json | Format::Parquet => {
+                    self.lines.write_segment(&chunk.tag, part, &mut raw)
+                }
                 Format::Msgpack => write_msgpack_segment(&self.lines, &chunk.tag, part, &mut raw),
             };
             if raw.len() >= RAW_SLICE {
@@ -116,7 +131,7 @@ impl Sink {
     fn new(c: Compression, level: Option<i32>, piece: usize) -> std::io::Result<Sink> {
         let cap = piece + (piece >> 3);
         Ok(match c {
-            Compression::None => Sink::Plain(Vec::with_capacity(cap)),
+            Compression::None | Compression::Snappy => Sink::Plain(Vec::with_capacity(cap)),
             Compression::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(
                 Vec::with_capacity(cap),
                 level
@@ -299,6 +314,7 @@ mod tests {
                 time_key: Some("time".into()),
                 time_format: TimeFormat::parse("rfc3339", tz).unwrap(),
             },
+            parquet: None,
         }
     }
 

@@ -1,26 +1,9 @@
 //! Object keys: the template rendered per event (the chunk's partition
-//! key), then `${chunk_id}` and `${uuid}` filled per chunk.
+//! key: the template is the output's `Partitioner`), then `${chunk_id}` and
+//! `${uuid}` filled per chunk.
 
-use fuwa_api::{EventTime, Partitioner};
 use fuwa_render::Template;
 use sha2::{Digest, Sha256};
-
-/// The key template as the engine's partitioner: everything but
-/// `${chunk_id}`/`${uuid}` is rendered per event, so one object never mixes
-/// two hours, two tags or two record-field values.
-pub struct KeyTemplate(pub Template);
-
-impl Partitioner for KeyTemplate {
-    fn uses_time(&self) -> bool {
-        self.0.uses_time()
-    }
-    fn uses_record(&self) -> bool {
-        self.0.uses_record()
-    }
-    fn key(&self, tag: &str, time: EventTime, record: &[u8]) -> String {
-        self.0.render(tag, time, record)
-    }
-}
 
 /// The object key for a chunk. It depends only on the chunk (its partition
 /// key and id), so a retry, or a replay after a crash, writes the same key
@@ -55,6 +38,7 @@ pub fn uuid_for(chunk_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fuwa_api::{EventTime, Partitioner};
     use rmpv::Value;
 
     fn rec(v: Value) -> Vec<u8> {
@@ -63,9 +47,9 @@ mod tests {
         out
     }
 
-    fn tpl(src: &str) -> KeyTemplate {
+    fn tpl(src: &str) -> Template {
         let tz = fuwa_render::parse_timezone("Asia/Tokyo").unwrap();
-        KeyTemplate(Template::parse(src, tz, "web-1").unwrap())
+        Template::parse(src, tz, "web-1").unwrap()
     }
 
     #[test]
@@ -73,7 +57,7 @@ mod tests {
         let t = tpl(
             "content_type=${tag}/year=%Y/month=%m/day=%d/hour=%H/${hostname}-${chunk_id}.json.gz",
         );
-        assert!(t.uses_time() && !t.uses_record());
+        assert!(Partitioner::uses_time(&t) && !Partitioner::uses_record(&t));
         // 2023-11-14T22:13:20Z is 2023-11-15 07:13 in Tokyo
         let k = t.key(
             "action_logs",
@@ -100,7 +84,7 @@ mod tests {
     #[test]
     fn tag_parts_and_record_fields_are_sanitised() {
         let t = tpl("${tag[0]}/${tag[1]}/ct=${record.ct}/${record.missing}/${uuid}");
-        assert!(t.uses_record());
+        assert!(Partitioner::uses_record(&t));
         let r = rec(Value::Map(vec![(
             Value::from("ct"),
             Value::from("../a b/c"),

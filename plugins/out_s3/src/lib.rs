@@ -1,7 +1,8 @@
 //! The S3 output: one object per chunk, under a key rendered from a
 //! template (`${tag}`, `${tag[N]}`, `${hostname}`, `${record.x}`,
 //! `${chunk_id}`, `${uuid}`, strftime of the event time in the agent's time
-//! zone), JSON Lines or msgpack, gzip/zstd/none. The key depends only on
+//! zone), JSON Lines or msgpack (gzip/zstd/none), or typed Parquet
+//! (snappy/zstd/gzip/none inside the file). The key depends only on
 //! the chunk, so a retried chunk overwrites its object instead of adding a
 //! duplicate. PutObject below `multipart_threshold`, multipart above.
 //!
@@ -21,8 +22,8 @@ use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use aws_sdk_s3::Client;
 use fuwa_api::{
-    BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, Output, OutputError,
-    Partitioner,
+    BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, Metric, Output,
+    OutputError, Partitioner,
 };
 use fuwa_aws::{AwsSettings, LazyClient};
 use fuwa_render::{parse_timezone, JsonLines, Template, TimeFormat};
@@ -47,9 +48,13 @@ struct S3Config {
     force_path_style: bool,
     #[serde(default)]
     format: Format,
-    #[serde(default)]
-    compression: Compression,
+    /// default: gzip, or snappy for Parquet
+    compression: Option<Compression>,
     compression_level: Option<i32>,
+    /// Parquet: column types by field name
+    schema: Option<std::collections::BTreeMap<String, String>>,
+    /// Parquet: rows per row group
+    row_group_size: Option<usize>,
     time_key: Option<String>,
     #[serde(default = "rfc3339")]
     time_format: String,
@@ -90,10 +95,30 @@ fn default_connect_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(10))
 }
 
+/// Rows per Parquet row group unless `row_group_size` says otherwise.
+pub const DEFAULT_ROW_GROUP_SIZE: usize = 50_000;
+/// The event time column of Parquet objects unless `time_key` says otherwise.
+pub const DEFAULT_PARQUET_TIME_KEY: &str = "time";
+
+/// What an S3 output writes, as `fuwa athena-ddl` needs it.
+pub struct Layout<'a> {
+    pub bucket: &'a str,
+    /// the key template as configured
+    pub key: &'a str,
+    pub format: Format,
+    pub compression: Compression,
+    pub time_key: Option<&'a str>,
+    pub time_format: &'a str,
+    pub tag_key: Option<&'a str>,
+    /// Parquet: the columns known now (time, tag, declared, persisted)
+    pub parquet: Option<fuwa_parquet::Schema>,
+}
+
 pub struct S3Output {
     id: String,
     bucket: String,
-    template: Arc<key::KeyTemplate>,
+    time_format: String,
+    template: Arc<Template>,
     encoder: Arc<encode::Encoder>,
     storage_class: Option<StorageClass>,
     sse: Option<ServerSideEncryption>,
@@ -141,19 +166,80 @@ pub fn build(
             None
         }
     };
-    match (cfg.compression, cfg.compression_level) {
+    let parquet = cfg.format == Format::Parquet;
+    let compression = cfg.compression.unwrap_or(if parquet {
+        Compression::Snappy
+    } else {
+        Compression::Gzip
+    });
+    let zstd_min = if parquet { 1 } else { -7 };
+    match (compression, cfg.compression_level) {
+        (Compression::Snappy, _) if !parquet => err(
+            "compression",
+            "snappy is for format = \"parquet\"; JSON and msgpack objects are gzip, zstd or none"
+                .into(),
+        ),
         (Compression::Gzip, Some(l)) if !(0..=9).contains(&l) => {
             err("compression_level", format!("{l}: gzip levels are 0 to 9"))
         }
-        (Compression::Zstd, Some(l)) if !(-7..=22).contains(&l) => err(
+        (Compression::Zstd, Some(l)) if !(zstd_min..=22).contains(&l) => err(
             "compression_level",
-            format!("{l}: zstd levels are -7 to 22"),
+            format!("{l}: zstd levels are {zstd_min} to 22"),
         ),
-        (Compression::None, Some(_)) => {
-            err("compression_level", "no compression is configured".into())
-        }
+        (Compression::None | Compression::Snappy, Some(_)) => err(
+            "compression_level",
+            "the configured compression has no levels".into(),
+        ),
         _ => {}
     }
+    if !parquet {
+        for (k, set) in [
+            ("schema", cfg.schema.is_some()),
+            ("row_group_size", cfg.row_group_size.is_some()),
+        ] {
+            if set {
+                err(k, "only for format = \"parquet\"".into());
+            }
+        }
+    }
+    if cfg.row_group_size == Some(0) {
+        err("row_group_size", "at least 1 row".into());
+    }
+    let mut declared = Vec::new();
+    for (name, ty) in cfg.schema.iter().flatten() {
+        match fuwa_parquet::ColumnType::parse(ty) {
+            Ok(t) => declared.push((name.clone(), t)),
+            Err(m) => err(&format!("schema.{name}"), m),
+        }
+    }
+    let time_key = match (&cfg.time_key, parquet) {
+        (None, true) => Some(DEFAULT_PARQUET_TIME_KEY.to_string()),
+        (k, _) => k.clone(),
+    };
+    let parquet_encoder = if parquet {
+        let settings = fuwa_parquet::Settings {
+            codec: match compression {
+                Compression::Snappy => fuwa_parquet::Codec::Snappy,
+                Compression::Zstd => fuwa_parquet::Codec::Zstd,
+                Compression::Gzip => fuwa_parquet::Codec::Gzip,
+                Compression::None => fuwa_parquet::Codec::None,
+            },
+            level: cfg.compression_level,
+            row_group_size: cfg.row_group_size.unwrap_or(DEFAULT_ROW_GROUP_SIZE),
+            time_key: time_key.clone().unwrap_or_default(),
+            tag_key: cfg.tag_key.clone(),
+        };
+        let path = fuwa_parquet::schema_path(&ctx.data_dir, &ctx.id);
+        match fuwa_parquet::ParquetEncoder::new(settings, &declared, Some(path)) {
+            Ok(e) => Some(e),
+            Err(m) => {
+                err("format", m);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let storage_class = cfg.storage_class.as_deref().map(StorageClass::from);
     if cfg
         .storage_class
@@ -241,16 +327,18 @@ pub fn build(
     Ok(Arc::new(S3Output {
         id: ctx.id.clone(),
         bucket: cfg.bucket,
-        template: Arc::new(key::KeyTemplate(template)),
+        time_format: cfg.time_format,
+        template: Arc::new(template),
         encoder: Arc::new(encode::Encoder {
             format: cfg.format,
-            compression: cfg.compression,
+            compression,
             level: cfg.compression_level,
             lines: JsonLines {
                 tag_key: cfg.tag_key,
-                time_key: cfg.time_key,
+                time_key,
                 time_format,
             },
+            parquet: parquet_encoder,
         }),
         storage_class,
         sse,
@@ -262,6 +350,21 @@ pub fn build(
 }
 
 impl S3Output {
+    /// What this output writes, for `fuwa athena-ddl`.
+    pub fn layout(&self) -> Layout<'_> {
+        let e = &self.encoder;
+        Layout {
+            bucket: &self.bucket,
+            key: self.template.as_str(),
+            format: e.format,
+            compression: e.compression,
+            time_key: e.lines.time_key.as_deref(),
+            time_format: &self.time_format,
+            tag_key: e.lines.tag_key.as_deref(),
+            parquet: e.parquet.as_ref().map(|p| p.schema()),
+        }
+    }
+
     fn classify<E>(
         &self,
         e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
@@ -307,6 +410,30 @@ impl Output for S3Output {
         Duration::from_secs(60)
     }
 
+    fn metrics(&self) -> Vec<Metric> {
+        self.encoder
+            .parquet
+            .as_ref()
+            .map(|p| p.metrics())
+            .unwrap_or_default()
+    }
+
+    fn upstream_types(&self, types: &[(String, &'static str)]) {
+        if let Some(p) = &self.encoder.parquet {
+            let t: Vec<_> = types
+                .iter()
+                .filter_map(|(n, t)| {
+                    fuwa_parquet::ColumnType::of_types_filter(t).map(|t| (n.clone(), t))
+                })
+                .collect();
+            p.declare_upstream(&t);
+        }
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
         let key = object_key(&chunk.key, &chunk.id);
         check_key(&key)?;
@@ -348,10 +475,9 @@ mod tests {
         ));
         // five long tag components: each cut to 255, the key still too long
         let tz = fuwa_render::parse_timezone("UTC").unwrap();
-        let t = key::KeyTemplate(
+        let t =
             fuwa_render::Template::parse("${tag}/${tag}/${tag}/${tag}/${tag}/${chunk_id}", tz, "h")
-                .unwrap(),
-        );
+                .unwrap();
         let k = t.key(&"t".repeat(2000), fuwa_api::EventTime::default(), &[0x80]);
         let full = object_key(&k, "abc");
         assert!(full.split('/').all(|c| c.len() <= 255));
@@ -414,6 +540,60 @@ mod tests {
             .err()
             .unwrap();
         assert!(e[0].key.ends_with("sse_kms_key_id"), "{e:?}");
+    }
+
+    #[test]
+    fn parquet_defaults_and_the_layout_athena_ddl_reads() {
+        let o = build(
+            &ConfigSection::from_toml(
+                "output[0]",
+                "bucket = \"b\"\nkey = \"t=${tag}/%Y/${chunk_id}.parquet\"\nformat = \"parquet\"\ntag_key = \"tag\"\nschema = { n = \"bigint\" }",
+            )
+            .unwrap(),
+            &BuildContext {
+                data_dir: std::path::PathBuf::from("/nonexistent/fuwa-test"),
+                ..ctx()
+            },
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        let s3 = o.as_any().unwrap().downcast_ref::<S3Output>().unwrap();
+        let l = s3.layout();
+        assert_eq!(
+            (l.format, l.compression),
+            (Format::Parquet, Compression::Snappy)
+        );
+        assert_eq!((l.time_key, l.tag_key), (Some("time"), Some("tag")));
+        assert_eq!(l.key, "t=${tag}/%Y/${chunk_id}.parquet");
+        let cols: Vec<(String, fuwa_parquet::ColumnType)> = l
+            .parquet
+            .unwrap()
+            .columns
+            .into_iter()
+            .map(|c| (c.name, c.ty))
+            .collect();
+        use fuwa_parquet::ColumnType as C;
+        assert_eq!(
+            cols,
+            [
+                ("time".to_string(), C::Timestamp),
+                ("tag".to_string(), C::String),
+                ("n".to_string(), C::Int64)
+            ]
+        );
+        // the types filters' types join the columns the schema leaves open
+        o.upstream_types(&[("n".into(), "string"), ("ok".into(), "bool")]);
+        let s = s3.layout().parquet.unwrap();
+        assert_eq!(s.get("n").unwrap().ty, C::Int64);
+        assert_eq!(s.get("ok").unwrap().ty, C::Bool);
+        assert!(o
+            .metrics()
+            .iter()
+            .any(|m| m.name == "fuwa_parquet_misfit_values_total"));
+        let e = try_build("bucket = \"b\"\nkey = \"${uuid}\"\nformat = \"parquet\"\ncompression_level = 0\ncompression = \"zstd\"")
+            .err()
+            .unwrap();
+        assert!(e[0].message.contains("1 to 22"), "{e:?}");
     }
 
     #[test]
