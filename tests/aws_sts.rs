@@ -92,11 +92,14 @@ fn send(s: &mut TcpStream, tag: &str, ids: std::ops::Range<u64>) {
     );
 }
 
+/// Requests seen: head lines and body.
+type Seen = Arc<Mutex<Vec<(Vec<String>, String)>>>;
+
 /// An HTTP relay in front of moto that records each request (head lines
 /// and body) on its way: what the agent's STS client sent.
 struct Relay {
     port: u16,
-    seen: Arc<Mutex<Vec<(Vec<String>, String)>>>,
+    seen: Seen,
 }
 
 impl Relay {
@@ -119,11 +122,7 @@ impl Relay {
 
 /// One request per connection: forwarded with `Connection: close`, the
 /// answer copied back until moto closes.
-fn relay(
-    c: TcpStream,
-    upstream: u16,
-    seen: &Mutex<Vec<(Vec<String>, String)>>,
-) -> std::io::Result<()> {
+fn relay(c: TcpStream, upstream: u16, seen: &Seen) -> std::io::Result<()> {
     let mut w = c.try_clone()?;
     let mut r = BufReader::new(c);
     let Some((head, body)) = read_request(&mut r)? else {
