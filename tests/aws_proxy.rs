@@ -18,11 +18,14 @@ use common::*;
 use kinesis_fake::{FakeKinesis, STREAM};
 use rmpv::Value as V;
 
+/// Request lines the proxy saw, each with its Proxy-Authorization.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// A CONNECT proxy: records each request line and its Proxy-Authorization,
 /// tunnels CONNECT to 127.0.0.1:<port>, refuses anything else.
 struct ConnectProxy {
     port: u16,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Seen,
 }
 
 impl ConnectProxy {

@@ -8,12 +8,12 @@
 mod common;
 mod kinesis_fake;
 
-use std::io::Write;
-use std::net::TcpStream;
+use std::io::{BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::aws::{aws_env, py_script, MotoServer};
+use common::aws::{aws_env, py_script, read_request, MotoServer};
 use common::*;
 use kinesis_fake::{FakeKinesis, STREAM};
 use rmpv::Value as V;
@@ -92,6 +92,63 @@ fn send(s: &mut TcpStream, tag: &str, ids: std::ops::Range<u64>) {
     );
 }
 
+/// Requests seen: head lines and body.
+type Seen = Arc<Mutex<Vec<(Vec<String>, String)>>>;
+
+/// An HTTP relay in front of moto that records each request (head lines
+/// and body) on its way: what the agent's STS client sent.
+struct Relay {
+    port: u16,
+    seen: Seen,
+}
+
+impl Relay {
+    fn start(upstream: u16) -> Relay {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let seen = s2.clone();
+                std::thread::spawn(move || {
+                    let _ = relay(c, upstream, &seen);
+                });
+            }
+        });
+        Relay { port, seen }
+    }
+}
+
+/// One request per connection: forwarded with `Connection: close`, the
+/// answer copied back until moto closes.
+fn relay(c: TcpStream, upstream: u16, seen: &Seen) -> std::io::Result<()> {
+    let mut w = c.try_clone()?;
+    let mut r = BufReader::new(c);
+    let Some((head, body)) = read_request(&mut r)? else {
+        return Ok(());
+    };
+    seen.lock()
+        .unwrap()
+        .push((head.clone(), String::from_utf8_lossy(&body).into_owned()));
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    let mut out = String::new();
+    for h in &head {
+        if !h.to_ascii_lowercase().starts_with("connection:") {
+            out.push_str(h);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    up.write_all(out.as_bytes())?;
+    up.write_all(&body)?;
+    let mut resp = Vec::new();
+    BufReader::new(up).read_to_end(&mut resp)?;
+    w.write_all(&resp)?;
+    w.flush()?;
+    Ok(())
+}
+
 #[test]
 fn assume_role_through_moto_sts_signs_with_the_roles_credentials() {
     aws_env();
@@ -102,15 +159,23 @@ fn assume_role_through_moto_sts_signs_with_the_roles_credentials() {
     );
     let plain = FakeKinesis::start(vec![]);
     let assumed = FakeKinesis::start(vec![]);
+    let sts = Relay::start(moto.port);
     let role = format!(
-        "role_arn = \"arn:aws:iam::123456789012:role/fuwa-writer\"\nrole_session_name = \"fuwa-test\"\nexternal_id = \"ext-42\"\nsts_endpoint = \"{}\"\nsts_region = \"us-east-1\"",
-        moto.endpoint()
+        "role_arn = \"arn:aws:iam::123456789012:role/fuwa-writer\"\nrole_session_name = \"fuwa-test\"\nexternal_id = \"ext-42\"\nsts_endpoint = \"http://127.0.0.1:{}\"\nsts_region = \"us-east-1\"",
+        sts.port
     );
     let cfg = format!(
         "{HEAD}{}{}{}",
         output("plain", "plain", STREAM, &plain.endpoint(), ""),
         output("assumed", "assumed", STREAM, &assumed.endpoint(), &role),
-        output("moto", "moto", "assumed", &moto.endpoint(), &role),
+        // one call in flight: moto's Kinesis loses records to concurrent calls
+        output(
+            "moto",
+            "moto",
+            "assumed",
+            &moto.endpoint(),
+            &format!("{role}\nmax_in_flight = 1"),
+        ),
     );
     let a = Agent::start(&cfg);
     let mut s = a.connect();
@@ -164,6 +229,29 @@ fn assume_role_through_moto_sts_signs_with_the_roles_credentials() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert!(!a.stderr().contains("dead-letter"), "{}", a.stderr());
+
+    // what went to STS: AssumeRole with the role, session name and
+    // external id, signed for sts_region with the environment's key
+    let seen = sts.seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "STS was called at sts_endpoint");
+    for (head, body) in &seen {
+        assert!(body.contains("Action=AssumeRole"), "{body}");
+        for want in [
+            "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Ffuwa-writer",
+            "RoleSessionName=fuwa-test",
+            "ExternalId=ext-42",
+        ] {
+            assert!(body.contains(want), "{want} in {body}");
+        }
+        let auth = head
+            .iter()
+            .find(|h| h.to_ascii_lowercase().starts_with("authorization:"))
+            .expect("a signed request");
+        assert!(
+            auth.contains("Credential=testing/") && auth.contains("/us-east-1/sts/aws4_request"),
+            "{auth}"
+        );
+    }
 }
 
 #[test]

@@ -55,6 +55,10 @@ type = "kinesis_streams"
 stream_name = "{stream}"
 region = "{REGION}"
 endpoint = "{endpoint}"
+# moto's Shard.put_record is not safe for concurrent calls (two calls can
+# take the same sequence number and one record overwrites the other): one
+# call in flight, so what is read back is what fuwa delivered
+max_in_flight = 1
 {extra}
 [output.buffer]
 type = "file"
