@@ -65,12 +65,22 @@ impl State {
 }
 
 impl OutputBuffer {
-    /// Periodically seals chunks that reached flush_interval.
+    /// Periodically seals chunks that reached flush_interval; returns as
+    /// soon as the buffer closes or halts (a stop waits for it).
     pub async fn flusher(self: Arc<Self>) {
         let tick =
             (self.flush_interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         loop {
-            tokio::time::sleep(tick).await;
+            let closed = self.shared.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.lock().closing {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = closed => return,
+            }
             if self.lock().closing {
                 return;
             }
@@ -174,6 +184,7 @@ impl OutputBuffer {
             st.closing = true;
         }
         self.seal_due(true);
+        self.shared.closed.notify_waiters();
         self.shared.halt.notify_waiters();
         self.shared.work.notify_waiters();
         self.shared.space.notify_waiters();

@@ -141,6 +141,8 @@ pub struct Shared {
     work: Notify,
     /// woken when the workers must stop (reload)
     halt: Notify,
+    /// woken when the buffer closes or halts (the flusher stops at once)
+    closed: Notify,
 }
 
 impl Shared {
@@ -519,6 +521,7 @@ impl OutputBuffer {
     pub fn close(&self) {
         self.lock().closing = true;
         self.seal_due(true);
+        self.shared.closed.notify_waiters();
         self.shared.work.notify_waiters();
         self.shared.space.notify_waiters();
     }
