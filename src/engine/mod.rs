@@ -173,12 +173,18 @@ pub async fn run(cfg: Config, src: String, mut opts: RunOptions) -> Result<()> {
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the config");
-                sup.reload().await?;
+                if let Err(e) = sup.reload().await {
+                    sup.stop().await;
+                    return Err(e);
+                }
             }
             c = command => match c {
                 Some(Command::Reload) => {
                     info!("reload requested");
-                    sup.reload().await?;
+                    if let Err(e) = sup.reload().await {
+                        sup.stop().await;
+                        return Err(e);
+                    }
                 }
                 // a caller that is gone cannot stop the agent any more
                 None => commands = None,
