@@ -49,11 +49,21 @@ impl Supervisor {
 
     async fn try_reload(&mut self) -> Result<()> {
         let name = self.opts.source.name();
-        let loaded = match self.opts.source.read() {
+        // the file system is read off the reactor threads
+        let source = self.opts.source.clone();
+        let read = tokio::task::spawn_blocking(move || source.read())
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigErrors {
+                    file: name.clone(),
+                    lines: vec![format!("{name}: cannot read the config: {e}")],
+                })
+            });
+        let loaded = match read {
             Ok(src) => self.load(src.clone()).await.map(|cfg| (src, cfg)),
             Err(e) => Err(e),
         };
-        let (src, cfg) = match loaded {
+        let (src, mut cfg) = match loaded {
             Ok(x) => x,
             Err(e) => {
                 for line in &e.lines {
@@ -69,7 +79,13 @@ impl Supervisor {
         let locked = self.locks.iter().any(|l| l.dir == cfg.agent.data_dir);
         let mut new_lock = None;
         if !locked {
-            match lock_data_dir(&cfg) {
+            let (back, lock) = tokio::task::spawn_blocking(move || {
+                let lock = lock_data_dir(&cfg);
+                (cfg, lock)
+            })
+            .await?;
+            cfg = back;
+            match lock {
                 Ok(l) => new_lock = l,
                 Err(e) => {
                     error!(error = %format!("{e:#}"), "reload refused: the running pipeline is unchanged");
