@@ -488,22 +488,33 @@ pub fn handle(status: &Status, method: &Method, path: &str) -> Response<Full<Byt
     }
 }
 
-/// A running API listener; dropping it (or `stop`) closes the listener.
+/// A running API listener. `stop` closes it and waits until the accept
+/// loop and every connection task are gone; dropping it only signals them.
 pub struct ApiServer {
     stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ApiServer {
-    pub fn stop(&self) {
+    /// Closes the listener, ends the connections (an idle keep-alive one at
+    /// once, one in a request within `CONN_GRACE`) and waits for all of it.
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
     }
 }
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop.send(true);
     }
 }
+
+/// How long a connection in the middle of a request may finish it once the
+/// server stops.
+const CONN_GRACE: Duration = Duration::from_secs(1);
 
 /// Binds `addr` (errors name it) without serving yet.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -520,20 +531,28 @@ pub fn serve(listener: TcpListener, status: Arc<Status>) -> ApiServer {
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (stop, shutdown) = Shutdown::new();
-    tokio::spawn(accept_loop(listener, status, shutdown));
+    let task = tokio::spawn(accept_loop(listener, status, shutdown));
     info!(bind = %addr, "API listening (/metrics, /health, /api/status)");
-    ApiServer { stop }
+    ApiServer {
+        stop,
+        task: Some(task),
+    }
 }
 
+/// Accepts until shutdown, then waits for its connections (each ends
+/// within CONN_GRACE; the set is aborted after that) before returning.
 async fn accept_loop(listener: TcpListener, status: Arc<Status>, mut shutdown: Shutdown) {
     let accept_warn = RateLimit::new(10_000);
+    let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
+            // finished connections are reaped as they go
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let status = status.clone();
                     let mut conn_shutdown = shutdown.clone();
-                    tokio::spawn(async move {
+                    conns.spawn(async move {
                         let svc = service_fn(move |req: Request<Incoming>| {
                             let status = status.clone();
                             async move {
@@ -553,7 +572,7 @@ async fn accept_loop(listener: TcpListener, status: Arc<Status>, mut shutdown: S
                             }
                             _ = conn_shutdown.wait() => {
                                 conn.as_mut().graceful_shutdown();
-                                let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                                let _ = tokio::time::timeout(CONN_GRACE, conn).await;
                             }
                         }
                     });
@@ -565,7 +584,16 @@ async fn accept_loop(listener: TcpListener, status: Arc<Status>, mut shutdown: S
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            _ = shutdown.wait() => return,
+            _ = shutdown.wait() => break,
         }
+    }
+    drop(listener);
+    let all_done = tokio::time::timeout(CONN_GRACE * 2, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if all_done.is_err() {
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
     }
 }

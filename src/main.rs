@@ -323,6 +323,7 @@ fn main() -> ExitCode {
                 source,
                 data_dir,
                 log_reload,
+                commands: None,
             };
             match rt.block_on(engine::run(cfg, src, opts)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -466,3 +466,50 @@ fn acks_wait_for_fsync_and_survive_kill_9_with_the_output_up() {
     let mut buf = [0u8; 1];
     let _ = s.read(&mut buf);
 }
+
+/// One deadline for the whole stop: the output is down and the buffer is
+/// full, so a client's message waits for room when SIGTERM comes. The agent
+/// still exits within shutdown_timeout (2 s) plus a little, the waiting
+/// message is refused (never acked), and every acked event is on disk and
+/// delivered once at the next start.
+#[test]
+fn sigterm_with_a_client_waiting_on_a_full_buffer_stops_within_shutdown_timeout() {
+    let cfg = config("flush_interval = \"50ms\"\nchunk_limit_size = \"2KiB\"\ntotal_limit_size = \"4KiB\"\nretry_wait = \"100ms\"\nretry_max_interval = \"200ms\"\nretry_forever = true");
+    let mut a = Agent::start(&cfg);
+    block_output(&a);
+    let mut s = a.connect();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // ~1 KiB a message: a few are acked, then one waits for room
+    let mut acked = 0u64;
+    loop {
+        assert!(acked < 100, "the buffer never filled");
+        if !send_acked(&mut s, acked * 10, 10, &format!("c{acked}")) {
+            break;
+        }
+        acked += 1;
+    }
+    assert!(acked > 0);
+    let t = Instant::now();
+    assert!(a.stop().success(), "{}", a.stderr());
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(2000 + 2500),
+        "stopped after {took:?} with shutdown_timeout = 2s"
+    );
+    assert!(dir_size(&a.path("data/buffer/files")) > 0, "left on disk");
+    unblock_output(&a);
+    a.restart();
+    let want = (acked * 10) as usize;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = delivered_ids(&a);
+    while Instant::now() < deadline && got.len() < want {
+        std::thread::sleep(Duration::from_millis(50));
+        got = delivered_ids(&a);
+    }
+    assert!(
+        (0..acked * 10).all(|id| got.get(&id) == Some(&1)),
+        "every acked event delivered once: {} of {want}",
+        got.len()
+    );
+    assert_eq!(got.len(), want, "the refused message was not written");
+}
