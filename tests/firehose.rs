@@ -6,6 +6,9 @@
 //! The moto test needs a Python with `moto[server]` and `boto3`
 //! (tests/python/requirements.txt) in `FUWA_PYTHON`; `bash .ci/run` sets it
 //! up.
+//!
+//! Over 600 lines for a reason: one feature (the Firehose output end to
+//! end), one scenario a test, and the endpoint the scenarios share.
 
 mod common;
 

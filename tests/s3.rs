@@ -6,6 +6,9 @@
 //! Needs a Python with `moto[server]`, `boto3` and `duckdb`
 //! (tests/python/requirements.txt) in `FUWA_PYTHON`; `bash .ci/run` sets it
 //! up. Without it the tests fail and say so.
+//!
+//! Over 600 lines for a reason: one feature (the S3 output end to end:
+//! keys, formats, multipart, retries and faults), one scenario a test.
 
 mod common;
 
