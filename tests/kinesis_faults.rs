@@ -213,7 +213,7 @@ fn records_failing_past_the_inner_retries_go_back_to_the_engine_without_duplicat
 }
 
 #[test]
-fn an_oversize_event_is_dead_lettered_and_the_rest_of_its_chunk_delivered_once() {
+fn an_oversize_event_alone_is_dead_lettered_and_the_rest_of_its_chunk_delivered_once() {
     env();
     for agg in ["", "aggregation = true"] {
         let k = FakeKinesis::start(vec![]);
@@ -232,9 +232,12 @@ fn an_oversize_event_is_dead_lettered_and_the_rest_of_its_chunk_delivered_once()
         assert_eq!(k.violations(), Vec::<String>::new());
         let notes = dead_letters(&a);
         assert_eq!(notes.len(), 1, "{notes:?}");
-        assert_eq!(notes[0]["reason"], "fatal error");
+        // the oversize event alone, not its chunk: a replay sends nothing twice
+        assert_eq!(notes[0]["reason"], "events rejected");
         assert_eq!(notes[0]["attempts"], 1);
-        assert_eq!(notes[0]["records"], 51);
+        assert_eq!(notes[0]["records"], 1);
+        let bytes = notes[0]["bytes"].as_u64().unwrap();
+        assert!((1100 * 1024..1200 * 1024).contains(&bytes), "{bytes}");
         let err = notes[0]["error"].as_str().unwrap();
         assert!(
             err.contains("exceeds Kinesis's 1 MiB record limit"),

@@ -203,16 +203,32 @@ impl Letter {
     }
 }
 
+/// What a replay delivered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Replayed {
+    /// the whole chunk
+    All,
+    /// all but these events, which the output rejected for good
+    AllBut { events: Vec<Bytes>, reason: String },
+}
+
 /// Sends a dead letter's chunk again through `output` with the output's
 /// retry schedule (`retry_max_times` retries, 3 when unset, waiting its
 /// backoff between them; a fatal error is not retried). The error of the
 /// last attempt when none succeeded.
-pub async fn deliver(output: &dyn Output, cfg: &BufferConfig, chunk: &Chunk) -> Result<(), String> {
+pub async fn deliver(
+    output: &dyn Output,
+    cfg: &BufferConfig,
+    chunk: &Chunk,
+) -> Result<Replayed, String> {
     let tries = cfg.retry_max_times.unwrap_or(3) + 1;
     let mut last = String::new();
     for attempt in 1..=tries {
         match output.write(chunk).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(Replayed::All),
+            Err(OutputError::Rejected { events, reason }) => {
+                return Ok(Replayed::AllBut { events, reason })
+            }
             Err(OutputError::Fatal(m)) => return Err(m),
             Err(OutputError::Retryable(m)) => {
                 last = m;
@@ -223,6 +239,49 @@ pub async fn deliver(output: &dyn Output, cfg: &BufferConfig, chunk: &Chunk) -> 
         }
     }
     Err(last)
+}
+
+impl Letter {
+    /// After a replay delivered all but `events`: the letter keeps only
+    /// them (its chunk file rewritten, its note saying why), so a later
+    /// replay does not send the delivered ones again.
+    pub async fn narrow(
+        &self,
+        chunk: &Chunk,
+        events: &[Bytes],
+        reason: &str,
+    ) -> std::io::Result<()> {
+        let meta = ChunkMeta {
+            id: chunk.id.clone(),
+            tag: chunk.tag.to_string(),
+            key: chunk.key.to_string(),
+            created_ms: millis(chunk.created),
+        };
+        let n = events.len() as u32;
+        let joined = Bytes::from(events.concat());
+        let mut note = self.note.clone();
+        note.records = n;
+        note.bytes = joined.len();
+        note.reason = "events rejected".into();
+        note.error = reason.to_string();
+        note.attempts += 1;
+        note.last_attempt_ms = millis(SystemTime::now());
+        let bytes = chunkfile::encode_chunk(&meta, &[(joined, n)]);
+        let path = self.chunk.clone();
+        // each file replaced whole (written aside, renamed over), so a crash
+        // leaves the old letter or the new one, never a torn one
+        tokio::task::spawn_blocking(move || {
+            let tmp = path.with_extension("chunk.tmp");
+            write_private(&tmp, &bytes)?;
+            std::fs::rename(&tmp, &path)?;
+            let note_path = path.with_extension("json");
+            let tmp = path.with_extension("json.tmp");
+            write_private(&tmp, &serde_json::to_vec_pretty(&note).unwrap_or_default())?;
+            std::fs::rename(&tmp, &note_path)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +309,113 @@ mod tests {
             self.written.fetch_add(chunk.records, Ordering::Relaxed);
             Ok(())
         }
+    }
+
+    /// delivers every event but those whose record (an integer) is in
+    /// `reject`, which it rejects for good
+    struct RejectsSome {
+        reject: std::sync::Mutex<Vec<u64>>,
+        written: AtomicU32,
+    }
+    #[async_trait]
+    impl Output for RejectsSome {
+        async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
+            let reject = self.reject.lock().unwrap().clone();
+            let mut events = Vec::new();
+            for e in chunk.entries() {
+                let e = e.unwrap();
+                if reject.contains(&n_of(e.record)) {
+                    events.push(Bytes::copy_from_slice(e.raw));
+                } else {
+                    self.written.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if events.is_empty() {
+                return Ok(());
+            }
+            Err(OutputError::Rejected {
+                events,
+                reason: "too big".into(),
+            })
+        }
+    }
+
+    /// `{"n": i}` records
+    fn numbered(n: u64) -> fuwa_api::Batch {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let v = rmpv::Value::Map(vec![("n".into(), i.into())]);
+            let mut b = Vec::new();
+            rmpv::encode::write_value(&mut b, &v).unwrap();
+            fuwa_api::event::write_entry(&mut out, fuwa_api::EventTime::new(1, 0), &b);
+        }
+        fuwa_api::Batch::new(Arc::from("t"), Bytes::from(out), n as u32)
+    }
+
+    fn n_of(record: &[u8]) -> u64 {
+        let v = rmpv::decode::read_value(&mut &record[..]).unwrap();
+        v.as_map().unwrap()[0].1.as_u64().unwrap()
+    }
+
+    fn values(chunk: &Chunk) -> Vec<u64> {
+        chunk.entries().map(|e| n_of(e.unwrap().record)).collect()
+    }
+
+    #[tokio::test]
+    async fn rejected_events_alone_are_dead_lettered_and_a_replay_keeps_only_what_is_still_rejected(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Arc::new(RejectsSome {
+            reject: std::sync::Mutex::new(vec![1, 3, 5]),
+            written: AtomicU32::new(0),
+        });
+        let b = OutputBuffer::new("o", out.clone(), BufferConfig::memory(), dir.path()).unwrap();
+        b.append(&numbered(6)).await.unwrap();
+        b.seal_due(true);
+        let w = tokio::spawn(b.clone().worker());
+        wait_for("dead-lettered", || {
+            b.counters.chunks_dead.load(Ordering::Relaxed) == 1
+        })
+        .await;
+        b.close();
+        w.await.unwrap();
+        assert_eq!(out.written.load(Ordering::Relaxed), 3);
+        assert_eq!(b.counters.records_out.load(Ordering::Relaxed), 3);
+
+        let found = scan(dir.path());
+        assert_eq!(found.letters.len(), 1);
+        let letter = &found.letters[0];
+        assert_eq!(
+            (
+                letter.note.reason.as_str(),
+                letter.note.records,
+                letter.note.error.as_str()
+            ),
+            ("events rejected", 3, "too big")
+        );
+        let chunk = letter.load().await.unwrap();
+        assert_eq!(values(&chunk), vec![1, 3, 5]);
+
+        // a replay that delivers 1 and 3 leaves a letter of 5 alone
+        *out.reject.lock().unwrap() = vec![5];
+        let cfg = BufferConfig::memory();
+        let Replayed::AllBut { events, reason } =
+            deliver(out.as_ref(), &cfg, &chunk).await.unwrap()
+        else {
+            panic!("expected a partial replay");
+        };
+        letter.narrow(&chunk, &events, &reason).await.unwrap();
+        assert_eq!(out.written.load(Ordering::Relaxed), 5);
+        let found = scan(dir.path());
+        assert_eq!(found.letters.len(), 1);
+        assert_eq!(found.letters[0].note.records, 1);
+        assert_eq!(values(&found.letters[0].load().await.unwrap()), vec![5]);
+        // nothing left aside by the rewrite
+        let names: Vec<_> = std::fs::read_dir(dead_letter_dir(dir.path(), "o"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[tokio::test]
@@ -296,7 +462,7 @@ mod tests {
             Err("no such table".to_string())
         );
         out.heal.store(true, Ordering::Relaxed);
-        deliver(out.as_ref(), &cfg, &chunk).await.unwrap();
+        assert_eq!(deliver(out.as_ref(), &cfg, &chunk).await, Ok(Replayed::All));
         assert_eq!(out.written.load(Ordering::Relaxed), 5);
         letter.remove().await.unwrap();
         assert!(scan(dir.path()).letters.is_empty());

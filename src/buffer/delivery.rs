@@ -21,7 +21,7 @@ use tracing::{error, warn};
 
 use super::config::BufferConfig;
 use super::file::{chunkfile, store};
-use super::{OutputBuffer, Queued, QueuedData, State};
+use super::{OutputBuffer, Queued, QueuedData, RetryState, State};
 
 #[cfg(test)]
 mod tests;
@@ -372,27 +372,7 @@ impl OutputBuffer {
         drop(chunk);
         match result {
             Ok(()) => {
-                self.counters
-                    .records_out
-                    .fetch_add(q.records as u64, Ordering::Relaxed);
-                self.counters
-                    .bytes_out
-                    .fetch_add(q.bytes as u64, Ordering::Relaxed);
-                self.counters.failing_streak.store(0, Ordering::Relaxed);
-                {
-                    let mut st = self.lock();
-                    st.streak = 0;
-                    st.gate = None;
-                }
-                if let QueuedData::File(p) = &q.data {
-                    let p = p.clone();
-                    let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(&p))
-                        .await
-                        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-                    if let (Err(e), QueuedData::File(p)) = (removed, &q.data) {
-                        warn!(output = %self.id, path = %p.display(), error = %e, "delivered chunk could not be removed");
-                    }
-                }
+                self.delivered(q, q.records, q.bytes).await;
                 true
             }
             Err(OutputError::Fatal(e)) => {
@@ -402,7 +382,60 @@ impl OutputBuffer {
                     .await;
                 true
             }
+            Err(OutputError::Rejected { events, reason }) => {
+                // the rest of the chunk is delivered: only these events are
+                // set aside, in a letter of their own under the chunk's id
+                let n = events.len().min(q.records as usize) as u32;
+                let size: usize = events.iter().map(|e| e.len()).sum();
+                self.delivered(q, q.records - n, q.bytes.saturating_sub(size))
+                    .await;
+                self.counters.failed(&q.id, &reason);
+                let mut joined = bytes::BytesMut::with_capacity(size);
+                for e in &events {
+                    joined.extend_from_slice(e);
+                }
+                let rejected = Queued {
+                    id: q.id.clone(),
+                    tag: q.tag.clone(),
+                    key: q.key.clone(),
+                    records: n,
+                    bytes: size,
+                    created: q.created,
+                    data: QueuedData::Memory(vec![(joined.freeze(), n)]),
+                    retry: RetryState::default(),
+                };
+                let attempts = q.retry.attempts + 1;
+                self.dead_letter(&rejected, "events rejected", &reason, attempts, first)
+                    .await;
+                true
+            }
             Err(OutputError::Retryable(e)) => self.retry_later(q, &e, started, first).await,
+        }
+    }
+
+    /// After a write delivered `records` events of the chunk (`bytes` of
+    /// payload): counted, the failure streak ends, the chunk file goes.
+    async fn delivered(&self, q: &Queued, records: u32, bytes: usize) {
+        self.counters
+            .records_out
+            .fetch_add(records as u64, Ordering::Relaxed);
+        self.counters
+            .bytes_out
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.counters.failing_streak.store(0, Ordering::Relaxed);
+        {
+            let mut st = self.lock();
+            st.streak = 0;
+            st.gate = None;
+        }
+        if let QueuedData::File(p) = &q.data {
+            let p = p.clone();
+            let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(&p))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if let (Err(e), QueuedData::File(p)) = (removed, &q.data) {
+                warn!(output = %self.id, path = %p.display(), error = %e, "delivered chunk could not be removed");
+            }
         }
     }
 

@@ -112,7 +112,22 @@ pub async fn replay(cfg: &Config, only_output: Option<&str>, files: &[PathBuf]) 
             }
         };
         match deadletter::deliver(out.plugin.as_ref(), &out.buffer, &chunk).await {
-            Ok(()) => {
+            Ok(deadletter::Replayed::AllBut { events, reason }) => {
+                let kept = match e.narrow(&chunk, &events, &reason).await {
+                    Ok(()) => "kept in the letter".to_string(),
+                    Err(err) => format!("the letter could not be rewritten ({err}): a replay would send the others again"),
+                };
+                eprintln!(
+                    "{}: {} of {} records delivered to {}; {} rejected for good ({reason}), {kept}",
+                    e.chunk.display(),
+                    chunk.records as usize - events.len().min(chunk.records as usize),
+                    chunk.records,
+                    out.id,
+                    events.len()
+                );
+                failed += 1;
+            }
+            Ok(deadletter::Replayed::All) => {
                 if let Err(err) = e.remove().await {
                     eprintln!(
                         "{}: delivered but not removed ({err}): a replay would send it again",

@@ -111,13 +111,23 @@ pub trait Filter: Send + Sync {
 }
 
 /// How an output failed to write a chunk. The engine retries `Retryable`
-/// with backoff; `Fatal` is not retried.
+/// with backoff; `Fatal` is not retried (the chunk is dead-lettered);
+/// `Rejected` says the rest of the chunk was delivered and only these events
+/// can never be, so only they are dead-lettered.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum OutputError {
     #[error("{0}")]
     Retryable(String),
     #[error("{0}")]
     Fatal(String),
+    /// Every other event of the chunk was delivered; `events` (whole
+    /// `[time, record]` entries, as `Entry::raw` gives them) never can be,
+    /// e.g. one event larger than the service's record limit.
+    #[error("{reason} ({} events rejected)", .events.len())]
+    Rejected {
+        events: Vec<bytes::Bytes>,
+        reason: String,
+    },
 }
 
 /// Splits events into chunks by what the output keeps apart (beyond the tag):

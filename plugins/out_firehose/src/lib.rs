@@ -15,10 +15,8 @@
 //! duplicated (at-least-once).
 //!
 //! Events larger than one record can hold are not sent: the rest of the
-//! chunk is delivered, then `write` returns `Fatal` so that the engine moves
-//! the chunk to the dead-letter directory with that reason. The dead-letter
-//! chunk holds the whole chunk, so replaying it resends the events that were
-//! delivered (a known limitation).
+//! chunk is delivered, then `write` returns `Rejected` with those events, so
+//! the engine dead-letters them alone (a replay sends nothing twice).
 //!
 //! Up to `max_in_flight` calls are in flight per chunk: no ordering between
 //! records is guaranteed.
@@ -446,7 +444,7 @@ impl Inner {
                     Ok(CallResult::Failed(e)) => {
                         self.stats.failed_calls.fetch_add(1, Ordering::Relaxed);
                         match e {
-                            OutputError::Fatal(m) => {
+                            OutputError::Fatal(m) | OutputError::Rejected { reason: m, .. } => {
                                 fatal.get_or_insert(OutputError::Fatal(m));
                             }
                             OutputError::Retryable(m) => {
@@ -496,20 +494,23 @@ impl Inner {
             records_per_call = format!("{per_call:.1}"),
             "chunk sent to firehose"
         );
-        if let Some(&n) = rendered.oversize.first() {
+        if let Some(&(n, _)) = rendered.oversize.first() {
             self.stats
                 .oversize_events
                 .fetch_add(rendered.oversize.len() as u64, Ordering::Relaxed);
-            // the engine dead-letters the chunk now; nothing to remember
+            // the engine dead-letters those events now; nothing to remember
             self.forget(&chunk.id);
             let more = match rendered.oversize.len() {
                 1 => String::new(),
                 k => format!(" ({k} such events in this chunk)"),
             };
-            return Err(OutputError::Fatal(format!(
-                "event of {n} bytes exceeds Firehose's 1,000 KiB record limit{more}; the {} other records of the chunk were delivered",
-                records.len()
-            )));
+            return Err(OutputError::Rejected {
+                events: rendered.oversize.iter().map(|(_, e)| e.clone()).collect(),
+                reason: format!(
+                    "event of {n} bytes exceeds Firehose's 1,000 KiB record limit{more}; the {} other records of the chunk were delivered",
+                    records.len()
+                ),
+            });
         }
         self.forget(&chunk.id);
         Ok(())

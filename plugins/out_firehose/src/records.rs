@@ -22,8 +22,9 @@ pub fn billed(len: usize) -> u64 {
 #[derive(Debug, Default)]
 pub struct Rendered {
     pub records: Vec<Bytes>,
-    /// sizes (rendered bytes) of events too big for one record
-    pub oversize: Vec<usize>,
+    /// events too big for one record: their rendered size and the
+    /// `[time, record]` entry (the engine dead-letters them alone)
+    pub oversize: Vec<(usize, Bytes)>,
     /// entries that could not be rendered
     pub bad: usize,
 }
@@ -73,7 +74,8 @@ pub fn render(
             line.pop();
         }
         if line.len() > MAX_RECORD {
-            out.oversize.push(line.len());
+            out.oversize
+                .push((line.len(), Bytes::copy_from_slice(e.raw)));
             continue;
         }
         match aggregate {

@@ -21,9 +21,9 @@
 //! `fuwa_aws::limit`); each answered call without throttling raises them.
 //!
 //! Events larger than one record can hold are not sent: the rest of the
-//! chunk is delivered, then `write` returns `Fatal`, so the engine moves the
-//! chunk to the dead-letter directory with that reason (as the Firehose
-//! output does; replaying that chunk resends its other events too).
+//! chunk is delivered, then `write` returns `Rejected` with those events, so
+//! the engine dead-letters them alone, not their chunk (as the Firehose
+//! output does).
 
 mod agg;
 mod config;
@@ -378,7 +378,7 @@ impl Inner {
                             self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                         }
                         match e {
-                            OutputError::Fatal(m) => {
+                            OutputError::Fatal(m) | OutputError::Rejected { reason: m, .. } => {
                                 fatal.get_or_insert(OutputError::Fatal(m));
                             }
                             OutputError::Retryable(m) => {
@@ -416,7 +416,7 @@ impl Inner {
             "chunk sent to kinesis"
         );
         self.forget(&chunk.id);
-        if let Some(&n) = rendered.oversize.first() {
+        if let Some(&(n, _)) = rendered.oversize.first() {
             self.stats
                 .oversize_events
                 .fetch_add(rendered.oversize.len() as u64, Ordering::Relaxed);
@@ -424,10 +424,13 @@ impl Inner {
                 1 => String::new(),
                 k => format!(" ({k} such events in this chunk)"),
             };
-            return Err(OutputError::Fatal(format!(
-                "event of {n} bytes (data + partition key) exceeds Kinesis's 1 MiB record limit{more}; the {} other records of the chunk were delivered",
-                records.len()
-            )));
+            return Err(OutputError::Rejected {
+                events: rendered.oversize.iter().map(|(_, e)| e.clone()).collect(),
+                reason: format!(
+                    "event of {n} bytes (data + partition key) exceeds Kinesis's 1 MiB record limit{more}; the {} other records of the chunk were delivered",
+                    records.len()
+                ),
+            });
         }
         Ok(())
     }

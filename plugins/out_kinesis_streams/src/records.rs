@@ -70,8 +70,9 @@ impl Rec {
 #[derive(Debug, Default)]
 pub struct Rendered {
     pub records: Vec<Rec>,
-    /// sizes (data + key) of events too big for one record
-    pub oversize: Vec<usize>,
+    /// events too big for one record: their size (data + key) and the
+    /// `[time, record]` entry (the engine dead-letters them alone)
+    pub oversize: Vec<(usize, Bytes)>,
     /// entries that could not be rendered (or lack `log_key`)
     pub bad: usize,
     /// keys that fell back to random (missing field, empty value)
@@ -144,7 +145,8 @@ impl Renderer {
             // the longest a random key gets: "999999.9999999999" and a bit
             let key_len = key.as_ref().map_or(24, String::len);
             if data.len() + key_len > MAX_RECORD {
-                out.oversize.push(data.len() + key_len);
+                out.oversize
+                    .push((data.len() + key_len, Bytes::copy_from_slice(e.raw)));
                 continue;
             }
             let bytes = Bytes::copy_from_slice(&data);
