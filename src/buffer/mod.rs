@@ -1,25 +1,35 @@
 //! An output's buffer: open chunks keyed by (tag, partition key), sealed by
 //! size, record count or age, or when more than `max_open_chunks` are open
 //! (the least recently written first), queued, and written by the output's
-//! workers with retries (exponential backoff, jitter, cap). A chunk that
-//! fails goes back to the queue with its own not-before time and attempt
-//! count, and the workers go on with the others (no head-of-line blocking);
-//! after any failure the output as a whole waits backoff(failures in a row)
-//! before its next attempt and tries a chunk never tried before first, so a
-//! down output is not hit by every queued chunk at once. Past the retries,
-//! or on a fatal error, a chunk goes intact to the dead-letter directory.
-//! The total size is bounded: when full, `append` waits (block), refuses
-//! (reject) or drops the oldest queued chunk (drop_oldest_chunk).
+//! workers. The total size is bounded: when full, `append` waits (block),
+//! refuses (reject) or drops the oldest queued chunk (drop_oldest_chunk).
 //! Chunk files and dead letters are 0600 in 0700 directories.
 //!
-//! Two storages share all of that: `memory` keeps the inputs' bytes as
-//! segments (appending copies nothing); `file` (the default) writes every
-//! append to a chunk file and answers only after fsync (group commit in
-//! `filestore`), and queues whatever it finds on disk at start.
+//! This file holds what every part shares (the queue, the state, the
+//! buffer itself, the overflow policy, the split of a batch by partition
+//! key); the jobs live beside it:
+//! - storage: `memory` keeps the inputs' bytes as segments (appending
+//!   copies nothing); `file` (the default) writes every append to a chunk
+//!   file and answers only after fsync (group commit in `file::store`), and
+//!   queues whatever it finds on disk at start (`file::chunkfile` is the
+//!   format);
+//! - `delivery`: the workers, write attempts, retries and backoff, and the
+//!   reload hand-over (halt, take_queue, adopt, repartition);
+//! - `deadletter`: writing chunks the output gave up on, and reading,
+//!   listing and replaying them (`fuwa dead-letter`);
+//! - `config`: `[outputs.buffer]` and its checks.
 
-pub mod chunkfile;
 pub mod config;
-pub mod filestore;
+pub mod deadletter;
+pub mod delivery;
+pub mod file;
+mod memory;
+#[cfg(test)]
+mod test_support;
+
+pub use deadletter::{dead_letter_dir, DeadLetterNote};
+pub use delivery::backoff;
+pub use file::chunkfile;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -30,14 +40,14 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use fuwa_api::event::read_entry;
 use fuwa_api::ratelimit::RateLimit;
-use fuwa_api::{Batch, Chunk, EmitError, Output, OutputError, Partitioner};
+use fuwa_api::{Batch, EmitError, Output, Partitioner};
 use tokio::sync::{oneshot, Notify};
 use tracing::{error, info, warn};
 
 use crate::metrics::Counters;
-use chunkfile::ChunkMeta;
 use config::{BufferConfig, BufferType, OverflowAction};
-use filestore::{Cmd, Limits, Writer};
+use file::store::{self, Cmd, Limits, Writer};
+use memory::OpenChunk;
 
 /// The longest gap between two "will retry" warnings of one output.
 const RETRY_WARN_EVERY_MS: u64 = 10_000;
@@ -49,20 +59,10 @@ pub(crate) fn new_chunk_id() -> String {
     format!("{:032x}", r)
 }
 
-fn millis(t: SystemTime) -> u64 {
+pub(crate) fn millis(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Why a queued chunk could not be read.
-enum Unreadable {
-    /// not a whole chunk: set aside in corrupt/
-    Corrupt(String),
-    /// the file is gone
-    Gone(String),
-    /// an I/O error that may pass (EMFILE, EIO...): retried
-    Io(String),
 }
 
 /// Where a sealed chunk's events are.
@@ -106,16 +106,6 @@ impl Queued {
     }
 }
 
-struct OpenChunk {
-    segments: Vec<(Bytes, u32)>,
-    records: u32,
-    bytes: usize,
-    created: Instant,
-    created_sys: SystemTime,
-    /// when it was last appended to (`State::clock`)
-    last_used: u64,
-}
-
 #[derive(Default)]
 struct State {
     /// memory storage's open chunks (the file storage's live in its writer)
@@ -139,34 +129,6 @@ struct State {
     /// own backoff, backoff(streak)): a down output sees about as many
     /// attempts as with one chunk retried in place
     gate: Option<Instant>,
-}
-
-impl State {
-    /// The queued chunk a worker should try now: with the last attempt
-    /// failed, one never tried before first (is the output down, or was it
-    /// that chunk?); otherwise the oldest eligible one.
-    fn pick(&mut self, now: Instant) -> Option<Queued> {
-        if self.gate.map(|g| g > now).unwrap_or(false) {
-            return None;
-        }
-        let fresh = if self.streak > 0 {
-            self.queue.iter().position(|q| q.retry.attempts == 0)
-        } else {
-            None
-        };
-        let i = fresh.or_else(|| self.queue.iter().position(|q| q.eligible(now)))?;
-        self.queue.remove(i)
-    }
-
-    /// When a worker with nothing to take should look again.
-    fn next_wake(&self, now: Instant) -> Option<Instant> {
-        let earliest = self
-            .queue
-            .iter()
-            .map(|q| q.retry.not_before.unwrap_or(now))
-            .min()?;
-        Some(self.gate.map(|g| g.max(earliest)).unwrap_or(earliest))
-    }
 }
 
 /// What the buffer and its file writer thread share.
@@ -240,10 +202,6 @@ pub struct OutputBuffer {
 
 pub fn buffer_dir(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("buffer").join(id)
-}
-
-pub fn dead_letter_dir(data_dir: &Path, id: &str) -> PathBuf {
-    data_dir.join("dead-letter").join(id)
 }
 
 /// Buffer, dead-letter and corrupt/ directories hold user data: created
@@ -321,7 +279,7 @@ impl OutputBuffer {
                     format!("cannot create buffer directory {}: {e}", dir.display()),
                 )
             })?;
-            let recovered = filestore::recover(&dir, &data_dir.join("corrupt"), id)?;
+            let recovered = store::recover(&dir, &data_dir.join("corrupt"), id)?;
             if !recovered.is_empty() {
                 let records: u64 = recovered.iter().map(|q| q.records as u64).sum();
                 info!(
@@ -533,68 +491,7 @@ impl OutputBuffer {
             }
             return Ok(());
         }
-        let mut sealed = 0;
-        {
-            let mut st = self.lock();
-            for (key, seg, count) in runs {
-                let k = (batch.tag.clone(), key);
-                let len = seg.len();
-                let full = st
-                    .open
-                    .get(&k)
-                    .map(|c| c.bytes > 0 && c.bytes + len > self.cfg.chunk_limit_size.0 as usize)
-                    .unwrap_or(false);
-                if full {
-                    if let Some(c) = st.open.remove(&k) {
-                        seal_memory(&mut st, k.clone(), c);
-                        sealed += 1;
-                    }
-                }
-                // like the file storage: at most max_open_chunks open, the
-                // least recently written sealed first (each open chunk costs
-                // its tag and key beside the bytes total_limit_size counts)
-                if !st.open.contains_key(&k) {
-                    while st.open.len() >= self.max_open {
-                        let lru = st
-                            .open
-                            .iter()
-                            .min_by_key(|(_, c)| c.last_used)
-                            .map(|(k, _)| k.clone());
-                        let Some(old) = lru else { break };
-                        if let Some(c) = st.open.remove(&old) {
-                            seal_memory(&mut st, old, c);
-                            sealed += 1;
-                        }
-                    }
-                }
-                st.clock += 1;
-                let now = st.clock;
-                let c = st.open.entry(k.clone()).or_insert_with(|| OpenChunk {
-                    segments: Vec::new(),
-                    records: 0,
-                    bytes: 0,
-                    created: Instant::now(),
-                    created_sys: SystemTime::now(),
-                    last_used: 0,
-                });
-                c.last_used = now;
-                c.segments.push((seg, count));
-                c.records += count;
-                c.bytes += len;
-                let seal_now = c.bytes >= self.cfg.chunk_limit_size.0 as usize
-                    || self
-                        .cfg
-                        .chunk_limit_records
-                        .map(|n| c.records >= n)
-                        .unwrap_or(false);
-                if seal_now {
-                    if let Some(c) = st.open.remove(&k) {
-                        seal_memory(&mut st, k, c);
-                        sealed += 1;
-                    }
-                }
-            }
-        }
+        let sealed = self.append_memory(&batch.tag, runs);
         if count {
             self.counters
                 .records_in
@@ -612,22 +509,7 @@ impl OutputBuffer {
             self.send(Cmd::Seal { all });
             return;
         }
-        let mut n = 0;
-        {
-            let mut st = self.lock();
-            let due: Vec<(Arc<str>, Arc<str>)> = st
-                .open
-                .iter()
-                .filter(|(_, c)| all || c.created.elapsed() >= self.flush_interval)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in due {
-                if let Some(c) = st.open.remove(&k) {
-                    seal_memory(&mut st, k, c);
-                    n += 1;
-                }
-            }
-        }
+        let n = self.seal_due_memory(all);
         for _ in 0..n {
             self.shared.work.notify_one();
         }
@@ -656,222 +538,6 @@ impl OutputBuffer {
         self.writer.is_some()
     }
 
-    /// Periodically seals chunks that reached flush_interval.
-    pub async fn flusher(self: Arc<Self>) {
-        let tick =
-            (self.flush_interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        loop {
-            tokio::time::sleep(tick).await;
-            if self.lock().closing {
-                return;
-            }
-            self.seal_due(false);
-        }
-    }
-
-    /// One worker: takes the first queued chunk that is not waiting for a
-    /// retry and makes one write attempt. A chunk that failed goes back to
-    /// the head of the queue with a not-before time (its backoff), and the
-    /// worker goes on with the next one: one failing chunk never holds the
-    /// others up. After `halt`, it stops once its current write attempt is
-    /// over; an unfinished chunk stays queued for `take_queue`.
-    pub async fn worker(self: Arc<Self>) {
-        loop {
-            let notified = self.shared.work.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let halted = self.shared.halt.notified();
-            tokio::pin!(halted);
-            halted.as_mut().enable();
-            let mut wake_at = None;
-            let next = {
-                let mut st = self.lock();
-                if st.halting {
-                    return;
-                }
-                match st.pick(Instant::now()) {
-                    Some(c) => {
-                        st.in_flight += 1;
-                        st.flying.push(c.created);
-                        Some(c)
-                    }
-                    None if st.queue.is_empty()
-                        && st.closing
-                        && st.open.is_empty()
-                        && st.open_files == 0 =>
-                    {
-                        return
-                    }
-                    None => {
-                        wake_at = st.next_wake(Instant::now());
-                        None
-                    }
-                }
-            };
-            let Some(mut q) = next else {
-                match wake_at {
-                    Some(t) => {
-                        tokio::select! {
-                            _ = notified => {}
-                            _ = halted => {}
-                            _ = tokio::time::sleep_until(t.into()) => {}
-                        }
-                    }
-                    None => {
-                        tokio::select! {
-                            _ = notified => {}
-                            _ = halted => {}
-                        }
-                    }
-                }
-                continue;
-            };
-            // more work may be waiting for another worker
-            self.shared.work.notify_one();
-            let done = self.attempt(&mut q).await;
-            let bytes = q.bytes;
-            {
-                let mut st = self.lock();
-                st.in_flight -= 1;
-                if let Some(i) = st.flying.iter().position(|t| *t == q.created) {
-                    st.flying.swap_remove(i);
-                }
-                if !done {
-                    // back in its place (creation order), tried again first
-                    // among its elders once its backoff is over
-                    let at = st
-                        .queue
-                        .iter()
-                        .position(|c| c.created > q.created)
-                        .unwrap_or(st.queue.len());
-                    st.queue.insert(at, q);
-                    drop(st);
-                    // an idle worker recomputes when to wake up
-                    self.shared.work.notify_one();
-                    continue;
-                }
-            }
-            self.release(bytes);
-        }
-    }
-
-    /// Stops the workers after their current write attempt (a retry wait is
-    /// cut short) and stops accepting; what is left stays queued for
-    /// `take_queue`. Used by a reload to hand chunks to the new pipeline.
-    pub fn halt(&self) {
-        {
-            let mut st = self.lock();
-            st.halting = true;
-            st.closing = true;
-        }
-        self.seal_due(true);
-        self.shared.halt.notify_waiters();
-        self.shared.work.notify_waiters();
-        self.shared.space.notify_waiters();
-    }
-
-    /// Waits (up to `timeout`) until the file writer has sealed and queued
-    /// every open chunk; true when it has.
-    pub async fn wait_sealed(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let open = {
-                let st = self.lock();
-                st.open_files + st.open.len()
-            };
-            if open == 0 {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// Removes and returns every queued chunk (after `halt`).
-    pub fn take_queue(&self) -> Vec<Queued> {
-        let taken: Vec<Queued> = {
-            let mut st = self.lock();
-            let q: Vec<Queued> = st.queue.drain(..).collect();
-            let bytes: usize = q.iter().map(|c| c.bytes).sum();
-            st.total = st.total.saturating_sub(bytes);
-            q
-        };
-        self.shared.space.notify_waiters();
-        taken
-    }
-
-    /// Queues chunks handed over by the previous pipeline, ahead of new ones.
-    pub fn adopt(&self, chunks: Vec<Queued>) {
-        let n = chunks.len();
-        {
-            let mut st = self.lock();
-            for c in chunks.into_iter().rev() {
-                st.total += c.bytes;
-                st.queue.push_front(c);
-            }
-        }
-        for _ in 0..n {
-            self.shared.work.notify_one();
-        }
-    }
-
-    /// After a reload, before the workers start: a queued chunk whose events
-    /// the output now keys differently (its path or key template changed)
-    /// is buffered again through the current partitioner and the old chunk
-    /// removed; the others stay as they are. Returns (chunks re-keyed,
-    /// records in them).
-    pub async fn repartition(&self) -> (usize, u64) {
-        let queued: Vec<Queued> = {
-            let mut st = self.lock();
-            let q: Vec<Queued> = st.queue.drain(..).collect();
-            let bytes: usize = q.iter().map(|c| c.bytes).sum();
-            st.total = st.total.saturating_sub(bytes);
-            q
-        };
-        let mut keep = Vec::new();
-        let (mut moved, mut records) = (0, 0);
-        for q in queued {
-            // an unreadable chunk is left for the worker to set aside
-            let Ok(chunk) = self.materialize(&q).await else {
-                keep.push(q);
-                continue;
-            };
-            let entries = if chunk.segments.len() == 1 {
-                chunk.segments[0].clone()
-            } else {
-                Bytes::from(chunk.segments.concat())
-            };
-            let batch = Batch::new(q.tag.clone(), entries, q.records);
-            if self.split(&batch).iter().all(|(k, _, _)| *k == q.key) {
-                keep.push(q);
-                continue;
-            }
-            match self.append_counted(&batch, false).await {
-                Ok(()) => {
-                    moved += 1;
-                    records += q.records as u64;
-                    if let QueuedData::File(p) = &q.data {
-                        let p2 = p.clone();
-                        let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(p2))
-                            .await
-                            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-                        if let Err(e) = removed {
-                            warn!(output = %self.id, path = %p.display(), error = %e, "re-keyed chunk could not be removed: its events may be written twice");
-                        }
-                    }
-                }
-                Err(e) => {
-                    warn!(output = %self.id, chunk = %q.id, error = %e, "cannot re-key a chunk after the reload; it keeps its old destination");
-                    keep.push(q);
-                }
-            }
-        }
-        self.adopt(keep);
-        (moved, records)
-    }
-
     /// Sizes and ages right now, for the metrics and status endpoints.
     pub fn snapshot(&self) -> BufferSnapshot {
         let st = self.lock();
@@ -895,589 +561,5 @@ impl OutputBuffer {
 
     pub fn config(&self) -> &BufferConfig {
         &self.cfg
-    }
-
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        backoff(&self.cfg, attempt)
-    }
-
-    /// Reads a queued chunk into memory for the output.
-    async fn materialize(&self, q: &Queued) -> Result<Chunk, Unreadable> {
-        let segments = match &q.data {
-            QueuedData::Memory(segs) => segs.iter().map(|(b, _)| b.clone()).collect(),
-            QueuedData::File(path) => {
-                let p = path.clone();
-                let data = tokio::task::spawn_blocking(move || std::fs::read(&p))
-                    .await
-                    .map_err(|e| Unreadable::Io(e.to_string()))?
-                    .map_err(|e| {
-                        let m = format!("cannot read chunk {}: {e}", path.display());
-                        if e.kind() == std::io::ErrorKind::NotFound {
-                            Unreadable::Gone(m)
-                        } else {
-                            // EMFILE, EIO, ENOMEM...: the chunk may read
-                            // fine later; it is retried, not set aside
-                            Unreadable::Io(m)
-                        }
-                    })?;
-                let scanned = chunkfile::scan(&data).map_err(Unreadable::Corrupt)?;
-                scanned.segments(&Bytes::from(data))
-            }
-        };
-        Ok(Chunk {
-            id: q.id.clone(),
-            tag: q.tag.clone(),
-            key: q.key.clone(),
-            segments,
-            records: q.records,
-            bytes: q.bytes,
-            created: q.created,
-        })
-    }
-
-    /// One write attempt of a chunk. True when the chunk is done with
-    /// (written, dead-lettered, or set aside as corrupt); false when it
-    /// failed and must be tried again at `q.retry.not_before`.
-    async fn attempt(&self, q: &mut Queued) -> bool {
-        let first = *q.retry.first_attempt.get_or_insert_with(SystemTime::now);
-        let started = *q.retry.started.get_or_insert_with(Instant::now);
-        let chunk = match self.materialize(q).await {
-            Ok(c) => c,
-            Err(Unreadable::Corrupt(reason)) => {
-                if let QueuedData::File(p) = &q.data {
-                    let (p, corrupt, id) = (
-                        p.clone(),
-                        self.data_dir.join("corrupt"),
-                        self.id.to_string(),
-                    );
-                    let _ = tokio::task::spawn_blocking(move || {
-                        filestore::set_aside(&p, &corrupt, &id, &reason)
-                    })
-                    .await;
-                }
-                self.counters
-                    .records_dropped
-                    .fetch_add(q.records as u64, Ordering::Relaxed);
-                return true;
-            }
-            Err(Unreadable::Gone(reason)) => {
-                error!(output = %self.id, chunk = %q.id, records = q.records, error = %reason, "a queued chunk file is gone (removed by someone else?): its records are lost");
-                self.counters
-                    .records_dropped
-                    .fetch_add(q.records as u64, Ordering::Relaxed);
-                return true;
-            }
-            Err(Unreadable::Io(reason)) => {
-                return self.retry_later(q, &reason, started, first).await
-            }
-        };
-        let t0 = Instant::now();
-        let result = self.output.write(&chunk).await;
-        self.counters.write_duration.observe(t0.elapsed());
-        drop(chunk);
-        match result {
-            Ok(()) => {
-                self.counters
-                    .records_out
-                    .fetch_add(q.records as u64, Ordering::Relaxed);
-                self.counters
-                    .bytes_out
-                    .fetch_add(q.bytes as u64, Ordering::Relaxed);
-                self.counters.failing_streak.store(0, Ordering::Relaxed);
-                {
-                    let mut st = self.lock();
-                    st.streak = 0;
-                    st.gate = None;
-                }
-                if let QueuedData::File(p) = &q.data {
-                    let p = p.clone();
-                    let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(&p))
-                        .await
-                        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-                    if let (Err(e), QueuedData::File(p)) = (removed, &q.data) {
-                        warn!(output = %self.id, path = %p.display(), error = %e, "delivered chunk could not be removed");
-                    }
-                }
-                true
-            }
-            Err(OutputError::Fatal(e)) => {
-                self.counters.failed(&q.id, &e);
-                let attempts = q.retry.attempts + 1;
-                self.dead_letter(q, "fatal error", &e, attempts, first)
-                    .await;
-                true
-            }
-            Err(OutputError::Retryable(e)) => self.retry_later(q, &e, started, first).await,
-        }
-    }
-
-    /// After a retryable failure: the chunk waits its backoff in the queue
-    /// (false), or is dead-lettered when its retries are exhausted (true).
-    async fn retry_later(
-        &self,
-        q: &mut Queued,
-        e: &str,
-        started: Instant,
-        first: SystemTime,
-    ) -> bool {
-        self.counters.failed(&q.id, e);
-        q.retry.attempts += 1;
-        let attempt = q.retry.attempts;
-        let exhausted = !self.cfg.retry_forever
-            && (self
-                .cfg
-                .retry_max_times
-                .map(|m| attempt > m)
-                .unwrap_or(false)
-                || started.elapsed() >= self.cfg.retry_timeout.0);
-        if exhausted {
-            self.dead_letter(q, "retries exhausted", e, attempt, first)
-                .await;
-            return true;
-        }
-        let wait = self.backoff(attempt);
-        self.counters.retries.fetch_add(1, Ordering::Relaxed);
-        if let Some(suppressed) = self.retry_warn.check() {
-            warn!(output = %self.id, chunk = %q.id, tag = %q.tag, attempt, retry_in = ?wait, suppressed, error = %e, "write failed, will retry (the other chunks go on)");
-        }
-        q.retry.not_before = Some(Instant::now() + wait);
-        let mut st = self.lock();
-        st.streak = st.streak.saturating_add(1);
-        let gate = if st.streak == attempt {
-            wait
-        } else {
-            self.backoff(st.streak)
-        };
-        st.gate = Some(Instant::now() + gate);
-        false
-    }
-
-    /// Moves a chunk, intact, to `data_dir/dead-letter/<output>/` with a JSON
-    /// file saying why (both 0600, the directory 0700), off the reactor.
-    async fn dead_letter(
-        &self,
-        q: &Queued,
-        reason: &str,
-        err: &str,
-        attempts: u32,
-        first: SystemTime,
-    ) {
-        let dir = dead_letter_dir(&self.data_dir, &self.id);
-        let dest = dir.join(format!("{}.chunk", q.id));
-        let note = DeadLetterNote {
-            output: self.id.to_string(),
-            chunk_id: q.id.clone(),
-            tag: q.tag.to_string(),
-            key: q.key.to_string(),
-            records: q.records,
-            bytes: q.bytes,
-            reason: reason.to_string(),
-            error: err.to_string(),
-            attempts,
-            created_ms: millis(q.created),
-            first_attempt_ms: millis(first),
-            last_attempt_ms: millis(SystemTime::now()),
-        };
-        let source = match &q.data {
-            QueuedData::File(p) => Ok(p.clone()),
-            QueuedData::Memory(segs) => {
-                let meta = ChunkMeta {
-                    id: q.id.clone(),
-                    tag: q.tag.to_string(),
-                    key: q.key.to_string(),
-                    created_ms: millis(q.created),
-                };
-                Err(chunkfile::encode_chunk(&meta, segs))
-            }
-        };
-        let dest2 = dest.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            create_private_dir(&dir)?;
-            match source {
-                Ok(p) => std::fs::rename(&p, &dest2)?,
-                Err(bytes) => write_private(&dest2, &bytes)?,
-            }
-            write_private(
-                &dest2.with_extension("json"),
-                &serde_json::to_vec_pretty(&note).unwrap_or_default(),
-            )
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        self.counters.dead(q.records);
-        match written {
-            Ok(()) => {
-                error!(output = %self.id, chunk = %q.id, tag = %q.tag, records = q.records, attempts, reason, error = err, path = %dest.display(), "chunk moved to the dead-letter directory")
-            }
-            Err(e) => {
-                self.counters
-                    .records_dropped
-                    .fetch_add(q.records as u64, Ordering::Relaxed);
-                error!(output = %self.id, chunk = %q.id, records = q.records, reason, error = err, io_error = %e, "chunk could not be written to the dead-letter directory: dropped")
-            }
-        }
-    }
-}
-
-fn seal_memory(st: &mut State, (tag, key): (Arc<str>, Arc<str>), c: OpenChunk) {
-    st.queue.push_back(Queued {
-        id: new_chunk_id(),
-        tag,
-        key,
-        records: c.records,
-        bytes: c.bytes,
-        created: c.created_sys,
-        data: QueuedData::Memory(c.segments),
-        retry: RetryState::default(),
-    });
-}
-
-pub fn backoff(cfg: &BufferConfig, attempt: u32) -> Duration {
-    let base = cfg.retry_wait.0.as_secs_f64();
-    let exp = cfg
-        .retry_exponential_backoff_base
-        .powi(attempt.saturating_sub(1).min(64) as i32);
-    let mut secs = (base * exp).min(cfg.retry_max_interval.0.as_secs_f64());
-    if cfg.retry_randomize {
-        secs *= 0.875 + rand::random::<f64>() * 0.25;
-    }
-    Duration::from_secs_f64(secs.max(0.0))
-}
-
-/// The JSON file beside a dead-lettered chunk.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct DeadLetterNote {
-    pub output: String,
-    pub chunk_id: String,
-    pub tag: String,
-    pub key: String,
-    pub records: u32,
-    pub bytes: usize,
-    pub reason: String,
-    pub error: String,
-    pub attempts: u32,
-    pub created_ms: u64,
-    pub first_attempt_ms: u64,
-    pub last_attempt_ms: u64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use async_trait::async_trait;
-    use fuwa_api::event::write_entry;
-    use fuwa_api::EventTime;
-    use std::sync::atomic::AtomicU64;
-
-    /// always fails with a retryable error
-    struct Down;
-    #[async_trait]
-    impl Output for Down {
-        async fn write(&self, _chunk: &Chunk) -> Result<(), OutputError> {
-            Err(OutputError::Retryable("down".into()))
-        }
-    }
-
-    /// fails (retryable) every chunk of tag "bad", writes the others
-    #[derive(Default)]
-    struct FailsBad {
-        written: Mutex<Vec<(String, u32)>>,
-        bad_attempts: AtomicU64,
-    }
-    #[async_trait]
-    impl Output for FailsBad {
-        async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
-            if &*chunk.tag == "bad" {
-                self.bad_attempts.fetch_add(1, Ordering::Relaxed);
-                return Err(OutputError::Retryable("bad".into()));
-            }
-            self.written
-                .lock()
-                .unwrap()
-                .push((chunk.tag.to_string(), chunk.records));
-            Ok(())
-        }
-    }
-
-    fn tagged(tag: &str, n: u32) -> Batch {
-        let b = batch(n);
-        Batch::new(Arc::from(tag), b.entries, n)
-    }
-
-    async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-        let t0 = Instant::now();
-        while !cond() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "timed out: {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn a_chunk_backing_off_does_not_hold_up_the_others() {
-        let cfg = BufferConfig {
-            retry_wait: fuwa_api::HumanDuration(Duration::from_millis(300)),
-            retry_randomize: false,
-            retry_max_times: Some(2),
-            ..BufferConfig::memory()
-        };
-        let out = Arc::new(FailsBad::default());
-        let dir = tempfile::tempdir().unwrap();
-        let b = OutputBuffer::new("o", out.clone(), cfg, dir.path()).unwrap();
-        b.append(&tagged("bad", 3)).await.unwrap();
-        b.seal_due(true);
-        let w = tokio::spawn(b.clone().worker());
-        for i in 0..5 {
-            b.append(&tagged(&format!("good{i}"), 2)).await.unwrap();
-            b.seal_due(true);
-        }
-        // one worker: every good chunk is written while "bad" backs off
-        wait_for("good chunks written", || {
-            out.written.lock().unwrap().len() == 5
-        })
-        .await;
-        assert!(out.bad_attempts.load(Ordering::Relaxed) <= 2);
-        // then "bad" runs out of its 2 retries (3 attempts) and is dead-lettered
-        wait_for("bad dead-lettered", || {
-            b.counters.chunks_dead.load(Ordering::Relaxed) == 1
-        })
-        .await;
-        assert_eq!(out.bad_attempts.load(Ordering::Relaxed), 3);
-        let note: DeadLetterNote = serde_json::from_slice(
-            &std::fs::read(
-                std::fs::read_dir(dead_letter_dir(dir.path(), "o"))
-                    .unwrap()
-                    .flatten()
-                    .map(|e| e.path())
-                    .find(|p| p.extension().map(|x| x == "json").unwrap_or(false))
-                    .unwrap(),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            (note.attempts, note.records, note.tag.as_str()),
-            (3, 3, "bad")
-        );
-        assert!(note.first_attempt_ms < note.last_attempt_ms);
-        assert_eq!(b.counters.records_out.load(Ordering::Relaxed), 10);
-        assert_eq!(b.counters.records_dead.load(Ordering::Relaxed), 3);
-        b.close();
-        tokio::time::timeout(Duration::from_secs(5), w)
-            .await
-            .expect("the worker stopped")
-            .unwrap();
-    }
-
-    /// counts its attempts, fails every one
-    #[derive(Default)]
-    struct CountingDown(AtomicU64);
-    #[async_trait]
-    impl Output for CountingDown {
-        async fn write(&self, _chunk: &Chunk) -> Result<(), OutputError> {
-            self.0.fetch_add(1, Ordering::Relaxed);
-            Err(OutputError::Retryable("down".into()))
-        }
-    }
-
-    #[tokio::test]
-    async fn a_down_output_sees_one_backoff_not_one_attempt_per_chunk() {
-        let cfg = BufferConfig {
-            retry_wait: fuwa_api::HumanDuration(Duration::from_millis(100)),
-            retry_randomize: false,
-            retry_forever: true,
-            flush_thread_count: 4,
-            ..BufferConfig::memory()
-        };
-        let out = Arc::new(CountingDown::default());
-        let b = OutputBuffer::new("o", out.clone(), cfg, Path::new("/nonexistent")).unwrap();
-        for i in 0..20 {
-            b.append(&tagged(&format!("t{i}"), 1)).await.unwrap();
-        }
-        b.seal_due(true);
-        let workers: Vec<_> = (0..4).map(|_| tokio::spawn(b.clone().worker())).collect();
-        // attempts at about 0, 100ms, 300ms (the output's backoff doubles)
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let n = out.0.load(Ordering::Relaxed);
-        assert!((1..=5).contains(&n), "{n} attempts in 500ms");
-        b.halt();
-        for w in workers {
-            tokio::time::timeout(Duration::from_secs(5), w)
-                .await
-                .expect("stopped")
-                .unwrap();
-        }
-        assert_eq!(b.take_queue().len(), 20);
-    }
-
-    fn queued_file(path: PathBuf) -> Queued {
-        Queued {
-            id: new_chunk_id(),
-            tag: Arc::from("t"),
-            key: Arc::from(""),
-            records: 7,
-            bytes: 70,
-            created: SystemTime::now(),
-            data: QueuedData::File(path),
-            retry: RetryState::default(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_chunk_that_cannot_be_read_now_is_retried_not_set_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = BufferConfig {
-            retry_wait: fuwa_api::HumanDuration(Duration::from_secs(3600)),
-            ..BufferConfig::default()
-        };
-        let out = Arc::new(FailsBad::default());
-        let b = OutputBuffer::new("o", out.clone(), cfg, dir.path()).unwrap();
-        // reading a directory fails with an I/O error (like EMFILE or EIO
-        // would), not with a corrupt chunk
-        let unreadable = dir.path().join("unreadable.chunk");
-        std::fs::create_dir(&unreadable).unwrap();
-        b.shared.enqueue(vec![
-            queued_file(dir.path().join("gone.chunk")),
-            queued_file(unreadable.clone()),
-        ]);
-        let w = tokio::spawn(b.clone().worker());
-        wait_for("both tried", || {
-            b.counters.retries.load(Ordering::Relaxed) == 1
-                && b.counters.records_dropped.load(Ordering::Relaxed) == 7
-        })
-        .await;
-        // the unreadable one waits for its retry; the gone one is counted lost
-        assert!(!dir.path().join("corrupt").exists());
-        assert!(unreadable.exists());
-        assert_eq!(b.snapshot().queued_chunks, 1);
-        b.halt();
-        tokio::time::timeout(Duration::from_secs(5), w)
-            .await
-            .expect("stopped")
-            .unwrap();
-    }
-
-    #[tokio::test]
-    async fn memory_open_chunks_are_capped_too() {
-        let cfg = BufferConfig {
-            max_open_chunks: Some(3),
-            ..BufferConfig::memory()
-        };
-        let b = OutputBuffer::new("o", Arc::new(Down), cfg, Path::new("/x")).unwrap();
-        for i in 0..10 {
-            b.append(&tagged(&format!("t{i}"), 1)).await.unwrap();
-            assert!(b.lock().open.len() <= 3);
-        }
-        assert_eq!(b.snapshot().queued_chunks, 7);
-        assert_eq!(b.pending(), (10, 10));
-    }
-
-    #[tokio::test]
-    async fn open_chunk_files_are_capped_least_recently_written_sealed_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = BufferConfig {
-            max_open_chunks: Some(4),
-            flush_interval: Some(fuwa_api::HumanDuration(Duration::from_secs(3600))),
-            ..BufferConfig::default()
-        };
-        let b = OutputBuffer::new("o", Arc::new(Down), cfg, dir.path()).unwrap();
-        // "keep" is written between every other tag: never the least recent
-        for i in 0..40 {
-            b.append(&tagged(&format!("tag{i}"), 1)).await.unwrap();
-            b.append(&tagged("keep", 1)).await.unwrap();
-            assert!(b.lock().open_files <= 4, "{} open", b.lock().open_files);
-        }
-        let s = b.snapshot();
-        assert_eq!(s.queued_chunks, 37, "40 tags + keep, 4 still open");
-        assert!(b.lock().queue.iter().all(|q| &*q.tag != "keep"));
-        let chunk_files = std::fs::read_dir(buffer_dir(dir.path(), "o"))
-            .unwrap()
-            .count();
-        assert_eq!(chunk_files, 41);
-        let (_, records) = b.pending();
-        assert_eq!(
-            records, 37,
-            "queued records (the open ones are not counted)"
-        );
-        // private files and directories whatever the umask
-        use std::os::unix::fs::PermissionsExt;
-        for e in std::fs::read_dir(buffer_dir(dir.path(), "o"))
-            .unwrap()
-            .flatten()
-        {
-            let mode = e.metadata().unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "{}", e.path().display());
-        }
-        let mode = std::fs::metadata(buffer_dir(dir.path(), "o"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o700);
-    }
-
-    fn batch(n: u32) -> Batch {
-        let mut out = Vec::new();
-        for i in 0..n {
-            let mut b = Vec::new();
-            rmpv::encode::write_value(&mut b, &rmpv::Value::from(i)).unwrap();
-            write_entry(&mut out, EventTime::new(1, 0), &b);
-        }
-        Batch::new(Arc::from("t"), Bytes::from(out), n)
-    }
-
-    #[tokio::test]
-    async fn halt_cuts_a_retry_wait_short_and_hands_the_chunks_back() {
-        let cfg = BufferConfig {
-            retry_wait: fuwa_api::HumanDuration(Duration::from_secs(3600)),
-            retry_forever: true,
-            ..BufferConfig::memory()
-        };
-        let b = OutputBuffer::new("o", Arc::new(Down), cfg, Path::new("/nonexistent")).unwrap();
-        b.append(&batch(3)).await.unwrap();
-        b.seal_due(true);
-        b.append(&batch(2)).await.unwrap();
-        b.seal_due(true);
-        let w = tokio::spawn(b.clone().worker());
-        // the worker tries the first chunk, fails, and the output waits an
-        // hour (its backoff) before trying any chunk
-        let t0 = Instant::now();
-        while b.counters.retries.load(Ordering::Relaxed) < 1 || b.snapshot().queued_chunks < 2 {
-            assert!(t0.elapsed() < Duration::from_secs(5));
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let s = b.snapshot();
-        assert_eq!((s.in_flight_chunks, s.queued_chunks, s.chunks), (0, 2, 2));
-        assert!(s.oldest.is_some());
-        b.halt();
-        tokio::time::timeout(Duration::from_secs(5), w)
-            .await
-            .expect("the worker stopped")
-            .unwrap();
-        let left = b.take_queue();
-        assert_eq!(
-            left.iter().map(|q| q.records).collect::<Vec<_>>(),
-            vec![3, 2]
-        );
-        assert_eq!(b.snapshot().bytes, 0);
-        assert_eq!(b.counters.failing_streak.load(Ordering::Relaxed), 1);
-        assert_eq!(
-            left.iter().map(|q| q.retry.attempts).collect::<Vec<_>>(),
-            vec![1, 0]
-        );
-        assert!(b.counters.last_error.lock().unwrap().is_some());
-
-        // another buffer adopts them ahead of its own
-        let c = OutputBuffer::new("o", Arc::new(Down), BufferConfig::memory(), Path::new("/x"))
-            .unwrap();
-        c.append(&batch(1)).await.unwrap();
-        c.seal_due(true);
-        let bytes: usize = left.iter().map(|q| q.bytes).sum();
-        c.adopt(left);
-        let s = c.snapshot();
-        assert_eq!(s.queued_chunks, 3);
-        assert_eq!(s.records, 6);
-        assert!(s.bytes > bytes);
-        // no partitioner: nothing to re-key
-        assert_eq!(c.repartition().await, (0, 0));
-        assert_eq!(c.snapshot().queued_chunks, 3);
     }
 }

@@ -1,50 +1,24 @@
 //! `fuwa dead-letter list|replay`: what the buffers gave up on, and sending
 //! it again through the output that failed (whether or not the agent runs).
+//! A thin command over `crate::buffer::deadletter`, which writes, reads and
+//! delivers the letters; this file selects them and prints.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use anyhow::{bail, Context, Result};
-use bytes::Bytes;
-use fuwa_api::{Chunk, OutputError};
+use anyhow::{bail, Result};
 
-use crate::buffer::{backoff, chunkfile, DeadLetterNote};
+use crate::buffer::deadletter::{self, Letter};
 use crate::config::Config;
 
-pub struct Entry {
-    pub chunk: PathBuf,
-    pub note: DeadLetterNote,
-}
-
-/// Every dead letter under `data_dir/dead-letter/*/`.
-pub fn scan(data_dir: &Path) -> Vec<Entry> {
-    let mut out = Vec::new();
-    let root = data_dir.join("dead-letter");
-    let Ok(outputs) = std::fs::read_dir(&root) else {
-        return out;
-    };
-    for o in outputs.flatten() {
-        let Ok(files) = std::fs::read_dir(o.path()) else {
-            continue;
-        };
-        for f in files.flatten() {
-            let p = f.path();
-            if p.extension().map(|e| e == "json").unwrap_or(false) {
-                match std::fs::read(&p)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<DeadLetterNote>(&b).ok())
-                {
-                    Some(note) => out.push(Entry {
-                        chunk: p.with_extension("chunk"),
-                        note,
-                    }),
-                    None => eprintln!("{}: not a dead-letter note, skipped", p.display()),
-                }
-            }
-        }
+/// Every dead letter under `data_dir/dead-letter/*/`, saying which `.json`
+/// files are not notes.
+fn scan(data_dir: &Path) -> Vec<Letter> {
+    let found = deadletter::scan(data_dir);
+    for p in &found.not_notes {
+        eprintln!("{}: not a dead-letter note, skipped", p.display());
     }
-    out.sort_by_key(|e| e.note.last_attempt_ms);
-    out
+    found.letters
 }
 
 fn age(ms: u64) -> String {
@@ -91,7 +65,8 @@ pub fn list(cfg: &Config) -> Result<()> {
 /// Sends dead letters again through their output, with the output's retry
 /// schedule; a delivered one is removed, a failed one stays where it is.
 pub async fn replay(cfg: &Config, only_output: Option<&str>, files: &[PathBuf]) -> Result<()> {
-    let mut entries = scan(&cfg.agent.data_dir);
+    let data_dir = cfg.agent.data_dir.clone();
+    let mut entries = tokio::task::spawn_blocking(move || scan(&data_dir)).await?;
     if let Some(o) = only_output {
         if !cfg.outputs.iter().any(|x| x.id == o) {
             bail!("no output with id `{o}` in the config");
@@ -99,15 +74,17 @@ pub async fn replay(cfg: &Config, only_output: Option<&str>, files: &[PathBuf]) 
         entries.retain(|e| e.note.output == o);
     }
     if !files.is_empty() {
-        let wanted: Vec<PathBuf> = files
-            .iter()
-            .map(|f| f.with_extension("chunk"))
-            .map(|f| f.canonicalize().unwrap_or(f))
-            .collect();
-        entries.retain(|e| {
-            let c = e.chunk.canonicalize().unwrap_or_else(|_| e.chunk.clone());
-            wanted.contains(&c)
-        });
+        let files = files.to_vec();
+        entries = tokio::task::spawn_blocking(move || {
+            let canon = |f: &Path| f.canonicalize().unwrap_or_else(|_| f.to_path_buf());
+            let wanted: Vec<PathBuf> = files
+                .iter()
+                .map(|f| canon(&f.with_extension("chunk")))
+                .collect();
+            entries.retain(|e| wanted.contains(&canon(&e.chunk)));
+            entries
+        })
+        .await?;
         if entries.is_empty() {
             bail!(
                 "none of the given files is a dead letter under {}",
@@ -126,73 +103,43 @@ pub async fn replay(cfg: &Config, only_output: Option<&str>, files: &[PathBuf]) 
             failed += 1;
             continue;
         };
-        let data = std::fs::read(&e.chunk)
-            .with_context(|| format!("cannot read {}", e.chunk.display()))?;
-        let scanned = match chunkfile::scan(&data) {
-            Ok(s) => s,
+        let chunk = match e.load().await {
+            Ok(c) => c,
             Err(why) => {
                 eprintln!("{}: {why}; left as it is", e.chunk.display());
                 failed += 1;
                 continue;
             }
         };
-        let data = Bytes::from(data);
-        let chunk = Chunk {
-            id: scanned.meta.id.clone(),
-            tag: scanned.meta.tag.as_str().into(),
-            key: scanned.meta.key.as_str().into(),
-            segments: scanned.segments(&data),
-            records: scanned.records,
-            bytes: scanned.payload_bytes(),
-            created: SystemTime::UNIX_EPOCH + Duration::from_millis(scanned.meta.created_ms),
-        };
-        let tries = out.buffer.retry_max_times.unwrap_or(3) + 1;
-        let mut last = String::new();
-        let mut delivered = false;
-        for attempt in 1..=tries {
-            match out.plugin.write(&chunk).await {
-                Ok(()) => {
-                    delivered = true;
-                    break;
+        match deadletter::deliver(out.plugin.as_ref(), &out.buffer, &chunk).await {
+            Ok(()) => {
+                if let Err(err) = e.remove().await {
+                    eprintln!(
+                        "{}: delivered but not removed ({err}): a replay would send it again",
+                        e.chunk.display()
+                    );
                 }
-                Err(OutputError::Fatal(m)) => {
-                    last = m;
-                    break;
-                }
-                Err(OutputError::Retryable(m)) => {
-                    last = m;
-                    if attempt < tries {
-                        tokio::time::sleep(backoff(&out.buffer, attempt)).await;
-                    }
-                }
+                println!(
+                    "replayed {} ({} records) to {}",
+                    e.note.chunk_id, chunk.records, out.id
+                );
+                ok += 1;
+            }
+            Err(last) => {
+                eprintln!(
+                    "{}: still failing: {last}; left as it is",
+                    e.chunk.display()
+                );
+                failed += 1;
             }
         }
-        if delivered {
-            let _ = std::fs::remove_file(&e.chunk);
-            let _ = std::fs::remove_file(e.chunk.with_extension("json"));
-            println!(
-                "replayed {} ({} records) to {}",
-                e.note.chunk_id, chunk.records, out.id
-            );
-            ok += 1;
-        } else {
-            eprintln!(
-                "{}: still failing: {last}; left as it is",
-                e.chunk.display()
-            );
-            failed += 1;
-        }
     }
-    out_close(cfg).await;
+    for o in &cfg.outputs {
+        o.plugin.close().await;
+    }
     println!("{ok} replayed, {failed} failed");
     if failed > 0 {
         bail!("{failed} dead letter(s) could not be replayed");
     }
     Ok(())
-}
-
-async fn out_close(cfg: &Config) {
-    for o in &cfg.outputs {
-        o.plugin.close().await;
-    }
 }

@@ -15,10 +15,10 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tracing::{error, warn};
 
-use super::chunkfile::{self, block_header, encode_header, ChunkMeta};
-use super::{
+use super::super::{
     create_private_dir, new_chunk_id, write_private, Queued, QueuedData, RetryState, Shared,
 };
+use super::chunkfile::{self, block_header, encode_header, ChunkMeta};
 
 pub enum Cmd {
     Append {
@@ -387,5 +387,58 @@ pub fn set_aside(path: &Path, corrupt_dir: &Path, output: &str, reason: &str) {
         Err(e) => {
             error!(output, path = %path.display(), reason, error = %e, "corrupt chunk could not be moved aside; left in place")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::super::super::config::BufferConfig;
+    use super::super::super::test_support::{tagged, Down};
+    use super::super::super::{buffer_dir, OutputBuffer};
+
+    #[tokio::test]
+    async fn open_chunk_files_are_capped_least_recently_written_sealed_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BufferConfig {
+            max_open_chunks: Some(4),
+            flush_interval: Some(fuwa_api::HumanDuration(Duration::from_secs(3600))),
+            ..BufferConfig::default()
+        };
+        let b = OutputBuffer::new("o", Arc::new(Down), cfg, dir.path()).unwrap();
+        // "keep" is written between every other tag: never the least recent
+        for i in 0..40 {
+            b.append(&tagged(&format!("tag{i}"), 1)).await.unwrap();
+            b.append(&tagged("keep", 1)).await.unwrap();
+            assert!(b.lock().open_files <= 4, "{} open", b.lock().open_files);
+        }
+        let s = b.snapshot();
+        assert_eq!(s.queued_chunks, 37, "40 tags + keep, 4 still open");
+        assert!(b.lock().queue.iter().all(|q| &*q.tag != "keep"));
+        let chunk_files = std::fs::read_dir(buffer_dir(dir.path(), "o"))
+            .unwrap()
+            .count();
+        assert_eq!(chunk_files, 41);
+        let (_, records) = b.pending();
+        assert_eq!(
+            records, 37,
+            "queued records (the open ones are not counted)"
+        );
+        // private files and directories whatever the umask
+        use std::os::unix::fs::PermissionsExt;
+        for e in std::fs::read_dir(buffer_dir(dir.path(), "o"))
+            .unwrap()
+            .flatten()
+        {
+            let mode = e.metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", e.path().display());
+        }
+        let mode = std::fs::metadata(buffer_dir(dir.path(), "o"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 }
