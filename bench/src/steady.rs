@@ -8,7 +8,8 @@
 //!   Forward-mode message `[tag, [[EventTime, record], ...], {"chunk": id}]`
 //!   of `--batch` events every `batch × connections / rate` seconds and
 //!   waiting for its `{"ack": id}` before the next, as fluent-logger
-//!   libraries with acks on send them.
+//!   libraries with acks on send them. Connections are out of step by
+//!   interval / connections, as independent clients are.
 //! - `http`: `--connections` keep-alive connections, one `POST /<tag>` of one
 //!   JSON event every `connections / rate` seconds each, waiting for the
 //!   response (2xx counted).
@@ -257,7 +258,7 @@ fn paced(
     let batch = batch.max(1);
     let total = (rate as f64 * duration).round() as u64;
     let per_conn = total / connections;
-    if per_conn * connections != total || per_conn % batch != 0 {
+    if per_conn * connections != total || !per_conn.is_multiple_of(batch) {
         return Err(format!(
             "rate × duration ({total}) must split into {connections} connections of whole batches of {batch}"
         ));
@@ -277,7 +278,10 @@ fn paced(
             let mut msg = Vec::new();
             let mut got = Vec::new();
             for m in 0..messages {
-                let due = t0 + interval * m as u32;
+                // connections are not in step with each other (as
+                // independent clients are not): each starts its own share
+                // of an interval later than the one before
+                let due = t0 + interval * m as u32 + interval * c as u32 / connections as u32;
                 if Instant::now() > due + interval.max(Duration::from_millis(10)) {
                     totals.late.fetch_add(1, Ordering::Relaxed);
                 }
@@ -400,7 +404,9 @@ fn read_response(s: &mut TcpStream, got: &mut Vec<u8>) -> Result<bool, String> {
         if got.len() > 1 << 20 {
             return Err("response too large".into());
         }
-        let n = s.read(&mut tmp).map_err(|e| format!("read response: {e}"))?;
+        let n = s
+            .read(&mut tmp)
+            .map_err(|e| format!("read response: {e}"))?;
         if n == 0 {
             return Err("connection closed before the response".into());
         }
