@@ -43,8 +43,10 @@ const BATCH_BYTES: usize = 1024 * 1024;
 /// once when the input caught up with its files, at a rotation, a release
 /// and at stop). A position only ever names an offset whose lines the
 /// buffers accepted, so a crash re-reads at most the lines accepted in the
-/// last interval (duplicates, never a loss).
-const POSITION_SAVE_EVERY: Duration = Duration::from_secs(1);
+/// last interval (duplicates, never a loss). With the linger below, a
+/// steady writer costs one save per round anyway; at full speed this keeps
+/// saves to 5 a second instead of one per batch.
+const POSITION_SAVE_EVERY: Duration = Duration::from_millis(200);
 
 /// After a round that read lines, the next round starts this much later
 /// (a linger, like Kafka's linger.ms): a writer appending every few
@@ -151,6 +153,15 @@ fn chrono_tz_utc() -> fuwa_render::time::Tz {
 /// old path plus its inode, so a crash mid-drain can find it again.
 fn draining_key(path_key: &str, ino: u64) -> String {
     format!("{path_key}#rotated-{ino}")
+}
+
+/// A file just opened: its key names it (and where reading starts) at once.
+fn record_opened(positions: &mut PositionFile, f: &FileState) {
+    let pos = Position {
+        id: f.t.id.clone(),
+        offset: f.emitted_to,
+    };
+    positions.set(&f.t.key, pos);
 }
 
 /// The path a positions key is about (a draining key names its old path).
@@ -620,11 +631,12 @@ impl Input for TailInput {
         let mut buf = Vec::new();
         let rate = me.cfg.read_bytes_limit_per_second.map(|s| s.0 as usize);
         let mut window = (Instant::now(), 0usize);
-        let mut saved_at = Instant::now();
+        let mut saved_at: Option<Instant> = None;
         // saves the positions if they changed and `now` or the interval is up
         let mut save = |positions: &mut PositionFile, now: bool| {
-            if positions.is_dirty() && (now || saved_at.elapsed() >= POSITION_SAVE_EVERY) {
-                saved_at = Instant::now();
+            let due = saved_at.is_none_or(|t| t.elapsed() >= POSITION_SAVE_EVERY);
+            if positions.is_dirty() && (now || due) {
+                saved_at = Some(Instant::now());
                 if let Err(e) = positions.save() {
                     warn!(input = %ctx.id, error = %e, "cannot save tail positions");
                 }
@@ -649,6 +661,8 @@ impl Input for TailInput {
                     if !known.contains(&p.display().to_string()) {
                         if let Some(f) = me.open_file(&p, &positions, false) {
                             info!(input = %ctx.id, path = %f.t.key, "new file");
+                            record_opened(&mut positions, &f);
+                            save(&mut positions, true);
                             files.push(f);
                         }
                     }
@@ -689,9 +703,6 @@ impl Input for TailInput {
                     positions.set(&draining_key(&f.t.key, f.t.id.ino), pos);
                 }
             }
-            if moved {
-                save(&mut positions, true);
-            }
             for p in replaced {
                 if let Some(mut nf) = me.open_file(&p, &positions, false) {
                     if nf.t.offset != 0 {
@@ -699,8 +710,16 @@ impl Input for TailInput {
                         nf.emitted_to = 0;
                         nf.header_left = me.cfg.skip_header_lines;
                     }
+                    // the path's key names the new file at once (saved with
+                    // the rotation below): after a crash it is read from
+                    // where it was, not taken for the old one
+                    record_opened(&mut positions, &nf);
+                    moved = true;
                     files.push(nf);
                 }
+            }
+            if moved {
+                save(&mut positions, true);
             }
             // read a round: every file until it has nothing or the batch is full
             let mut read_any = false;
@@ -794,7 +813,8 @@ impl Input for TailInput {
                     _ = shutdown.wait() => {}
                 }
             } else {
-                save(&mut positions, false);
+                // this round ended at the end of every file: caught up
+                save(&mut positions, true);
                 tokio::select! {
                     _ = tokio::time::sleep(LINGER) => {}
                     _ = shutdown.wait() => {}

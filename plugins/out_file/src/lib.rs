@@ -141,10 +141,11 @@ fn write_blocking(
     let key = fuwa_render::template::shorten_path(&chunk.key);
     let path = Path::new(&key);
     let open = || OpenOptions::new().create(true).append(true).open(path);
-    // the directory is created only when the open says it is missing: no
-    // mkdir per chunk for a file that is already there
+    // no mkdir per chunk for a file that is already there: the directory
+    // is created (and its errors classified as before: a file where the
+    // output's directory should be is retried) only when the open fails
     let file = match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(_) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     classify(e, &format!("cannot create directory {}", dir.display()))
