@@ -15,7 +15,7 @@
 # the measured load (from /proc/PID/stat) and its peak RSS (VmHWM).
 #
 # Knobs (environment): DURATION (5), WARMUP (1), CONNECTIONS (16),
-# NO_BUILD=1 (use existing release binaries), FLUENT_BIT.
+# NO_BUILD=1 (use existing release binaries), FUWA=/path/to/fuwa, FLUENT_BIT.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -29,7 +29,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [[ -z "${NO_BUILD:-}" ]]; then
     cargo build --release -p fuwa -p fuwa-bench --bin fuwa --bin fuwa-http-loadgen >&2
 fi
-FUWA=$TARGET/release/fuwa
+FUWA=${FUWA:-$TARGET/release/fuwa}
 LOADGEN=$TARGET/release/fuwa-http-loadgen
 for b in "$FUWA" "$LOADGEN"; do
     [[ -x "$b" ]] || { echo "$b is missing (build without NO_BUILD)" >&2; exit 2; }

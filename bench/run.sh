@@ -14,7 +14,7 @@
 #
 # Knobs (environment): DURATION (10s), WARMUP (2s), CONNECTIONS (2),
 # BATCH (1000), IDLE (100), FLUSH (1: flush interval in seconds, both agents),
-# NO_BUILD=1 (use the existing release binaries).
+# NO_BUILD=1 (use the existing release binaries), FUWA=/path/to/fuwa.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -30,8 +30,9 @@ FLUENT_BIT=${FLUENT_BIT:-}
 if [[ -z "${NO_BUILD:-}" ]]; then
     cargo build --release -p fuwa -p fuwa-bench >&2
 fi
-FUWA=$ROOT/target/release/fuwa
-LOADGEN=$ROOT/target/release/fuwa-loadgen
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+FUWA=${FUWA:-$TARGET/release/fuwa}
+LOADGEN=$TARGET/release/fuwa-loadgen
 if [[ -n "$FLUENT_BIT" && ! -x "$FLUENT_BIT" ]]; then
     echo "FLUENT_BIT=$FLUENT_BIT is not an executable" >&2
     exit 2

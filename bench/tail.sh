@@ -25,6 +25,8 @@
 #   Two ends are recorded: when it logs "<file> ended, stop" (EOF: every line
 #   read and in its buffer, like fuwa's end) and when the process exits
 #   (after its shutdown, which flushes to null and waits for its 1 s timer).
+#   Then Fluent Bit tail -> file (json parser, memory buffer, `file` output
+#   with Format plain): its exit is when every line is written (checked).
 #   Start-up ends at its "[engine] Shutdown Grace Period" line.
 # Every 20 ms the script reads the agent's /proc/PID/status (peak RSS is the
 # max of VmHWM and VmRSS seen) and /proc/PID/stat (CPU time), the positions
@@ -243,8 +245,8 @@ run_fuwa() { # format [null|file]
 
 # --- Fluent Bit --------------------------------------------------------------
 
-run_fluentbit() { # json | none
-    local fmt=$1 dir=$WORK/fb-$1 t0 now started= eof= exited= rc=0 parser=
+run_fluentbit() { # json | none [file]
+    local fmt=$1 out=${2:-null} dir=$WORK/fb-$1-${2:-null} t0 now started= eof= exited= rc=0 parser=
     mkdir -p "$dir"
     cat >"$dir/parsers.conf" <<EOF
 [PARSER]
@@ -268,15 +270,18 @@ EOF
     Exit_On_Eof      On
     $parser
 
-[OUTPUT]
-    Name   null
-    Match  *
 EOF
+    if [[ $out == file ]]; then
+        mkdir -p "$dir/out"
+        printf '[OUTPUT]\n    Name   file\n    Match  *\n    Path   %s\n    Format plain\n' "$dir/out" >>"$dir/fluent-bit.conf"
+    else
+        printf '[OUTPUT]\n    Name   null\n    Match  *\n' >>"$dir/fluent-bit.conf"
+    fi
     PEAK_KIB=0 CPU_TICKS=0
     t0=$EPOCHREALTIME
     "$FLUENT_BIT" -c "$dir/fluent-bit.conf" >"$dir/agent.log" 2>&1 &
     AGENT_PID=$!
-    log "Fluent Bit tail ($([[ -n $parser ]] && echo "json parser" || echo "no parser")) -> null, pid $AGENT_PID"
+    log "Fluent Bit tail ($([[ -n $parser ]] && echo "json parser" || echo "no parser")) -> $out, pid $AGENT_PID"
     while :; do
         now=$EPOCHREALTIME
         if ! poll_proc "$AGENT_PID"; then
@@ -305,6 +310,16 @@ EOF
         exit 1
     fi
     local k=fluent-bit/$fmt
+    if [[ $out == file ]]; then
+        k=fluent-bit/file
+        local lines
+        lines=$(cat "$dir"/out/* | wc -l)
+        if (( lines != LINES )); then
+            echo "Fluent Bit wrote $lines lines for $LINES" >&2
+            exit 1
+        fi
+        CHECK[$k]="$lines lines"
+    fi
     T_END[$k]=$(secs "$t0" "$eof")
     T_READ[$k]=$(secs "${started:-$t0}" "$eof")
     T_EXIT[$k]=$(secs "$t0" "$exited")
@@ -319,6 +334,7 @@ run_fuwa json file
 if [[ -n "$FLUENT_BIT" ]]; then
     run_fluentbit json
     run_fluentbit none
+    run_fluentbit json file
 fi
 
 # --- report ------------------------------------------------------------------
@@ -365,6 +381,11 @@ if [[ -n "$FLUENT_BIT" ]]; then
             "$(ratio "${T_READ[$b]}" "${T_READ[$a]}") | $(ratio "${PEAK[$a]}" "${PEAK[$b]}") | $(ratio "${CPU[$a]}" "${CPU[$b]}") |"
         echo "| **fuwa / Fluent Bit** | $f | Fluent Bit's exit | | **$(ratio "${T_EXIT[$b]}" "${T_END[$a]}")** | | | | |"
     done
+    k=fluent-bit/file
+    echo "| Fluent Bit → file (memory buffer) | json parser | exit (Exit_On_Eof: every line written) | ${T_EXIT[$k]} | $(thousands "$(lps "${T_EXIT[$k]}")") |" \
+        "$(mbps "${T_EXIT[$k]}") | | $(mib "${PEAK[$k]}") MiB | $(cpu "${CPU[$k]}") |"
+    echo "| **fuwa → file / Fluent Bit → file** | json | every line written | | **$(ratio "${T_EXIT[$k]}" "${T_END[fuwa/file]}")** | | |" \
+        "$(ratio "${PEAK[fuwa/file]}" "${PEAK[$k]}") | $(ratio "${CPU[fuwa/file]}" "${CPU[$k]}") |"
     a=fuwa/file b=fluent-bit/json
     echo "| **fuwa → file buffer / Fluent Bit → null** | json | fuwa: input read and fsynced; Fluent Bit's EOF | | **$(ratio "${T_END[$b]}" "${T_EOF[$a]}")** | | | | |"
     echo "| **fuwa → file / Fluent Bit → null** | json | fuwa: every line written; Fluent Bit's EOF | | **$(ratio "${T_END[$b]}" "${T_END[$a]}")** | |" \
@@ -376,6 +397,7 @@ echo "fuwa → file output check: ${CHECK[fuwa/file]}"
 # the project's targets
 ok() { awk "BEGIN { exit !($1) }" && echo "met" || echo "MISSED"; }
 echo
+echo "Target (issue 14): fuwa tail → file (file buffer) peak RSS ≤ 30 MiB: $(mib "${PEAK[fuwa/file]}") MiB $(ok "${PEAK[fuwa/file]} <= 30 * 1024")${FLUENT_BIT:+, below Fluent Bit → file ($(mib "${PEAK[fluent-bit/file]:-0}") MiB): $(ok "${PEAK[fuwa/file]} < ${PEAK[fluent-bit/file]:-0}")}"
 echo "Target: fuwa peak RSS < 30 MiB: json $(mib "${PEAK[fuwa/json]}") MiB $(ok "${PEAK[fuwa/json]} < 30 * 1024")," \
     "none $(mib "${PEAK[fuwa/none]}") MiB $(ok "${PEAK[fuwa/none]} < 30 * 1024")"
 if [[ -n "$FLUENT_BIT" ]]; then

@@ -59,6 +59,8 @@ pub struct PositionFile {
     path: PathBuf,
     pub entries: HashMap<String, Position>,
     dirty: bool,
+    /// its directory was created (once, not per save)
+    dir_ready: bool,
 }
 
 impl PositionFile {
@@ -77,7 +79,13 @@ impl PositionFile {
             path,
             entries,
             dirty: false,
+            dir_ready: false,
         })
+    }
+
+    /// Whether positions changed since the last save.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
     }
 
     pub fn set(&mut self, file: &str, pos: Position) {
@@ -102,11 +110,14 @@ impl PositionFile {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         // positions name the files read and how far: the agent's own data,
         // readable by its user only (0600 files, 0700 directories)
-        if let Some(dir) = self.path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
+        if !self.dir_ready {
+            if let Some(dir) = self.path.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)?;
+            }
+            self.dir_ready = true;
         }
         let tmp = self.path.with_extension("json.tmp");
         let mut f = std::fs::OpenOptions::new()
@@ -114,7 +125,8 @@ impl PositionFile {
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&tmp)?;
+            .open(&tmp)
+            .inspect_err(|_| self.dir_ready = false)?;
         f.write_all(&serde_json::to_vec(&self.entries).unwrap_or_default())?;
         drop(f);
         std::fs::rename(&tmp, &self.path)?;

@@ -241,17 +241,22 @@ fn write_blocking(
     // letter replayed) may still hold a component over 255 bytes
     let key = fuwa_render::template::shorten_path(&chunk.key);
     let path = Path::new(&key);
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| classify(e, &format!("cannot create directory {}", dir.display())))?;
+    let open = || OpenOptions::new().create(true).append(true).open(path);
+    // no mkdir per chunk for a file that is already there: the directory
+    // is created (and its errors classified as before: a file where the
+    // output's directory should be is retried) only when the open fails
+    let file = match open() {
+        Err(_) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    classify(e, &format!("cannot create directory {}", dir.display()))
+                })?;
+            }
+            open()
         }
+        r => r,
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| classify(e, &format!("cannot open {}", path.display())))?;
+    .map_err(|e| classify(e, &format!("cannot open {}", path.display())))?;
     let werr = |e: std::io::Error| classify(e, &format!("cannot write {}", path.display()));
     let mut sink = match compress {
         Compress::Gzip => Sink::Gzip(Box::new(flate2::write::GzEncoder::new(

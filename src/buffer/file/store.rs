@@ -163,10 +163,7 @@ impl Writer {
                 .open
                 .get_mut(&k)
                 .ok_or_else(|| io::Error::other("chunk vanished"))?;
-            let res = f
-                .file
-                .write_all(&block_header(&seg, count))
-                .and_then(|_| f.file.write_all(&seg));
+            let res = write_block(&mut f.file, &block_header(&seg, count), &seg);
             if let Err(e) = res {
                 // cut the partial block off so the chunk stays whole
                 let _ = f.file.set_len(f.file_len);
@@ -289,6 +286,22 @@ impl Writer {
             self.dir_dirty = false;
         }
         result
+    }
+}
+
+/// A block's header and payload in one write(2) when the kernel takes it all.
+fn write_block(file: &mut File, header: &[u8], payload: &[u8]) -> io::Result<()> {
+    let n = loop {
+        match file.write_vectored(&[io::IoSlice::new(header), io::IoSlice::new(payload)]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r?,
+        }
+    };
+    if n < header.len() {
+        file.write_all(&header[n..])?;
+        file.write_all(payload)
+    } else {
+        file.write_all(&payload[n - header.len()..])
     }
 }
 
