@@ -2,31 +2,36 @@
 //! do, without their lost lines at rotation, duplicates after restarts or
 //! memory blow-ups.
 //!
-//! - `config.rs`: settings
+//! - `config.rs`: settings; `build.rs`: checking them into the input
 //! - `reader.rs`: one file: reading, lines, rotation/truncation checks
+//! - `batch.rs`: lines → events → batches, one per tag
 //! - `position.rs`: the positions file in data_dir
+//! - `discover.rs`: which files (globs, excludes, watched directories, tags)
+//! - this file: opening and recovering files, and the loop that reads them
+//!   and hands batches to the buffers
 //!
 //! A file is identified by device + inode + a fingerprint of its first
 //! bytes. Positions advance only after the lines before them were accepted
 //! (durably, with the file buffer) by every matching output.
 
+mod batch;
+mod build;
 pub mod config;
+mod discover;
 pub mod position;
 pub mod reader;
 
-use std::collections::{HashMap, HashSet};
+use batch::Builder;
+pub use build::build;
+
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use fuwa_api::event::write_entry;
-use fuwa_api::{
-    msgpack, Batch, BuildContext, ConfigError, ConfigSection, EventTime, Input, InputContext,
-    PluginError,
-};
-use fuwa_parsers::{unparsed_record, Parser};
+use fuwa_api::{Input, InputContext, PluginError};
+use fuwa_parsers::Parser;
 use regex::Regex;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
@@ -34,10 +39,6 @@ use tracing::{debug, info, warn};
 use config::{LongLines, TailConfig};
 use position::{fingerprint, Position, PositionFile};
 use reader::{identify, Change, Tailed};
-
-/// A batch is at most this many lines or bytes.
-const BATCH_LINES: usize = 8192;
-const BATCH_BYTES: usize = 1024 * 1024;
 
 /// While lines keep coming, positions are saved at most this often (and at
 /// once when the input caught up with its files, at a rotation, a release
@@ -70,111 +71,6 @@ pub struct TailInput {
     positions_path: PathBuf,
     /// files not tailed because their derived tag was refused (warned once)
     refused_tags: std::sync::Mutex<HashSet<PathBuf>>,
-}
-
-pub fn build(
-    section: &ConfigSection<'_>,
-    ctx: &BuildContext,
-) -> Result<Box<dyn Input>, Vec<ConfigError>> {
-    let cfg: TailConfig = section.parse().map_err(|e| vec![e])?;
-    let mut errors = Vec::new();
-    let tz = fuwa_render::parse_timezone(&ctx.timezone).unwrap_or(chrono_tz_utc());
-    let parser = match Parser::new(&cfg.parser_config(), tz) {
-        Ok(p) => Some(p),
-        Err((k, m)) => {
-            errors.push(section.error(&k, m));
-            None
-        }
-    };
-    let kinesis_agent = match cfg.kinesis_agent_processing.as_deref() {
-        Some(_) if !matches!(cfg.format, None | Some(fuwa_parsers::Format::None)) => {
-            errors.push(section.error(
-                "kinesis_agent_processing",
-                "replaces the parser: leave `format` unset",
-            ));
-            None
-        }
-        Some(j) => fuwa_parsers::kinesis_agent::Chain::new(j)
-            .map_err(|e| errors.push(section.error("kinesis_agent_processing", e)))
-            .ok(),
-        None => None,
-    };
-    let multiline = match cfg.multiline_start.as_deref().map(Regex::new) {
-        None => None,
-        Some(Ok(r)) => Some(r),
-        Some(Err(e)) => {
-            errors.push(section.error("multiline_start", format!("bad regular expression: {e}")));
-            None
-        }
-    };
-    let footer = match cfg.file_footer_pattern.as_deref().map(Regex::new) {
-        None => None,
-        Some(Ok(r)) => Some(r),
-        Some(Err(e)) => {
-            errors.push(section.error(
-                "file_footer_pattern",
-                format!("bad regular expression: {e}"),
-            ));
-            None
-        }
-    };
-    let includes = cfg.path.list();
-    if includes.is_empty() {
-        errors.push(section.error("path", "give at least one path or glob"));
-    }
-    for p in &includes {
-        if let Err(e) = glob::Pattern::new(p) {
-            errors.push(section.error("path", format!("`{p}` is not a valid glob: {e}")));
-        }
-        if !Path::new(p).is_absolute()
-            && !p.starts_with("./")
-            && !p.starts_with("../")
-            && Path::new(p).components().count() == 0
-        {
-            errors.push(section.error("path", format!("`{p}` names nothing")));
-        }
-    }
-    let mut excludes = Vec::new();
-    for p in &cfg.exclude_path {
-        match glob::Pattern::new(p) {
-            Ok(g) => excludes.push(g),
-            Err(e) => errors
-                .push(section.error("exclude_path", format!("`{p}` is not a valid glob: {e}"))),
-        }
-    }
-    if !cfg.tag.contains("${") && !cfg.tag.contains('*') {
-        if let Err(e) = fuwa_api::tag::check(&cfg.tag, cfg.tag_length_limit.0 as usize) {
-            errors.push(section.error("tag", e.to_string()));
-        }
-    } else if cfg.tag.is_empty() {
-        errors.push(section.error("tag", "the tag is empty"));
-    }
-    if let Some(t) = &cfg.parse_error_tag {
-        if let Err(e) = fuwa_api::tag::check(t, cfg.tag_length_limit.0 as usize) {
-            errors.push(section.error("parse_error_tag", e.to_string()));
-        }
-    }
-    if cfg.max_line_size.0 == 0 {
-        errors.push(section.error("max_line_size", "must be more than 0"));
-    }
-    match parser {
-        Some(parser) if errors.is_empty() => Ok(Box::new(TailInput {
-            positions_path: ctx.data_dir.join("tail").join(format!("{}.json", ctx.id)),
-            cfg,
-            parser,
-            kinesis_agent,
-            multiline,
-            footer,
-            includes,
-            excludes,
-            refused_tags: Default::default(),
-        })),
-        _ => Err(errors),
-    }
-}
-
-fn chrono_tz_utc() -> fuwa_render::time::Tz {
-    fuwa_render::parse_timezone("UTC").unwrap_or_default()
 }
 
 /// Where a file rotated away keeps its position while it is drained: its
@@ -218,192 +114,7 @@ struct FileState {
     footer_seen: bool,
 }
 
-/// Lines → events → batches (one per tag).
-struct Builder<'a> {
-    input: &'a TailInput,
-    batches: HashMap<Arc<str>, (Vec<u8>, u32)>,
-    lines: usize,
-    bytes: usize,
-    now: EventTime,
-    truncated: u64,
-    skipped_long: u64,
-    parse_errors: u64,
-    last_error: Option<String>,
-}
-
-impl<'a> Builder<'a> {
-    fn new(input: &'a TailInput) -> Self {
-        Builder {
-            input,
-            batches: HashMap::new(),
-            lines: 0,
-            bytes: 0,
-            now: EventTime::now(),
-            truncated: 0,
-            skipped_long: 0,
-            parse_errors: 0,
-            last_error: None,
-        }
-    }
-
-    fn full(&self) -> bool {
-        self.lines >= BATCH_LINES || self.bytes >= BATCH_BYTES
-    }
-
-    /// One line (or multiline event) that began at byte `start` of its file.
-    fn event(&mut self, tag: &Arc<str>, path: &str, text: &[u8], start: u64) {
-        // valid UTF-8 (nearly always): checked by the fast validator, borrowed
-        let line = match std::str::from_utf8(text) {
-            Ok(s) => std::borrow::Cow::Borrowed(s),
-            Err(_) => String::from_utf8_lossy(text),
-        };
-        let parsed = match &self.input.kinesis_agent {
-            // kinesis-agent skips what LOGTOJSON does not match: counted, not sent
-            Some(chain) => match chain.record(&line) {
-                Some(record) => Ok(fuwa_parsers::Parsed { time: None, record }),
-                None => {
-                    self.parse_errors += 1;
-                    self.last_error = Some(format!("line at byte offset {start}: skipped by kinesis-agent's LOGTOJSON (no match)"));
-                    return;
-                }
-            },
-            None => self.input.parser.parse(&line),
-        };
-        let (tag, time, mut record) = match parsed {
-            Ok(p) => (tag.clone(), p.time.unwrap_or(self.now), p.record),
-            Err(e) => {
-                self.parse_errors += 1;
-                self.last_error = Some(format!("line at byte offset {start}: {e}"));
-                let t = match &self.input.cfg.parse_error_tag {
-                    Some(t) => Arc::from(t.as_str()),
-                    None => tag.clone(),
-                };
-                (t, self.now, unparsed_record(&line, &e.to_string()))
-            }
-        };
-        if let Some(k) = &self.input.cfg.path_key {
-            record = add_field(&record, k, path);
-        }
-        let (buf, n) = self.batches.entry(tag).or_insert_with(|| (Vec::new(), 0));
-        write_entry(buf, time, &record);
-        *n += 1;
-        self.lines += 1;
-        self.bytes += record.len() + 12;
-    }
-
-    fn take(&mut self) -> Vec<Batch> {
-        self.lines = 0;
-        self.bytes = 0;
-        self.now = EventTime::now();
-        self.batches
-            .drain()
-            .map(|(tag, (b, n))| Batch::new(tag, Bytes::from(b), n))
-            .collect()
-    }
-}
-
-/// Appends `key: value` to a msgpack map.
-fn add_field(record: &[u8], key: &str, value: &str) -> Vec<u8> {
-    let Ok((msgpack::Head::Map(n), body)) = msgpack::read_head(record, 0) else {
-        return record.to_vec();
-    };
-    let mut out = Vec::with_capacity(record.len() + key.len() + value.len() + 8);
-    msgpack::write_map_len(&mut out, n as u32 + 1);
-    out.extend_from_slice(&record[body..]);
-    msgpack::write_str(&mut out, key.as_bytes());
-    msgpack::write_str(&mut out, value.as_bytes());
-    out
-}
-
 impl TailInput {
-    /// The file's tag, or `None` (with one warning per file) when the tag
-    /// derived from its path is refused: too long for tag_length_limit or
-    /// with a control character in it. Such a file is not read.
-    fn checked_tag(&self, path: &Path) -> Option<Arc<str>> {
-        let tag = self.tag_for(path);
-        match fuwa_api::tag::check(&tag, self.cfg.tag_length_limit.0 as usize) {
-            Ok(()) => Some(tag),
-            Err(e) => {
-                let mut refused = self.refused_tags.lock().unwrap_or_else(|p| p.into_inner());
-                if refused.insert(path.to_path_buf()) {
-                    warn!(path = %path.display(), error = %e, "not tailing this file: the tag derived from its path is refused");
-                }
-                None
-            }
-        }
-    }
-
-    fn tag_for(&self, path: &Path) -> Arc<str> {
-        let file = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let dotted = path
-            .to_string_lossy()
-            .trim_start_matches('/')
-            .replace('/', ".");
-        let t = self
-            .cfg
-            .tag
-            .replace("${filename}", &file)
-            .replace("${path}", &dotted)
-            .replace('*', &dotted);
-        Arc::from(t.as_str())
-    }
-
-    fn expand(&self) -> Vec<PathBuf> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for inc in &self.includes {
-            let Ok(paths) = glob::glob(inc) else { continue };
-            for p in paths.flatten() {
-                if !p.is_file() {
-                    continue;
-                }
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if self
-                    .excludes
-                    .iter()
-                    .any(|e| e.matches_path(&p) || e.matches(&name))
-                {
-                    continue;
-                }
-                if seen.insert(p.clone()) {
-                    out.push(p);
-                }
-            }
-        }
-        out
-    }
-
-    /// Directories to watch with inotify: the fixed part of each glob.
-    fn watch_dirs(&self) -> Vec<(PathBuf, bool)> {
-        let mut out = Vec::new();
-        for inc in &self.includes {
-            let mut dir = PathBuf::new();
-            for c in Path::new(inc).components() {
-                let s = c.as_os_str().to_string_lossy();
-                if s.contains(['*', '?', '[']) {
-                    break;
-                }
-                dir.push(c);
-            }
-            let recursive = inc.contains("**");
-            let dir = if Path::new(inc) == dir {
-                dir.parent().map(Path::to_path_buf).unwrap_or_default()
-            } else {
-                dir
-            };
-            if !dir.as_os_str().is_empty() {
-                out.push((dir, recursive));
-            }
-        }
-        out
-    }
-
     fn open_file(&self, path: &Path, positions: &PositionFile, initial: bool) -> Option<FileState> {
         let key = path.display().to_string();
         let (dev, ino, len) = identify(path).ok()?;
