@@ -164,7 +164,8 @@ enum Conv {
 /// What kinesis-agent does with one line.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
-    /// this record (without its final newline)
+    /// this record, byte for byte as kinesis-agent sends it (most end in
+    /// a newline; ADDBRACKETS's `{line\n}` does not)
     Send(String),
     /// LOGTOJSON did not match: nothing is sent
     Skip,
@@ -385,9 +386,6 @@ impl Chain {
                     break;
                 }
             }
-        }
-        if data.ends_with('\n') {
-            data.pop();
         }
         Outcome::Send(data)
     }

@@ -190,10 +190,12 @@ pub fn build_output(
             "more than zero and at most 1000KiB (Firehose's record limit)".into(),
         );
     }
-    if cfg.aggregate && !cfg.append_newline {
+    // (with log_key the values carry their own separators, as kinesis-agent's
+    // processed records do)
+    if cfg.aggregate && !cfg.append_newline && cfg.log_key.is_none() {
         err(
             "append_newline",
-            "aggregate = true needs append_newline = true: the newline separates the events of a record".into(),
+            "aggregate = true needs append_newline = true (or a log_key whose values end in their own separator): the newline separates the events of a record".into(),
         );
     }
     if !(1..=64).contains(&cfg.max_in_flight) {

@@ -104,6 +104,7 @@ pub(super) fn translate(
         1024 * 1024 - 256 - 1
     };
     let _ = writeln!(out, "max_line_size = {max}");
+    let processed = get("dataProcessingOptions").is_some();
     if let Some(opts) = get("dataProcessingOptions") {
         if let JVal::Arr(list) = opts {
             for (j, o) in list.iter().enumerate() {
@@ -188,9 +189,14 @@ pub(super) fn translate(
     if let Some(e) = &ep.endpoint {
         let _ = writeln!(out, "endpoint = {}", q(e));
     }
-    // the records as kinesis-agent sends them: the line, or what its
-    // processing made of it, and a newline
-    out.push_str("log_key = \"message\"\nappend_newline = true\n");
+    // the records as kinesis-agent sends them: the line and a newline, or
+    // exactly what its processing made of it (which carries its own
+    // newline, or none: ADDBRACKETS's `{line\n}`)
+    out.push_str(if processed {
+        "log_key = \"message\"\nappend_newline = false\n"
+    } else {
+        "log_key = \"message\"\nappend_newline = true\n"
+    });
     for (k, v) in aws.keys.iter().chain(&aws.timeouts) {
         let _ = writeln!(out, "{k} = {v}");
     }
