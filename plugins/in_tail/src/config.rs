@@ -79,6 +79,10 @@ pub struct TailConfig {
     /// a line matching this regex (trimmed) ends the file: it and the lines
     /// after it are not sent until the file is replaced or truncated
     pub file_footer_pattern: Option<String>,
+    /// keep a line's `\r` before its newline (CRLF files), as kinesis-agent
+    /// sends it; by default it is removed
+    #[serde(default)]
+    pub keep_carriage_return: bool,
 
 }
 }

@@ -138,7 +138,8 @@ impl TailInput {
         });
         let tag = self.checked_tag(path)?;
         match Tailed::open(path, tag, start) {
-            Ok((t, _)) => {
+            Ok((mut t, _)) => {
+                t.keep_cr = self.cfg.keep_carriage_return;
                 debug!(path = %key, offset = t.offset, "tailing");
                 let emitted_to = t.offset;
                 let header_left = if t.offset == 0 {
@@ -196,6 +197,7 @@ impl TailInput {
                     break;
                 };
                 if let Ok((mut t, _)) = Tailed::open(&cand, tag, Some(pos.offset)) {
+                    t.keep_cr = self.cfg.keep_carriage_return;
                     info!(path = %key, rotated_to = %cand.display(), offset = pos.offset, "reading the rest of a file rotated while fuwa was stopped");
                     t.draining = true;
                     let emitted_to = t.offset;

@@ -31,6 +31,8 @@ pub struct Tailed {
     pub last_growth: Instant,
     /// the path now names another file (or none): read to the end, then let go
     pub draining: bool,
+    /// a line's `\r` before its newline is kept (`keep_carriage_return`)
+    pub keep_cr: bool,
 }
 
 pub enum Change {
@@ -73,6 +75,7 @@ impl Tailed {
                 long_head: None,
                 last_growth: Instant::now(),
                 draining: false,
+                keep_cr: false,
             },
             len,
         ))
@@ -130,6 +133,7 @@ impl Tailed {
         buf: &mut Vec<u8>,
         line: &mut OnLine<'_>,
     ) -> std::io::Result<usize> {
+        let keep_cr = self.keep_cr;
         buf.resize(max.min(READ_PIECE), 0);
         let n = self.file.read(buf)?;
         if n == 0 {
@@ -163,7 +167,7 @@ impl Tailed {
                     };
                     line(kept, line_start, end_off, true);
                 } else {
-                    line(strip_cr(piece), line_start, end_off, false);
+                    line(strip_cr(piece, keep_cr), line_start, end_off, false);
                 }
             } else {
                 let room = max_line.saturating_sub(self.partial.len());
@@ -178,7 +182,7 @@ impl Tailed {
                 } else {
                     self.partial.extend_from_slice(piece);
                     let whole = std::mem::take(&mut self.partial);
-                    line(strip_cr(&whole), line_start, end_off, false);
+                    line(strip_cr(&whole, keep_cr), line_start, end_off, false);
                 }
             }
             self.partial.clear();
@@ -211,7 +215,7 @@ impl Tailed {
             line(&head, start, self.offset, true);
         } else if !self.partial.is_empty() {
             let p = std::mem::take(&mut self.partial);
-            line(strip_cr(&p), start, self.offset, false);
+            line(strip_cr(&p, self.keep_cr), start, self.offset, false);
         }
         self.partial.clear();
         self.partial_start = self.offset;
@@ -222,7 +226,10 @@ impl Tailed {
 /// start_offset, end_offset, was_long)`.
 pub type OnLine<'a> = dyn FnMut(&[u8], u64, u64, bool) + 'a;
 
-fn strip_cr(b: &[u8]) -> &[u8] {
+fn strip_cr(b: &[u8], keep: bool) -> &[u8] {
+    if keep {
+        return b;
+    }
     b.strip_suffix(b"\r").unwrap_or(b)
 }
 

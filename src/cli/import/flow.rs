@@ -104,6 +104,8 @@ pub(super) fn translate(
         1024 * 1024 - 256 - 1
     };
     let _ = writeln!(out, "max_line_size = {max}");
+    // kinesis-agent sends a CRLF line's \r with it
+    out.push_str("keep_carriage_return = true\n");
     let processed = get("dataProcessingOptions").is_some();
     if let Some(opts) = get("dataProcessingOptions") {
         if let JVal::Arr(list) = opts {
