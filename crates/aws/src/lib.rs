@@ -3,7 +3,8 @@
 //! a named profile, an optional assume-role with its own STS endpoint and
 //! region, an endpoint override, timeouts, an HTTPS proxy, a rustls/ring
 //! HTTP client), classifying SDK errors into the engine's `Retryable` /
-//! `Fatal`, and the rate guards ([`limit`]).
+//! `Fatal`, the rate guards ([`limit`]) and the batch sender of the
+//! Firehose and Kinesis outputs ([`batch`]).
 //!
 //! Credentials come only from aws-config's providers, never hand-rolled:
 //! environment, the shared config/credentials files (`profile`, including
@@ -41,6 +42,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use fuwa_api::OutputError;
 use tokio::sync::OnceCell;
 
+pub mod batch;
 pub mod classify;
 pub mod limit;
 

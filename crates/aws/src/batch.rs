@@ -1,0 +1,403 @@
+//! Sending a chunk's records in batch calls (Firehose PutRecordBatch,
+//! Kinesis PutRecords), shared by both outputs: each keeps only what is its
+//! service's (building the request, reading the per-record answers, error
+//! codes and hints, metrics), and hands this module a call.
+//!
+//! [`send`] packs the pending records into calls ([`pack`], by max records
+//! and max bytes), keeps at most the AIMD's number of calls in flight,
+//! resends only the records that failed, with exponential backoff and
+//! jitter, until all are delivered, `attempts` rounds or `timeout` are used
+//! up, or an error no retry fixes comes back. Throttling (a whole call that
+//! failed retryably, or records the service refused for throughput) halves
+//! the calls in flight and the rate factor, once per round; an answered call
+//! without throttled records raises them.
+//!
+//! Which records of a chunk were delivered is kept in [`Delivered`], by
+//! chunk id, when the attempts run out, so the engine's retry of the chunk
+//! skips them. It is memory only: a crash loses it and the chunk is then
+//! sent again from its start (at-least-once).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use fuwa_api::OutputError;
+use rand::Rng;
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use crate::limit::{Aimd, TokenBucket};
+
+/// How long a partly delivered chunk is remembered for a retry.
+pub const MEMORY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// What the service said about one record of an answered call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Ok,
+    /// rejected, a resend may go through; `error` is what the final
+    /// `Retryable` quotes, `throttled` lowers the rate
+    Retry {
+        error: String,
+        throttled: bool,
+    },
+    /// rejected for good: the chunk fails with this `Fatal` message
+    Fatal(String),
+}
+
+/// What became of one call.
+#[derive(Debug)]
+pub enum CallOutcome {
+    /// one answer per record, in the order the records were given
+    Answered(Vec<Answer>),
+    /// the call failed as a whole; `throttled` is what the service said,
+    /// for the counters (any retryable failure lowers the rate)
+    Failed { error: OutputError, throttled: bool },
+}
+
+/// Counters an output keeps of the sending, told as it happens.
+pub trait Observe: Sync {
+    /// records rejected inside an answered call
+    fn failed_records(&self, _n: u64) {}
+    /// records rejected for throughput inside an answered call
+    fn throttled_records(&self, _n: u64) {}
+    /// a call failed as a whole
+    fn failed_call(&self, _throttled: bool) {}
+}
+
+/// The per-chunk memory of delivered record indexes.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    chunks: Mutex<HashMap<String, (Instant, HashSet<usize>)>>,
+}
+
+impl Delivered {
+    pub fn get(&self, chunk: &str) -> HashSet<usize> {
+        self.lock()
+            .get(chunk)
+            .map(|d| d.1.clone())
+            .unwrap_or_default()
+    }
+
+    /// Keep `done` for `chunk` (nothing if empty), dropping entries older
+    /// than [`MEMORY_TTL`].
+    pub fn remember(&self, chunk: &str, done: &HashSet<usize>) {
+        let mut m = self.lock();
+        let now = Instant::now();
+        m.retain(|_, v| now.duration_since(v.0) < MEMORY_TTL);
+        if !done.is_empty() {
+            m.insert(chunk.to_string(), (now, done.clone()));
+        }
+    }
+
+    pub fn forget(&self, chunk: &str) {
+        self.lock().remove(chunk);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, HashSet<usize>)>> {
+        self.chunks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Group the `pending` record indexes, in order, into calls of at most
+/// `max_records` records and `max_bytes` bytes (`size` of each record); a
+/// record larger than `max_bytes` goes alone.
+pub fn pack<R>(
+    records: &[R],
+    pending: &[usize],
+    size: impl Fn(&R) -> usize,
+    max_records: usize,
+    max_bytes: usize,
+) -> Vec<Vec<usize>> {
+    let mut calls = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    let mut bytes = 0;
+    for &i in pending {
+        let n = size(&records[i]);
+        if !cur.is_empty() && (cur.len() >= max_records || bytes + n > max_bytes) {
+            calls.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        cur.push(i);
+        bytes += n;
+    }
+    if !cur.is_empty() {
+        calls.push(cur);
+    }
+    calls
+}
+
+/// The configured rates of an output (token buckets), slowed by the AIMD's
+/// rate factor.
+#[derive(Debug, Default)]
+pub struct Pace {
+    pub requests: Option<TokenBucket>,
+    pub records: Option<TokenBucket>,
+    pub bytes: Option<TokenBucket>,
+}
+
+impl Pace {
+    pub fn new(requests: Option<u64>, records: Option<u64>, bytes: Option<u64>) -> Self {
+        let b = |r: Option<u64>| r.map(|r| TokenBucket::new(r as f64));
+        Pace {
+            requests: b(requests),
+            records: b(records),
+            bytes: b(bytes),
+        }
+    }
+
+    /// Records and bytes per call: the service's limits, and no more than a
+    /// quarter second's worth of a configured rate, so pacing stays smooth
+    /// (never less than one record of `max_record` bytes).
+    pub fn call_limits(
+        &self,
+        max_records: usize,
+        max_bytes: usize,
+        max_record: usize,
+    ) -> (usize, usize) {
+        let mut recs = max_records;
+        if let Some(b) = &self.records {
+            recs = recs.min(((b.rate() / 4.0) as usize).max(1));
+        }
+        let mut bytes = max_bytes;
+        if let Some(b) = &self.bytes {
+            bytes = bytes.min(((b.rate() / 4.0) as usize).max(max_record));
+        }
+        (recs, bytes)
+    }
+
+    /// Wait for one call of `records` records and `bytes` bytes.
+    pub async fn acquire(&self, aimd: &Aimd, records: usize, bytes: usize) {
+        let (_, scale) = aimd.current();
+        if let Some(b) = &self.requests {
+            b.acquire(1.0, scale).await;
+        }
+        if let Some(b) = &self.records {
+            b.acquire(records as f64, scale).await;
+        }
+        if let Some(b) = &self.bytes {
+            b.acquire(bytes as f64, scale).await;
+        }
+    }
+}
+
+/// The checks of the sending keys both batch outputs accept.
+pub fn check_keys(
+    max_in_flight: usize,
+    records_per_second: Option<u64>,
+    bytes_per_second: Option<u64>,
+    retry_attempts: u32,
+) -> Vec<(&'static str, String)> {
+    let mut errors = Vec::new();
+    if !(1..=64).contains(&max_in_flight) {
+        errors.push(("max_in_flight", "1 to 64".into()));
+    }
+    if records_per_second == Some(0) {
+        errors.push(("records_per_second", "more than zero (or unset)".into()));
+    }
+    if bytes_per_second == Some(0) {
+        errors.push(("bytes_per_second", "more than zero (or unset)".into()));
+    }
+    if retry_attempts == 0 {
+        errors.push(("retry_attempts", "at least 1".into()));
+    }
+    errors
+}
+
+/// One chunk to send.
+pub struct Batch<'a, R> {
+    /// the call and stream, for messages: "PutRecords my-stream"
+    pub what: &'a str,
+    /// output id and chunk id, for the logs
+    pub output: &'a str,
+    pub chunk: &'a str,
+    pub records: &'a [R],
+    /// what a record counts against `max_bytes`
+    pub size: fn(&R) -> usize,
+    pub max_records: usize,
+    pub max_bytes: usize,
+    /// rounds of calls at most (at least one is made)
+    pub attempts: u32,
+    /// no new round starts after this
+    pub timeout: Duration,
+    pub aimd: &'a Aimd,
+    pub memory: &'a Delivered,
+    pub observe: &'a dyn Observe,
+}
+
+/// What [`send`] did.
+#[derive(Debug)]
+pub struct Sent {
+    /// indexes delivered by this write (not those skipped), in answer order
+    pub delivered: Vec<usize>,
+    /// indexes skipped because an earlier write delivered them
+    pub skipped: usize,
+    /// calls made
+    pub calls: u64,
+    /// rounds made
+    pub attempts: u32,
+    /// `Ok` when every record is delivered
+    pub result: Result<(), OutputError>,
+}
+
+/// Send `batch.records` with `call` (given the records of one call, in
+/// order), as the module comment says. On `Ok` and on a fatal error the
+/// chunk is forgotten; when attempts or time run out, what was delivered
+/// is remembered and the result is `Retryable`.
+pub async fn send<R, F, Fut>(batch: Batch<'_, R>, mut call: F) -> Sent
+where
+    R: Clone,
+    F: FnMut(Vec<R>) -> Fut,
+    Fut: Future<Output = CallOutcome> + Send + 'static,
+{
+    let b = &batch;
+    let records = b.records;
+    let mut done = b.memory.get(b.chunk);
+    let skipped = done.len();
+    let started = Instant::now();
+    let mut sent = Sent {
+        delivered: Vec::new(),
+        skipped,
+        calls: 0,
+        attempts: 0,
+        result: Ok(()),
+    };
+    let mut last_error: Option<String> = None;
+    loop {
+        let pending: Vec<usize> = (0..records.len()).filter(|i| !done.contains(i)).collect();
+        if pending.is_empty() {
+            break;
+        }
+        let attempt = sent.attempts;
+        if attempt >= b.attempts || (attempt > 0 && started.elapsed() >= b.timeout) {
+            b.memory.remember(b.chunk, &done);
+            sent.result = Err(OutputError::Retryable(format!(
+                "{}: {} of {} records still failing after {attempt} attempts ({} delivered, kept so a retry skips them): {}",
+                b.what,
+                pending.len(),
+                records.len(),
+                done.len(),
+                last_error.unwrap_or_default()
+            )));
+            return sent;
+        }
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        sent.attempts += 1;
+        let mut calls = pack(records, &pending, b.size, b.max_records, b.max_bytes).into_iter();
+        let mut set = JoinSet::new();
+        let mut fatal: Option<OutputError> = None;
+        let mut throttled = false;
+        loop {
+            while set.len() < b.aimd.current().0 {
+                let Some(idx) = calls.next() else { break };
+                let fut = call(idx.iter().map(|&i| records[i].clone()).collect());
+                set.spawn(async move { (idx, fut.await) });
+            }
+            let Some(r) = set.join_next().await else {
+                break;
+            };
+            sent.calls += 1;
+            let (idx, outcome) = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    last_error = Some(format!("send task failed: {e}"));
+                    continue;
+                }
+            };
+            let outcome = match outcome {
+                CallOutcome::Answered(a) if a.len() != idx.len() => CallOutcome::Failed {
+                    error: OutputError::Retryable(format!(
+                        "{}: {} answers for {} records",
+                        b.what,
+                        a.len(),
+                        idx.len()
+                    )),
+                    throttled: false,
+                },
+                o => o,
+            };
+            match outcome {
+                CallOutcome::Answered(answers) => {
+                    let (mut failed, mut throttled_here) = (0u64, 0u64);
+                    for (i, a) in idx.into_iter().zip(answers) {
+                        match a {
+                            Answer::Ok => {
+                                done.insert(i);
+                                sent.delivered.push(i);
+                            }
+                            Answer::Retry { error, throttled } => {
+                                failed += 1;
+                                throttled_here += u64::from(throttled);
+                                last_error = Some(error);
+                            }
+                            Answer::Fatal(m) => {
+                                failed += 1;
+                                fatal.get_or_insert(OutputError::Fatal(m));
+                            }
+                        }
+                    }
+                    if throttled_here > 0 {
+                        b.observe.throttled_records(throttled_here);
+                        if !throttled {
+                            b.aimd.decrease();
+                            throttled = true;
+                        }
+                    } else {
+                        b.aimd.increase();
+                    }
+                    if failed > 0 {
+                        b.observe.failed_records(failed);
+                        debug!(output = %b.output, chunk = %b.chunk, failed, "partial failure: resending only the failed records");
+                    }
+                }
+                CallOutcome::Failed {
+                    error,
+                    throttled: t,
+                } => {
+                    b.observe.failed_call(t);
+                    match error {
+                        OutputError::Fatal(m) | OutputError::Rejected { reason: m, .. } => {
+                            fatal.get_or_insert(OutputError::Fatal(m));
+                        }
+                        OutputError::Retryable(m) => {
+                            if !throttled {
+                                b.aimd.decrease();
+                                throttled = true;
+                            }
+                            debug!(output = %b.output, chunk = %b.chunk, error = %m, "call failed; backing off");
+                            last_error = Some(m);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(f) = fatal {
+            b.memory.forget(b.chunk);
+            sent.result = Err(f);
+            return sent;
+        }
+    }
+    b.memory.forget(b.chunk);
+    sent
+}
+
+/// Exponential backoff with jitter before round `attempt` + 1: 100ms,
+/// 200ms, ... 5s, each between half and all of it.
+fn backoff(attempt: u32) -> Duration {
+    let base = (100u64 << (attempt - 1).min(6)).min(5000);
+    Duration::from_millis(rand::thread_rng().gen_range(base / 2..=base))
+}
+
+#[cfg(test)]
+mod tests;
