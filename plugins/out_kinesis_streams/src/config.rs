@@ -116,17 +116,13 @@ pub(crate) fn settings(
             err("explicit_hash_key", e);
         }
     }
-    if !(1..=64).contains(&cfg.max_in_flight) {
-        err("max_in_flight", "1 to 64".into());
-    }
-    if cfg.records_per_second == Some(0) {
-        err("records_per_second", "more than zero (or unset)".into());
-    }
-    if cfg.bytes_per_second.is_some_and(|b| b.0 == 0) {
-        err("bytes_per_second", "more than zero (or unset)".into());
-    }
-    if cfg.retry_attempts == 0 {
-        err("retry_attempts", "at least 1".into());
+    for (k, m) in fuwa_aws::batch::check_keys(
+        cfg.max_in_flight,
+        cfg.records_per_second,
+        cfg.bytes_per_second.map(|b| b.0),
+        cfg.retry_attempts,
+    ) {
+        err(k, m);
     }
     let time_format = match TimeFormat::parse(&cfg.time_format, tz) {
         Ok(t) => Some(t),
