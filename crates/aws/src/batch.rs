@@ -22,6 +22,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use fuwa_api::OutputError;
 use rand::Rng;
 use tokio::task::JoinSet;
@@ -211,6 +212,33 @@ pub fn check_keys(
         errors.push(("retry_attempts", "at least 1".into()));
     }
     errors
+}
+
+/// Whether `name` is a stream name: 1 to `max` of A-Z a-z 0-9 _ . - (an
+/// ARN is not).
+pub fn is_stream_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// The `Rejected` of the events too big for one record (`None` if there is
+/// none), once the `others` records of the chunk were delivered: "event of
+/// N bytes `limit`; …".
+pub fn oversize(oversize: &[(usize, Bytes)], limit: &str, others: usize) -> Option<OutputError> {
+    let &(n, _) = oversize.first()?;
+    let more = match oversize.len() {
+        1 => String::new(),
+        k => format!(" ({k} such events in this chunk)"),
+    };
+    Some(OutputError::Rejected {
+        events: oversize.iter().map(|(_, e)| e.clone()).collect(),
+        reason: format!(
+            "event of {n} bytes {limit}{more}; the {others} other records of the chunk were delivered"
+        ),
+    })
 }
 
 /// One chunk to send.

@@ -76,6 +76,29 @@ pub struct AwsSettings {
     pub connect_timeout: Duration,
 }
 
+/// The [`AwsSettings`] of an output's config struct, which names the AWS
+/// keys as `AwsSettings` does (`timeout` / `connect_timeout` are
+/// `HumanDuration`s): `fuwa_aws::aws_settings!(cfg)`.
+#[macro_export]
+macro_rules! aws_settings {
+    ($cfg:expr) => {{
+        let c = &$cfg;
+        $crate::AwsSettings {
+            region: c.region.clone(),
+            endpoint: c.endpoint.clone(),
+            role_arn: c.role_arn.clone(),
+            role_session_name: c.role_session_name.clone(),
+            external_id: c.external_id.clone(),
+            sts_endpoint: c.sts_endpoint.clone(),
+            sts_region: c.sts_region.clone(),
+            profile: c.profile.clone(),
+            proxy: c.proxy.clone(),
+            timeout: c.timeout.0,
+            connect_timeout: c.connect_timeout.0,
+        }
+    }};
+}
+
 impl AwsSettings {
     /// Checks what can be checked without the network.
     pub fn validate(&self) -> Vec<(&'static str, String)> {

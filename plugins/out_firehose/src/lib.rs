@@ -39,7 +39,7 @@ use fuwa_api::{
     OutputError,
 };
 use fuwa_aws::batch::{self, Answer, Batch, CallOutcome, Delivered, Observe, Pace};
-use fuwa_aws::{Aimd, AwsSettings, LazyClient};
+use fuwa_aws::{Aimd, LazyClient};
 use fuwa_render::{parse_timezone, JsonLines, TimeFormat};
 use serde::Deserialize;
 use tracing::{debug, warn};
@@ -166,13 +166,7 @@ pub fn build_output(
     let tz = parse_timezone(&ctx.timezone).map_err(|e| vec![section.error("timezone", e)])?;
     let mut errors = Vec::new();
     let mut err = |k: &str, m: String| errors.push(section.error(k, m));
-    let s = &cfg.delivery_stream;
-    if s.is_empty()
-        || s.len() > 64
-        || !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
+    if !batch::is_stream_name(&cfg.delivery_stream, 64) {
         err(
             "delivery_stream",
             "a delivery stream name: 1 to 64 of A-Z a-z 0-9 _ . - (not an ARN)".into(),
@@ -208,19 +202,7 @@ pub fn build_output(
             None
         }
     };
-    let aws = AwsSettings {
-        region: cfg.region.clone(),
-        endpoint: cfg.endpoint.clone(),
-        role_arn: cfg.role_arn.clone(),
-        role_session_name: cfg.role_session_name.clone(),
-        external_id: cfg.external_id.clone(),
-        sts_endpoint: cfg.sts_endpoint.clone(),
-        sts_region: cfg.sts_region.clone(),
-        profile: cfg.profile.clone(),
-        proxy: cfg.proxy.clone(),
-        timeout: cfg.timeout.0,
-        connect_timeout: cfg.connect_timeout.0,
-    };
+    let aws = fuwa_aws::aws_settings!(cfg);
     for (k, m) in aws.validate() {
         err(k, m);
     }
@@ -389,23 +371,14 @@ impl Inner {
             records_per_call = format!("{per_call:.1}"),
             "chunk sent to firehose"
         );
-        if let Some(&(n, _)) = rendered.oversize.first() {
+        // the engine dead-letters those events now; the memory of the chunk
+        // was dropped when its last record went through
+        let limit = "exceeds Firehose's 1,000 KiB record limit";
+        if let Some(e) = batch::oversize(&rendered.oversize, limit, records.len()) {
             self.stats
                 .oversize_events
                 .fetch_add(rendered.oversize.len() as u64, Ordering::Relaxed);
-            // the engine dead-letters those events now; the memory of the
-            // chunk was dropped when its last record went through
-            let more = match rendered.oversize.len() {
-                1 => String::new(),
-                k => format!(" ({k} such events in this chunk)"),
-            };
-            return Err(OutputError::Rejected {
-                events: rendered.oversize.iter().map(|(_, e)| e.clone()).collect(),
-                reason: format!(
-                    "event of {n} bytes exceeds Firehose's 1,000 KiB record limit{more}; the {} other records of the chunk were delivered",
-                    records.len()
-                ),
-            });
+            return Err(e);
         }
         Ok(())
     }

@@ -87,13 +87,7 @@ pub(crate) fn settings(
     let tz = parse_timezone(&ctx.timezone).map_err(|e| vec![section.error("timezone", e)])?;
     let mut errors = Vec::new();
     let mut err = |k: &str, m: String| errors.push(section.error(k, m));
-    let s = &cfg.stream_name;
-    if s.is_empty()
-        || s.len() > 128
-        || !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
+    if !fuwa_aws::batch::is_stream_name(&cfg.stream_name, 128) {
         err(
             "stream_name",
             "a stream name: 1 to 128 of A-Z a-z 0-9 _ . - (not an ARN)".into(),
@@ -178,19 +172,7 @@ pub(crate) fn settings(
     let append_newline = cfg
         .append_newline
         .unwrap_or(!matches!(format, Some(Format::Msgpack { .. })));
-    let aws = AwsSettings {
-        region: cfg.region.clone(),
-        endpoint: cfg.endpoint.clone(),
-        role_arn: cfg.role_arn.clone(),
-        role_session_name: cfg.role_session_name.clone(),
-        external_id: cfg.external_id.clone(),
-        sts_endpoint: cfg.sts_endpoint.clone(),
-        sts_region: cfg.sts_region.clone(),
-        profile: cfg.profile.clone(),
-        proxy: cfg.proxy.clone(),
-        timeout: cfg.timeout.0,
-        connect_timeout: cfg.connect_timeout.0,
-    };
+    let aws = fuwa_aws::aws_settings!(cfg);
     for (k, m) in aws.validate() {
         err(k, m);
     }

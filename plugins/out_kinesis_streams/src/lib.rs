@@ -297,21 +297,12 @@ impl Inner {
             put_units = units,
             "chunk sent to kinesis"
         );
-        if let Some(&(n, _)) = rendered.oversize.first() {
+        let limit = "(data + partition key) exceeds Kinesis's 1 MiB record limit";
+        if let Some(e) = batch::oversize(&rendered.oversize, limit, records.len()) {
             self.stats
                 .oversize_events
                 .fetch_add(rendered.oversize.len() as u64, Ordering::Relaxed);
-            let more = match rendered.oversize.len() {
-                1 => String::new(),
-                k => format!(" ({k} such events in this chunk)"),
-            };
-            return Err(OutputError::Rejected {
-                events: rendered.oversize.iter().map(|(_, e)| e.clone()).collect(),
-                reason: format!(
-                    "event of {n} bytes (data + partition key) exceeds Kinesis's 1 MiB record limit{more}; the {} other records of the chunk were delivered",
-                    records.len()
-                ),
-            });
+            return Err(e);
         }
         Ok(())
     }

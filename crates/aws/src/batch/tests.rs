@@ -107,6 +107,28 @@ fn call_limits_follow_the_rates() {
     assert_eq!(p.call_limits(500, 4 << 20, 1000), (1, 20_000));
 }
 
+#[test]
+fn names_and_oversize_events() {
+    assert!(is_stream_name("a-b_c.9", 64));
+    assert!(!is_stream_name("", 64));
+    assert!(!is_stream_name(&"a".repeat(65), 64));
+    assert!(is_stream_name(&"a".repeat(128), 128));
+    assert!(!is_stream_name("arn:aws:kinesis:x", 128));
+
+    assert_eq!(oversize(&[], "too big", 3), None);
+    let big = vec![(2_000_000, Bytes::from("a")), (3_000_000, Bytes::from("b"))];
+    match oversize(&big, "exceeds the 1 MiB limit", 7) {
+        Some(OutputError::Rejected { events, reason }) => {
+            assert_eq!(events, vec![Bytes::from("a"), Bytes::from("b")]);
+            assert_eq!(
+                reason,
+                "event of 2000000 bytes exceeds the 1 MiB limit (2 such events in this chunk); the 7 other records of the chunk were delivered"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn partial_failure_resends_only_the_failed_records() {
     let env = Env::new(4);
