@@ -7,8 +7,8 @@
 //! (tests/python/requirements.txt) in `FUWA_PYTHON`; `bash .ci/run` sets it
 //! up.
 //!
-//! Over 600 lines for a reason: one feature (the Firehose output end to
-//! end), one scenario a test, and the endpoint the scenarios share.
+//! The endpoint's accept loop and ledger are shared with the Kinesis fake
+//! (tests/common/aws/endpoint.rs).
 
 mod common;
 
@@ -17,9 +17,10 @@ use std::io::BufReader;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::aws::endpoint::{respond, wait_distinct, Conn, Ledger, Listener};
+use common::aws::endpoint::{respond, wait_distinct, Conn, Ledger, Limits, Listener};
 use common::aws::{
-    aws_env_debug, b64decode, dead_letters, header, py_script, read_request, send_packed,
+    assert_retry_skipped_delivered, aws_env_debug, b64decode, dead_letters, header, py_script,
+    read_request, send_packed,
 };
 use common::*;
 use rmpv::Value as V;
@@ -27,8 +28,12 @@ use serde_json::{json, Value as J};
 
 const STREAM: &str = "action-logs";
 const REGION: &str = "ap-northeast-1";
-const MAX_RECORD: usize = 1000 * 1024;
-const MAX_CALL_BYTES: usize = 4 * 1024 * 1024;
+const LIMITS: Limits = Limits {
+    target: "Firehose_20150804.PutRecordBatch",
+    stream: STREAM,
+    max_record: 1000 * 1024,
+    max_call_bytes: 4 * 1024 * 1024,
+};
 
 fn config(endpoint: &str, extra_output: &str) -> String {
     format!(
@@ -159,32 +164,13 @@ fn serve(c: &mut dyn Conn, state: &Mutex<State>) -> std::io::Result<()> {
             })
             .unwrap_or_default();
         let mut st = state.lock().unwrap();
-        if target.as_deref() != Some("Firehose_20150804.PutRecordBatch") {
-            st.ledger
-                .violations
-                .push(format!("unexpected target {target:?}"));
-        }
-        if req["DeliveryStreamName"] != json!(STREAM) {
-            st.ledger
-                .violations
-                .push(format!("wrong stream name {}", req["DeliveryStreamName"]));
-        }
-        let total: usize = records.iter().map(Vec::len).sum();
-        if records.is_empty() || records.len() > 500 {
-            st.ledger
-                .violations
-                .push(format!("a call with {} records", records.len()));
-        }
-        if total > MAX_CALL_BYTES {
-            st.ledger
-                .violations
-                .push(format!("a call of {total} bytes"));
-        }
-        if let Some(r) = records.iter().find(|r| r.len() > MAX_RECORD) {
-            st.ledger
-                .violations
-                .push(format!("a record of {} bytes", r.len()));
-        }
+        let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
+        st.ledger.check_call(
+            &LIMITS,
+            target.as_deref(),
+            &req["DeliveryStreamName"],
+            &sizes,
+        );
         let data: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
         st.ledger.arrived(&data);
         let step = st.script.pop_front();
@@ -335,14 +321,7 @@ fn records_failing_past_the_inner_retries_go_back_to_the_engine_without_duplicat
         "each event exactly once"
     );
     assert_eq!(fh.violations(), Vec::<String>::new());
-    let log = a.stderr();
-    for what in ["will retry", "kept so a retry skips them"] {
-        assert!(log.contains(what), "log lacks `{what}`:\n{log}");
-    }
-    assert!(
-        log.contains("skipped_delivered=") && !log.contains("skipped_delivered=0 "),
-        "{log}"
-    );
+    assert_retry_skipped_delivered(&a);
     assert!(dead_letters(&a, "firehose").is_empty());
 }
 

@@ -13,7 +13,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::aws::{aws_env_debug, b64decode, dead_letters, python, send_packed};
+use common::aws::{
+    assert_retry_skipped_delivered, aws_env_debug, b64decode, dead_letters, python, send_packed,
+};
 use common::*;
 use kinesis_fake::{FakeKinesis, Step, STREAM};
 use rmpv::Value as V;
@@ -157,14 +159,7 @@ fn records_failing_past_the_inner_retries_go_back_to_the_engine_without_duplicat
         "each event exactly once"
     );
     assert_eq!(k.violations(), Vec::<String>::new());
-    let log = a.stderr();
-    for what in ["will retry", "kept so a retry skips them"] {
-        assert!(log.contains(what), "log lacks `{what}`:\n{log}");
-    }
-    assert!(
-        log.contains("skipped_delivered=") && !log.contains("skipped_delivered=0 "),
-        "{log}"
-    );
+    assert_retry_skipped_delivered(&a);
     assert!(dead_letters(&a, "kinesis").is_empty());
 }
 

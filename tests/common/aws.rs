@@ -238,3 +238,17 @@ pub fn dead_letters(a: &Agent, id: &str) -> Vec<J> {
         .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
         .collect()
 }
+
+/// The agent's log shows a chunk that went back to the engine with the
+/// output keeping what was delivered, and its retry skipping those records
+/// (the batch outputs' debug log, see [`aws_env_debug`]).
+pub fn assert_retry_skipped_delivered(a: &Agent) {
+    let log = a.stderr();
+    for what in ["will retry", "kept so a retry skips them"] {
+        assert!(log.contains(what), "log lacks `{what}`:\n{log}");
+    }
+    assert!(
+        log.contains("skipped_delivered=") && !log.contains("skipped_delivered=0 "),
+        "{log}"
+    );
+}

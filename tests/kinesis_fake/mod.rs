@@ -12,12 +12,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as J};
 
-use crate::common::aws::endpoint::{self, Conn, Ledger, Listener};
+use crate::common::aws::endpoint::{self, Conn, Ledger, Limits, Listener};
 use crate::common::aws::{b64decode, header, read_request};
 
 pub const STREAM: &str = "app-events";
 pub const MAX_RECORD: usize = 1024 * 1024;
 pub const MAX_CALL_BYTES: usize = 5 * 1024 * 1024;
+const LIMITS: Limits = Limits {
+    target: "Kinesis_20131202.PutRecords",
+    stream: STREAM,
+    max_record: MAX_RECORD,
+    max_call_bytes: MAX_CALL_BYTES,
+};
 
 /// What the endpoint does with the next calls, in order; then it accepts all.
 #[derive(Clone, Debug)]
@@ -160,33 +166,10 @@ fn serve(c: &mut dyn Conn, state: &Mutex<State>) -> std::io::Result<()> {
             })
             .unwrap_or_default();
         let mut st = state.lock().unwrap();
-        if target.as_deref() != Some("Kinesis_20131202.PutRecords") {
-            st.ledger
-                .violations
-                .push(format!("unexpected target {target:?}"));
-        }
-        if req["StreamName"] != json!(STREAM) {
-            st.ledger
-                .violations
-                .push(format!("wrong stream name {}", req["StreamName"]));
-        }
-        let total: usize = records.iter().map(|(k, d)| k.len() + d.len()).sum();
-        if records.is_empty() || records.len() > 500 {
-            st.ledger
-                .violations
-                .push(format!("a call with {} records", records.len()));
-        }
-        if total > MAX_CALL_BYTES {
-            st.ledger
-                .violations
-                .push(format!("a call of {total} bytes"));
-        }
-        for (k, d) in &records {
-            if k.len() + d.len() > MAX_RECORD {
-                st.ledger
-                    .violations
-                    .push(format!("a record of {} bytes", k.len() + d.len()));
-            }
+        let sizes: Vec<usize> = records.iter().map(|(k, d)| k.len() + d.len()).collect();
+        st.ledger
+            .check_call(&LIMITS, target.as_deref(), &req["StreamName"], &sizes);
+        for (k, _) in &records {
             let chars = k.chars().count();
             if !(1..=256).contains(&chars) {
                 st.ledger

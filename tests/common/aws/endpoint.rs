@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value as J;
+use serde_json::{json, Value as J};
 
 /// One accepted connection, plain or TLS.
 pub trait Conn: Read + Write + Send {}
@@ -112,7 +112,39 @@ pub struct Ledger {
     pub violations: Vec<String>,
 }
 
+/// What a fake's service accepts in one batch call.
+pub struct Limits {
+    /// the `X-Amz-Target` of the call
+    pub target: &'static str,
+    pub stream: &'static str,
+    pub max_record: usize,
+    pub max_call_bytes: usize,
+}
+
 impl Ledger {
+    /// The checks of every call: its target and stream name, 1 to 500
+    /// records, each of at most `max_record` and all of at most
+    /// `max_call_bytes` (`sizes`: what counts of each record).
+    pub fn check_call(&mut self, want: &Limits, target: Option<&str>, stream: &J, sizes: &[usize]) {
+        let v = &mut self.violations;
+        if target != Some(want.target) {
+            v.push(format!("unexpected target {target:?}"));
+        }
+        if *stream != json!(want.stream) {
+            v.push(format!("wrong stream name {stream}"));
+        }
+        if sizes.is_empty() || sizes.len() > 500 {
+            v.push(format!("a call with {} records", sizes.len()));
+        }
+        let total: usize = sizes.iter().sum();
+        if total > want.max_call_bytes {
+            v.push(format!("a call of {total} bytes"));
+        }
+        if let Some(n) = sizes.iter().find(|&&n| n > want.max_record) {
+            v.push(format!("a record of {n} bytes"));
+        }
+    }
+
     /// A call came with these records: sending an accepted one again is a
     /// violation; a call of only unaccepted ones is a resend.
     pub fn arrived(&mut self, data: &[&[u8]]) {
