@@ -241,6 +241,31 @@ pub fn oversize(oversize: &[(usize, Bytes)], limit: &str, others: usize) -> Opti
     })
 }
 
+/// The defaults of the sending keys both batch outputs accept (serde
+/// `default = "fuwa_aws::batch::defaults::…"`).
+pub mod defaults {
+    use std::time::Duration;
+
+    use fuwa_api::HumanDuration;
+
+    pub fn max_in_flight() -> usize {
+        4
+    }
+    pub fn retry_attempts() -> u32 {
+        8
+    }
+    pub fn retry_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    /// of one call
+    pub fn timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn connect_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+}
+
 /// One chunk to send.
 pub struct Batch<'a, R> {
     /// the call and stream, for messages: "PutRecords my-stream"

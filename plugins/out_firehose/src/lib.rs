@@ -68,11 +68,11 @@ struct FirehoseConfig {
     records_per_second: Option<u64>,
     bytes_per_second: Option<ByteSize>,
     requests_per_second: Option<u64>,
-    #[serde(default = "default_in_flight")]
+    #[serde(default = "fuwa_aws::batch::defaults::max_in_flight")]
     max_in_flight: usize,
-    #[serde(default = "default_attempts")]
+    #[serde(default = "fuwa_aws::batch::defaults::retry_attempts")]
     retry_attempts: u32,
-    #[serde(default = "default_retry_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::retry_timeout")]
     retry_timeout: HumanDuration,
     time_key: Option<String>,
     #[serde(default = "rfc3339")]
@@ -80,9 +80,9 @@ struct FirehoseConfig {
     tag_key: Option<String>,
     /// send this field's value as it is instead of the JSON record
     log_key: Option<String>,
-    #[serde(default = "default_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::timeout")]
     timeout: HumanDuration,
-    #[serde(default = "default_connect_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::connect_timeout")]
     connect_timeout: HumanDuration,
 }
 
@@ -94,21 +94,6 @@ fn rfc3339() -> String {
 }
 fn default_aggregate_max() -> ByteSize {
     ByteSize(MAX_RECORD as u64)
-}
-fn default_in_flight() -> usize {
-    4
-}
-fn default_attempts() -> u32 {
-    8
-}
-fn default_retry_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_connect_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(10))
 }
 
 /// Counters of what this output sent (for the metrics endpoint to come).

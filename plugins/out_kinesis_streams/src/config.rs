@@ -1,8 +1,6 @@
 //! The `kinesis_streams` section: its keys, their defaults, and the
 //! checks that need no network.
 
-use std::time::Duration;
-
 use fuwa_api::{BuildContext, ByteSize, ConfigError, ConfigSection, HumanDuration};
 use fuwa_aws::AwsSettings;
 use fuwa_render::{parse_timezone, JsonLines, TimeFormat};
@@ -38,15 +36,15 @@ pub(crate) struct KinesisConfig {
     pub(crate) tag_key: Option<String>,
     pub(crate) records_per_second: Option<u64>,
     pub(crate) bytes_per_second: Option<ByteSize>,
-    #[serde(default = "default_in_flight")]
+    #[serde(default = "fuwa_aws::batch::defaults::max_in_flight")]
     pub(crate) max_in_flight: usize,
-    #[serde(default = "default_attempts")]
+    #[serde(default = "fuwa_aws::batch::defaults::retry_attempts")]
     pub(crate) retry_attempts: u32,
-    #[serde(default = "default_retry_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::retry_timeout")]
     pub(crate) retry_timeout: HumanDuration,
-    #[serde(default = "default_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::timeout")]
     pub(crate) timeout: HumanDuration,
-    #[serde(default = "default_connect_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::connect_timeout")]
     pub(crate) connect_timeout: HumanDuration,
 }
 
@@ -55,21 +53,6 @@ fn json() -> String {
 }
 fn rfc3339() -> String {
     "rfc3339".into()
-}
-fn default_in_flight() -> usize {
-    4
-}
-fn default_attempts() -> u32 {
-    8
-}
-fn default_retry_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_connect_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(10))
 }
 
 /// A checked section.
