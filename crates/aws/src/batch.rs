@@ -445,6 +445,93 @@ where
     sent
 }
 
+/// A service's hard limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub call_records: usize,
+    pub call_bytes: usize,
+    pub record: usize,
+}
+
+/// What an output keeps for sending: its rates, the AIMD, the memory of
+/// delivered records, its retry keys.
+#[derive(Debug)]
+pub struct Sender {
+    pub pace: Pace,
+    pub aimd: Aimd,
+    pub delivered: Delivered,
+    limits: Limits,
+    attempts: u32,
+    timeout: Duration,
+}
+
+/// One chunk for [`Sender::send`].
+pub struct Job<'a, R> {
+    pub what: &'a str,
+    pub output: &'a str,
+    pub chunk: &'a str,
+    pub records: &'a [R],
+    pub size: fn(&R) -> usize,
+    pub observe: &'a dyn Observe,
+}
+
+impl Sender {
+    pub fn new(
+        limits: Limits,
+        pace: Pace,
+        max_in_flight: usize,
+        attempts: u32,
+        timeout: Duration,
+    ) -> Self {
+        Sender {
+            pace,
+            aimd: Aimd::new(max_in_flight),
+            delivered: Delivered::default(),
+            limits,
+            attempts,
+            timeout,
+        }
+    }
+
+    /// Records and bytes per call (the service's limits, or less under a
+    /// configured rate).
+    pub fn call_limits(&self) -> (usize, usize) {
+        let l = self.limits;
+        self.pace
+            .call_limits(l.call_records, l.call_bytes, l.record)
+    }
+
+    /// Wait for the rates to allow one call.
+    pub async fn acquire(&self, records: usize, bytes: usize) {
+        self.pace.acquire(&self.aimd, records, bytes).await;
+    }
+
+    /// [`send`] with this output's settings.
+    pub async fn send<R, F, Fut>(&self, job: Job<'_, R>, call: F) -> Sent
+    where
+        R: Clone,
+        F: FnMut(Vec<R>) -> Fut,
+        Fut: Future<Output = CallOutcome> + Send + 'static,
+    {
+        let (max_records, max_bytes) = self.call_limits();
+        let batch = Batch {
+            what: job.what,
+            output: job.output,
+            chunk: job.chunk,
+            records: job.records,
+            size: job.size,
+            max_records,
+            max_bytes,
+            attempts: self.attempts,
+            timeout: self.timeout,
+            aimd: &self.aimd,
+            memory: &self.delivered,
+            observe: job.observe,
+        };
+        send(batch, call).await
+    }
+}
+
 /// Exponential backoff with jitter before round `attempt` + 1: 100ms,
 /// 200ms, ... 5s, each between half and all of it.
 fn backoff(attempt: u32) -> Duration {

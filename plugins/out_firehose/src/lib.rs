@@ -27,7 +27,6 @@ mod records;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_firehose::primitives::Blob;
@@ -38,13 +37,19 @@ use fuwa_api::{
     BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, Metric, Output,
     OutputError,
 };
-use fuwa_aws::batch::{self, Answer, Batch, CallOutcome, Delivered, Observe, Pace};
-use fuwa_aws::{Aimd, LazyClient};
+use fuwa_aws::batch::{self, Answer, CallOutcome, Job, Limits, Observe, Pace, Sender};
+use fuwa_aws::LazyClient;
 use fuwa_render::{parse_timezone, JsonLines, TimeFormat};
 use serde::Deserialize;
 use tracing::{debug, warn};
 
 pub use records::{billed, MAX_CALL_BYTES, MAX_CALL_RECORDS, MAX_RECORD};
+
+const LIMITS: Limits = Limits {
+    call_records: MAX_CALL_RECORDS,
+    call_bytes: MAX_CALL_BYTES,
+    record: MAX_RECORD,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,13 +131,9 @@ struct Inner {
     log_key: Option<String>,
     append_newline: bool,
     aggregate: Option<usize>,
-    retry_attempts: u32,
-    retry_timeout: Duration,
-    pace: Pace,
-    aimd: Aimd,
+    /// rates, AIMD, the memory of delivered records, retries
+    sender: Sender,
     client: LazyClient<Client>,
-    /// chunk id → indexes of its records already accepted by Firehose
-    delivered: Delivered,
     stats: FirehoseStats,
 }
 
@@ -210,16 +211,18 @@ pub fn build_output(
             log_key: cfg.log_key,
             append_newline: cfg.append_newline,
             aggregate: cfg.aggregate.then_some(cfg.aggregate_max_size.0 as usize),
-            retry_attempts: cfg.retry_attempts,
-            retry_timeout: cfg.retry_timeout.0,
-            pace: Pace::new(
-                cfg.requests_per_second,
-                cfg.records_per_second,
-                cfg.bytes_per_second.map(|b| b.0),
+            sender: Sender::new(
+                LIMITS,
+                Pace::new(
+                    cfg.requests_per_second,
+                    cfg.records_per_second,
+                    cfg.bytes_per_second.map(|b| b.0),
+                ),
+                cfg.max_in_flight,
+                cfg.retry_attempts,
+                cfg.retry_timeout.0,
             ),
-            aimd: Aimd::new(cfg.max_in_flight),
             client,
-            delivered: Delivered::default(),
             stats: FirehoseStats::default(),
         }),
     })
@@ -232,15 +235,9 @@ impl FirehoseOutput {
 }
 
 impl Inner {
-    /// Records and bytes per call (Firehose's limits, or less under a rate).
-    fn call_limits(&self) -> (usize, usize) {
-        self.pace
-            .call_limits(MAX_CALL_RECORDS, MAX_CALL_BYTES, MAX_RECORD)
-    }
-
     async fn call(self: Arc<Self>, client: Client, recs: Vec<Bytes>) -> CallOutcome {
         let bytes: usize = recs.iter().map(Bytes::len).sum();
-        self.pace.acquire(&self.aimd, recs.len(), bytes).await;
+        self.sender.acquire(recs.len(), bytes).await;
         let mut records = Vec::with_capacity(recs.len());
         for data in &recs {
             match Record::builder().data(Blob::new(data.to_vec())).build() {
@@ -298,23 +295,17 @@ impl Inner {
             warn!(output = %self.id, chunk = %chunk.id, bad = rendered.bad, "entries that could not be rendered were skipped");
         }
         let records = rendered.records;
-        let (max_records, max_bytes) = self.call_limits();
         let what = format!("PutRecordBatch {}", self.stream);
-        let batch = Batch {
+        let job = Job {
             what: &what,
             output: &self.id,
             chunk: &chunk.id,
             records: &records,
             size: Bytes::len,
-            max_records,
-            max_bytes,
-            attempts: self.retry_attempts,
-            timeout: self.retry_timeout,
-            aimd: &self.aimd,
-            memory: &self.delivered,
             observe: &**self,
         };
-        let sent = batch::send(batch, |recs| self.clone().call(client.clone(), recs)).await;
+        let call = |recs| self.clone().call(client.clone(), recs);
+        let sent = self.sender.send(job, call).await;
         sent.result?;
         let sent_records = sent.delivered.len() as u64;
         let payload: u64 = sent

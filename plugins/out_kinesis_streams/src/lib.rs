@@ -34,15 +34,14 @@ mod records;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 use fuwa_api::{BuildContext, Chunk, ConfigError, ConfigSection, Metric, Output, OutputError};
-use fuwa_aws::batch::{self, Answer, Batch, CallOutcome, Delivered, Observe, Pace};
-use fuwa_aws::{classify_code, Aimd, Class, LazyClient};
+use fuwa_aws::batch::{self, Answer, CallOutcome, Job, Limits, Observe, Pace, Sender};
+use fuwa_aws::{classify_code, Class, LazyClient};
 use tracing::{debug, warn};
 
 pub use agg::{Aggregator, MAGIC};
@@ -50,6 +49,12 @@ use config::Settings;
 pub use key::{md5_hex, KeyTemplate};
 pub use records::{put_units, MAX_CALL_BYTES, MAX_CALL_RECORDS, MAX_RECORD};
 use records::{Rec, Renderer};
+
+const LIMITS: Limits = Limits {
+    call_records: MAX_CALL_RECORDS,
+    call_bytes: MAX_CALL_BYTES,
+    record: MAX_RECORD,
+};
 
 /// Counters of what this output sent.
 #[derive(Debug, Default)]
@@ -88,13 +93,9 @@ struct Inner {
     stream: String,
     renderer: Renderer,
     explicit_hash_key: Option<String>,
-    retry_attempts: u32,
-    retry_timeout: Duration,
-    pace: Pace,
-    aimd: Aimd,
+    /// rates, AIMD, the memory of delivered records, retries
+    sender: Sender,
     client: LazyClient<Client>,
-    /// chunk id → indexes of its records already accepted
-    delivered: Delivered,
     stats: KinesisStats,
 }
 
@@ -117,16 +118,18 @@ pub fn build_output(
             stream: cfg.stream_name,
             renderer,
             explicit_hash_key: cfg.explicit_hash_key,
-            retry_attempts: cfg.retry_attempts,
-            retry_timeout: cfg.retry_timeout.0,
-            pace: Pace::new(
-                None,
-                cfg.records_per_second,
-                cfg.bytes_per_second.map(|b| b.0),
+            sender: Sender::new(
+                LIMITS,
+                Pace::new(
+                    None,
+                    cfg.records_per_second,
+                    cfg.bytes_per_second.map(|b| b.0),
+                ),
+                cfg.max_in_flight,
+                cfg.retry_attempts,
+                cfg.retry_timeout.0,
             ),
-            aimd: Aimd::new(cfg.max_in_flight),
             client,
-            delivered: Delivered::default(),
             stats: KinesisStats::default(),
         }),
     })
@@ -164,12 +167,6 @@ fn record_error_is_fatal(code: &str) -> bool {
 }
 
 impl Inner {
-    /// Records and bytes per call (the service limits, or less under a rate).
-    fn call_limits(&self) -> (usize, usize) {
-        self.pace
-            .call_limits(MAX_CALL_RECORDS, MAX_CALL_BYTES, MAX_RECORD)
-    }
-
     /// What a rejected record means: resend (throttled or not), or fatal.
     fn answer(&self, code: &str, msg: &str) -> Answer {
         if !is_throttle(code) && record_error_is_fatal(code) {
@@ -189,7 +186,7 @@ impl Inner {
 
     async fn call(self: Arc<Self>, client: Client, recs: Vec<Rec>) -> CallOutcome {
         let bytes: usize = recs.iter().map(Rec::size).sum();
-        self.pace.acquire(&self.aimd, recs.len(), bytes).await;
+        self.sender.acquire(recs.len(), bytes).await;
         let mut entries = Vec::with_capacity(recs.len());
         for r in &recs {
             let e = PutRecordsRequestEntry::builder()
@@ -252,23 +249,17 @@ impl Inner {
             debug!(output = %self.id, chunk = %chunk.id, fallbacks = rendered.key_fallbacks, "partition key field missing: random keys used");
         }
         let records = rendered.records;
-        let (max_records, max_bytes) = self.call_limits();
         let what = format!("PutRecords {}", self.stream);
-        let batch = Batch {
+        let job = Job {
             what: &what,
             output: &self.id,
             chunk: &chunk.id,
             records: &records,
             size: Rec::size,
-            max_records,
-            max_bytes,
-            attempts: self.retry_attempts,
-            timeout: self.retry_timeout,
-            aimd: &self.aimd,
-            memory: &self.delivered,
             observe: &**self,
         };
-        let sent = batch::send(batch, |recs| self.clone().call(client.clone(), recs)).await;
+        let call = |recs| self.clone().call(client.clone(), recs);
+        let sent = self.sender.send(job, call).await;
         // what went through counts even when the chunk fails
         let (mut events, mut payload, mut units) = (0u64, 0u64, 0u64);
         for &i in &sent.delivered {

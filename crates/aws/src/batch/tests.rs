@@ -368,3 +368,57 @@ fn memory_keeps_only_non_empty_sets() {
     assert_eq!(m.get("a"), HashSet::new());
     assert_eq!(m.get("b"), HashSet::from([0]));
 }
+
+#[tokio::test]
+async fn a_sender_packs_by_its_limits_and_keeps_its_attempts() {
+    let limits = Limits {
+        call_records: 500,
+        call_bytes: 1000,
+        record: 100,
+    };
+    let sender = Sender::new(
+        limits,
+        Pace::new(None, Some(40), None),
+        2,
+        1,
+        Duration::from_secs(60),
+    );
+    assert_eq!(sender.call_limits(), (10, 1000));
+    let recs = records(25);
+    let counts = Counts::default();
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let job = Job {
+        what: "Put s",
+        output: "o",
+        chunk: "c9",
+        records: &recs,
+        size: |_| 10,
+        observe: &counts,
+    };
+    let sent = sender
+        .send(job, move |rs: Vec<u32>| {
+            let l = l.clone();
+            async move {
+                l.lock().unwrap().push(rs.clone());
+                let a = rs
+                    .iter()
+                    .map(|&r| match r {
+                        0 => Answer::Retry {
+                            error: "record rejected: InternalFailure".into(),
+                            throttled: false,
+                        },
+                        _ => Answer::Ok,
+                    })
+                    .collect();
+                CallOutcome::Answered(a)
+            }
+        })
+        .await;
+    let sizes: Vec<usize> = log.lock().unwrap().iter().map(Vec::len).collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 25);
+    assert!(sizes.iter().all(|&n| n <= 10), "{sizes:?}");
+    assert_eq!(sent.attempts, 1, "retry_attempts = 1: no second round");
+    assert!(matches!(sent.result, Err(OutputError::Retryable(_))));
+    assert_eq!(sender.delivered.get("c9").len(), 24);
+}
