@@ -274,6 +274,8 @@ fn throttling_and_partial_failures_deliver_every_event_once_within_the_limits() 
         "each event exactly once"
     );
     assert_eq!(fh.violations(), Vec::<String>::new());
+    let log = a.stderr();
+    assert!(log.contains("call failed; backing off"), "{log}");
     let st = fh.state.lock().unwrap();
     assert!(st.script.is_empty(), "every fault was injected");
     assert!(st.calls.iter().any(|c| c.status == 400));

@@ -96,6 +96,8 @@ fn partial_failures_throttling_5xx_and_timeouts_deliver_every_event_once() {
         "each event exactly once"
     );
     assert_eq!(k.violations(), Vec::<String>::new());
+    let log = a.stderr();
+    assert!(log.contains("call failed; backing off"), "{log}");
     let st = k.state.lock().unwrap();
     assert!(
         st.script.is_empty(),

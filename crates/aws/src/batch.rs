@@ -26,7 +26,6 @@ use bytes::Bytes;
 use fuwa_api::OutputError;
 use rand::Rng;
 use tokio::task::JoinSet;
-use tracing::debug;
 
 use crate::limit::{Aimd, TokenBucket};
 
@@ -57,14 +56,15 @@ pub enum CallOutcome {
     Failed { error: OutputError, throttled: bool },
 }
 
-/// Counters an output keeps of the sending, told as it happens.
+/// What an output counts and logs of the sending, told as it happens (the
+/// output logs it, so its log target and filters stay its own).
 pub trait Observe: Sync {
-    /// records rejected inside an answered call
-    fn failed_records(&self, _n: u64) {}
-    /// records rejected for throughput inside an answered call
-    fn throttled_records(&self, _n: u64) {}
-    /// a call failed as a whole
-    fn failed_call(&self, _throttled: bool) {}
+    /// `failed` records of `chunk` were rejected inside an answered call,
+    /// `throttled` of them for throughput; they will be resent
+    fn failed_records(&self, _chunk: &str, _failed: u64, _throttled: u64) {}
+    /// a call for `chunk` failed as a whole; `retry` is its error when a
+    /// resend may go through (then the sender backs off)
+    fn failed_call(&self, _chunk: &str, _throttled: bool, _retry: Option<&str>) {}
 }
 
 /// The per-chunk memory of delivered record indexes.
@@ -270,8 +270,7 @@ pub mod defaults {
 pub struct Batch<'a, R> {
     /// the call and stream, for messages: "PutRecords my-stream"
     pub what: &'a str,
-    /// output id and chunk id, for the logs
-    pub output: &'a str,
+    /// the chunk id: the key of the delivered memory
     pub chunk: &'a str,
     pub records: &'a [R],
     /// what a record counts against `max_bytes`
@@ -401,7 +400,6 @@ where
                         }
                     }
                     if throttled_here > 0 {
-                        b.observe.throttled_records(throttled_here);
                         if !throttled {
                             b.aimd.decrease();
                             throttled = true;
@@ -410,29 +408,26 @@ where
                         b.aimd.increase();
                     }
                     if failed > 0 {
-                        b.observe.failed_records(failed);
-                        debug!(output = %b.output, chunk = %b.chunk, failed, "partial failure: resending only the failed records");
+                        b.observe.failed_records(b.chunk, failed, throttled_here);
                     }
                 }
                 CallOutcome::Failed {
                     error,
                     throttled: t,
-                } => {
-                    b.observe.failed_call(t);
-                    match error {
-                        OutputError::Fatal(m) | OutputError::Rejected { reason: m, .. } => {
-                            fatal.get_or_insert(OutputError::Fatal(m));
-                        }
-                        OutputError::Retryable(m) => {
-                            if !throttled {
-                                b.aimd.decrease();
-                                throttled = true;
-                            }
-                            debug!(output = %b.output, chunk = %b.chunk, error = %m, "call failed; backing off");
-                            last_error = Some(m);
-                        }
+                } => match error {
+                    OutputError::Fatal(m) | OutputError::Rejected { reason: m, .. } => {
+                        b.observe.failed_call(b.chunk, t, None);
+                        fatal.get_or_insert(OutputError::Fatal(m));
                     }
-                }
+                    OutputError::Retryable(m) => {
+                        b.observe.failed_call(b.chunk, t, Some(&m));
+                        if !throttled {
+                            b.aimd.decrease();
+                            throttled = true;
+                        }
+                        last_error = Some(m);
+                    }
+                },
             }
         }
         if let Some(f) = fatal {
@@ -468,7 +463,6 @@ pub struct Sender {
 /// One chunk for [`Sender::send`].
 pub struct Job<'a, R> {
     pub what: &'a str,
-    pub output: &'a str,
     pub chunk: &'a str,
     pub records: &'a [R],
     pub size: fn(&R) -> usize,
@@ -516,7 +510,6 @@ impl Sender {
         let (max_records, max_bytes) = self.call_limits();
         let batch = Batch {
             what: job.what,
-            output: job.output,
             chunk: job.chunk,
             records: job.records,
             size: job.size,

@@ -298,7 +298,6 @@ impl Inner {
         let what = format!("PutRecordBatch {}", self.stream);
         let job = Job {
             what: &what,
-            output: &self.id,
             chunk: &chunk.id,
             records: &records,
             size: Bytes::len,
@@ -361,12 +360,18 @@ impl Inner {
 }
 
 impl Observe for Inner {
-    fn failed_records(&self, n: u64) {
-        self.stats.failed_records.fetch_add(n, Ordering::Relaxed);
+    fn failed_records(&self, chunk: &str, failed: u64, _throttled: u64) {
+        self.stats
+            .failed_records
+            .fetch_add(failed, Ordering::Relaxed);
+        debug!(output = %self.id, chunk, failed, "partial failure: resending only the failed records");
     }
 
-    fn failed_call(&self, _throttled: bool) {
+    fn failed_call(&self, chunk: &str, _throttled: bool, retry: Option<&str>) {
         self.stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(error) = retry {
+            debug!(output = %self.id, chunk, error, "call failed; backing off");
+        }
     }
 }
 

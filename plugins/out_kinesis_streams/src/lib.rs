@@ -252,7 +252,6 @@ impl Inner {
         let what = format!("PutRecords {}", self.stream);
         let job = Job {
             what: &what,
-            output: &self.id,
             chunk: &chunk.id,
             records: &records,
             size: Rec::size,
@@ -300,18 +299,21 @@ impl Inner {
 }
 
 impl Observe for Inner {
-    fn failed_records(&self, n: u64) {
-        self.stats.failed_records.fetch_add(n, Ordering::Relaxed);
+    fn failed_records(&self, chunk: &str, failed: u64, throttled: u64) {
+        self.stats.throttled.fetch_add(throttled, Ordering::Relaxed);
+        self.stats
+            .failed_records
+            .fetch_add(failed, Ordering::Relaxed);
+        debug!(output = %self.id, chunk, failed, "partial failure: resending only the failed records");
     }
 
-    fn throttled_records(&self, n: u64) {
-        self.stats.throttled.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn failed_call(&self, throttled: bool) {
+    fn failed_call(&self, chunk: &str, throttled: bool, retry: Option<&str>) {
         self.stats.failed_calls.fetch_add(1, Ordering::Relaxed);
         if throttled {
             self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(error) = retry {
+            debug!(output = %self.id, chunk, error, "call failed; backing off");
         }
     }
 }

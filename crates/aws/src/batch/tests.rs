@@ -11,13 +11,13 @@ struct Counts {
 }
 
 impl Observe for Counts {
-    fn failed_records(&self, n: u64) {
-        self.failed_records.fetch_add(n, Ordering::Relaxed);
+    fn failed_records(&self, chunk: &str, failed: u64, throttled: u64) {
+        assert!(chunk.starts_with('c'), "{chunk}");
+        self.failed_records.fetch_add(failed, Ordering::Relaxed);
+        self.throttled_records
+            .fetch_add(throttled, Ordering::Relaxed);
     }
-    fn throttled_records(&self, n: u64) {
-        self.throttled_records.fetch_add(n, Ordering::Relaxed);
-    }
-    fn failed_call(&self, _throttled: bool) {
+    fn failed_call(&self, _chunk: &str, _throttled: bool, _retry: Option<&str>) {
         self.failed_calls.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -49,7 +49,6 @@ impl Env {
     fn batch<'a>(&'a self, recs: &'a [u32], max_records: usize, attempts: u32) -> Batch<'a, u32> {
         Batch {
             what: "Put s",
-            output: "o",
             chunk: "c1",
             records: recs,
             size: |_| 10,
@@ -390,7 +389,6 @@ async fn a_sender_packs_by_its_limits_and_keeps_its_attempts() {
     let l = log.clone();
     let job = Job {
         what: "Put s",
-        output: "o",
         chunk: "c9",
         records: &recs,
         size: |_| 10,
