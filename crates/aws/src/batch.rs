@@ -16,6 +16,14 @@
 //! chunk id, when the attempts run out, so the engine's retry of the chunk
 //! skips them. It is memory only: a crash loses it and the chunk is then
 //! sent again from its start (at-least-once).
+//!
+//! An output keeps a [`Sender`] (its rates as a [`Pace`], the AIMD, the
+//! memory, its [`Limits`] and retry keys) and calls [`Sender::send`] with a
+//! [`Job`]; it is told of rejected records and failed calls through
+//! [`Observe`] (its counters and debug lines). The config checks and
+//! defaults of the keys both outputs accept ([`check_keys`], [`defaults`],
+//! [`is_stream_name`]) and the `Rejected` of oversize events ([`oversize`])
+//! are here too.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
