@@ -7,39 +7,33 @@
 //! (tests/python/requirements.txt) in `FUWA_PYTHON`; `bash .ci/run` sets it
 //! up.
 //!
-//! Over 600 lines for a reason: one feature (the Firehose output end to
-//! end), one scenario a test, and the endpoint the scenarios share.
+//! The endpoint's accept loop and ledger are shared with the Kinesis fake
+//! (tests/common/aws/endpoint.rs).
 
 mod common;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::collections::VecDeque;
+use std::io::BufReader;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::aws::{aws_env, py_script, read_request};
+use common::aws::endpoint::{respond, wait_distinct, Conn, Ledger, Limits, Listener};
+use common::aws::{
+    assert_retry_skipped_delivered, aws_env_debug, b64decode, dead_letters, header, py_script,
+    read_request, send_packed,
+};
 use common::*;
 use rmpv::Value as V;
 use serde_json::{json, Value as J};
 
 const STREAM: &str = "action-logs";
 const REGION: &str = "ap-northeast-1";
-const MAX_RECORD: usize = 1000 * 1024;
-const MAX_CALL_BYTES: usize = 4 * 1024 * 1024;
-
-/// Credentials for the agent (it inherits the test's environment), and the
-/// output's debug log (per-chunk statistics).
-fn env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        aws_env();
-        if std::env::var_os("FUWA_TEST_LOG").is_none() {
-            std::env::set_var("FUWA_TEST_LOG", "info,fuwa_out_firehose=debug");
-        }
-    });
-}
+const LIMITS: Limits = Limits {
+    target: "Firehose_20150804.PutRecordBatch",
+    stream: STREAM,
+    max_record: 1000 * 1024,
+    max_call_bytes: 4 * 1024 * 1024,
+};
 
 fn config(endpoint: &str, extra_output: &str) -> String {
     format!(
@@ -69,34 +63,6 @@ retry_max_interval = "500ms"
     )
 }
 
-fn event_time(secs: u32, nanos: u32) -> V {
-    let mut b = Vec::with_capacity(8);
-    b.extend_from_slice(&secs.to_be_bytes());
-    b.extend_from_slice(&nanos.to_be_bytes());
-    V::Ext(0, b)
-}
-
-/// Sends `[tag, entries, {chunk}]` (PackedForward) and waits for the ack.
-fn send_packed(s: &mut TcpStream, tag: &str, records: &[V]) {
-    static N: AtomicU64 = AtomicU64::new(1);
-    let mut body = Vec::new();
-    for (i, rec) in records.iter().enumerate() {
-        body.extend(mp(&V::Array(vec![
-            event_time(1_717_162_200 + i as u32, 5),
-            rec.clone(),
-        ])));
-    }
-    let chunk = format!("c{}", N.fetch_add(1, Ordering::Relaxed));
-    let msg = V::Array(vec![
-        V::from(tag),
-        V::Binary(body),
-        V::Map(vec![(V::from("chunk"), V::from(chunk.as_str()))]),
-    ]);
-    s.write_all(&mp(&msg)).expect("send");
-    let ack = read_mp(s);
-    assert_eq!(ack, V::Map(vec![(V::from("ack"), V::from(chunk.as_str()))]));
-}
-
 fn event(id: u64, pad: usize) -> V {
     let mut m = vec![
         (V::from("id"), V::from(id)),
@@ -106,46 +72,6 @@ fn event(id: u64, pad: usize) -> V {
         m.push((V::from("pad"), V::from("x".repeat(pad))));
     }
     V::Map(m)
-}
-
-fn dead_letters(a: &Agent) -> Vec<J> {
-    let Ok(rd) = std::fs::read_dir(a.path("data/dead-letter/firehose")) else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
-        .collect()
-}
-
-fn b64decode(s: &str) -> Vec<u8> {
-    fn val(c: u8) -> u32 {
-        match c {
-            b'A'..=b'Z' => (c - b'A') as u32,
-            b'a'..=b'z' => (c - b'a' + 26) as u32,
-            b'0'..=b'9' => (c - b'0' + 52) as u32,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {c}"),
-        }
-    }
-    let b: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-    let mut out = Vec::with_capacity(b.len() * 3 / 4);
-    for q in b.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in q.iter().enumerate() {
-            n |= val(c) << (18 - 6 * i);
-        }
-        out.push((n >> 16) as u8);
-        if q.len() > 2 {
-            out.push((n >> 8) as u8);
-        }
-        if q.len() > 3 {
-            out.push(n as u8);
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------
@@ -173,69 +99,40 @@ struct Call {
 #[derive(Default)]
 struct State {
     script: VecDeque<Step>,
-    /// record bytes → times accepted
-    accepted: HashMap<Vec<u8>, usize>,
-    /// record bytes that were answered with an error code
-    failed: HashSet<Vec<u8>>,
-    /// records sent in a call that failed, or rejected with an error code,
-    /// and not accepted since
-    unaccepted: HashSet<Vec<u8>>,
-    /// calls made only of records sent before and not accepted
-    resend_only_calls: usize,
-    violations: Vec<String>,
+    /// what was accepted, rejected, sent again (no partition keys)
+    ledger: Ledger,
     calls: Vec<Call>,
 }
 
 struct FakeFirehose {
-    port: u16,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
+    listener: Listener,
 }
 
 impl FakeFirehose {
     fn start(script: Vec<Step>) -> FakeFirehose {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        l.set_nonblocking(true).unwrap();
         let state = Arc::new(Mutex::new(State {
             script: script.into(),
             ..State::default()
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !sp.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((c, _)) => {
-                        c.set_nonblocking(false).unwrap();
-                        let st = st.clone();
-                        std::thread::spawn(move || {
-                            let _ = serve(c, &st);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        FakeFirehose { port, state, stop }
+        let st = state.clone();
+        let listener = Listener::start(None, move |c| serve(c, &st));
+        FakeFirehose { state, listener }
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.listener.endpoint()
     }
 
     /// Every event id in the accepted records, once per acceptance.
     fn ids(&self) -> Vec<u64> {
-        let st = self.state.lock().unwrap();
         let mut ids = Vec::new();
-        for (data, n) in &st.accepted {
-            let text = std::str::from_utf8(data).expect("utf-8 record");
+        for (_, data) in self.state.lock().unwrap().ledger.records() {
+            let text = std::str::from_utf8(&data).expect("utf-8 record");
             assert!(text.ends_with('\n'), "record lacks its newline: {text:.80}");
             for line in text.lines() {
                 let j: J = serde_json::from_str(line).expect("a JSON line");
-                for _ in 0..*n {
-                    ids.push(j["id"].as_u64().unwrap());
-                }
+                ids.push(j["id"].as_u64().unwrap());
             }
         }
         ids.sort();
@@ -243,63 +140,20 @@ impl FakeFirehose {
     }
 
     fn wait_ids(&self, n: usize, a: &Agent) -> Vec<u64> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ids = self.ids();
-            let distinct: HashSet<u64> = ids.iter().copied().collect();
-            if distinct.len() >= n {
-                // give a late duplicate the chance to show up
-                std::thread::sleep(Duration::from_millis(1500));
-                return self.ids();
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{} of {n} events accepted after 60s; agent log:\n{}",
-                    distinct.len(),
-                    a.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_distinct(n, &|| self.ids(), &|| a.stderr())
     }
 
     fn violations(&self) -> Vec<String> {
-        self.state.lock().unwrap().violations.clone()
+        self.state.lock().unwrap().ledger.violations.clone()
     }
-}
-
-impl Drop for FakeFirehose {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn respond(w: &mut TcpStream, status: u16, body: &J) -> std::io::Result<()> {
-    let body = body.to_string();
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        _ => "Service Unavailable",
-    };
-    write!(
-        w,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: test\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    w.flush()
 }
 
 /// Serves one connection (keep-alive): checks each PutRecordBatch against
 /// Firehose's limits and answers it per the script.
-fn serve(c: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
-    let mut w = c.try_clone()?;
+fn serve(c: &mut dyn Conn, state: &Mutex<State>) -> std::io::Result<()> {
     let mut r = BufReader::new(c);
     while let Some((head, body)) = read_request(&mut r)? {
-        let target = head.iter().find_map(|h| {
-            let (k, v) = h.split_once(':')?;
-            k.eq_ignore_ascii_case("x-amz-target")
-                .then(|| v.trim().to_string())
-        });
+        let target = header(&head, "x-amz-target");
         let req: J = serde_json::from_slice(&body).unwrap_or(J::Null);
         let records: Vec<Vec<u8>> = req["Records"]
             .as_array()
@@ -310,40 +164,21 @@ fn serve(c: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             })
             .unwrap_or_default();
         let mut st = state.lock().unwrap();
-        if target.as_deref() != Some("Firehose_20150804.PutRecordBatch") {
-            st.violations.push(format!("unexpected target {target:?}"));
-        }
-        if req["DeliveryStreamName"] != json!(STREAM) {
-            st.violations
-                .push(format!("wrong stream name {}", req["DeliveryStreamName"]));
-        }
-        let total: usize = records.iter().map(Vec::len).sum();
-        if records.is_empty() || records.len() > 500 {
-            st.violations
-                .push(format!("a call with {} records", records.len()));
-        }
-        if total > MAX_CALL_BYTES {
-            st.violations.push(format!("a call of {total} bytes"));
-        }
-        if let Some(r) = records.iter().find(|r| r.len() > MAX_RECORD) {
-            st.violations.push(format!("a record of {} bytes", r.len()));
-        }
-        for r in &records {
-            if st.accepted.contains_key(r) {
-                let text = String::from_utf8_lossy(&r[..r.len().min(60)]).to_string();
-                st.violations
-                    .push(format!("an accepted record was sent again: {text}"));
-            }
-        }
-        if !records.is_empty() && records.iter().all(|r| st.unaccepted.contains(r)) {
-            st.resend_only_calls += 1;
-        }
+        let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
+        st.ledger.check_call(
+            &LIMITS,
+            target.as_deref(),
+            &req["DeliveryStreamName"],
+            &sizes,
+        );
+        let data: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        st.ledger.arrived(&data);
         let step = st.script.pop_front();
         let at = Instant::now();
         let n = records.len();
         match step {
             Some(Step::Throttle) => {
-                st.unaccepted.extend(records);
+                st.ledger.unanswered(records.iter().map(Vec::as_slice));
                 st.calls.push(Call {
                     at,
                     status: 400,
@@ -352,13 +187,13 @@ fn serve(c: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 });
                 drop(st);
                 respond(
-                    &mut w,
+                    r.get_mut(),
                     400,
                     &json!({"__type": "ThrottlingException", "message": "Rate exceeded"}),
                 )?;
             }
             Some(Step::Unavailable) => {
-                st.unaccepted.extend(records);
+                st.ledger.unanswered(records.iter().map(Vec::as_slice));
                 st.calls.push(Call {
                     at,
                     status: 503,
@@ -367,7 +202,7 @@ fn serve(c: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 });
                 drop(st);
                 respond(
-                    &mut w,
+                    r.get_mut(),
                     503,
                     &json!({"__type": "ServiceUnavailableException", "message": "Slow down."}),
                 )?;
@@ -382,12 +217,10 @@ fn serve(c: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 for (i, r) in records.into_iter().enumerate() {
                     if fail_every > 0 && i % fail_every == 1 {
                         failed += 1;
-                        st.failed.insert(r.clone());
-                        st.unaccepted.insert(r);
+                        st.ledger.reject(r);
                         answers.push(json!({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."}));
                     } else {
-                        st.unaccepted.remove(&r);
-                        *st.accepted.entry(r).or_default() += 1;
+                        st.ledger.accept(String::new(), r);
                         answers.push(json!({"RecordId": format!("r{i}")}));
                     }
                 }
@@ -399,7 +232,7 @@ fn serve(c: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 });
                 drop(st);
                 respond(
-                    &mut w,
+                    r.get_mut(),
                     200,
                     &json!({"FailedPutCount": failed, "Encrypted": false, "RequestResponses": answers}),
                 )?;
@@ -413,7 +246,7 @@ fn serve(c: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
 
 #[test]
 fn throttling_and_partial_failures_deliver_every_event_once_within_the_limits() {
-    env();
+    aws_env_debug("fuwa_out_firehose");
     let fh = FakeFirehose::start(vec![
         Step::Throttle,
         Step::Unavailable,
@@ -441,17 +274,23 @@ fn throttling_and_partial_failures_deliver_every_event_once_within_the_limits() 
         "each event exactly once"
     );
     assert_eq!(fh.violations(), Vec::<String>::new());
+    let log = a.stderr();
+    assert!(log.contains("call failed; backing off"), "{log}");
     let st = fh.state.lock().unwrap();
     assert!(st.script.is_empty(), "every fault was injected");
     assert!(st.calls.iter().any(|c| c.status == 400));
     assert!(st.calls.iter().any(|c| c.status == 503));
-    assert!(!st.failed.is_empty());
-    for f in &st.failed {
-        assert_eq!(st.accepted.get(f), Some(&1), "a failed record was resent");
+    assert!(!st.ledger.failed.is_empty());
+    for f in &st.ledger.failed {
+        assert_eq!(
+            st.ledger.accepted.get(f).map(|a| a.1),
+            Some(1),
+            "a failed record was resent"
+        );
     }
-    assert!(st.unaccepted.is_empty());
+    assert!(st.ledger.unaccepted.is_empty());
     assert!(
-        st.resend_only_calls > 0,
+        st.ledger.resend_only_calls > 0,
         "failed records are resent alone: {:?}",
         st.calls
     );
@@ -460,12 +299,16 @@ fn throttling_and_partial_failures_deliver_every_event_once_within_the_limits() 
         "small events go 500 to a call"
     );
     drop(st);
-    assert!(dead_letters(&a).is_empty(), "{:?}", dead_letters(&a));
+    assert!(
+        dead_letters(&a, "firehose").is_empty(),
+        "{:?}",
+        dead_letters(&a, "firehose")
+    );
 }
 
 #[test]
 fn records_failing_past_the_inner_retries_go_back_to_the_engine_without_duplicates() {
-    env();
+    aws_env_debug("fuwa_out_firehose");
     // two rounds per write: the first write returns Retryable with records
     // still failing; the engine's retry must skip the delivered ones
     let fh = FakeFirehose::start(vec![Step::FailEvery(2); 5]);
@@ -480,20 +323,13 @@ fn records_failing_past_the_inner_retries_go_back_to_the_engine_without_duplicat
         "each event exactly once"
     );
     assert_eq!(fh.violations(), Vec::<String>::new());
-    let log = a.stderr();
-    for what in ["will retry", "kept so a retry skips them"] {
-        assert!(log.contains(what), "log lacks `{what}`:\n{log}");
-    }
-    assert!(
-        log.contains("skipped_delivered=") && !log.contains("skipped_delivered=0 "),
-        "{log}"
-    );
-    assert!(dead_letters(&a).is_empty());
+    assert_retry_skipped_delivered(&a);
+    assert!(dead_letters(&a, "firehose").is_empty());
 }
 
 #[test]
 fn aggregation_packs_a_thousand_small_events_into_a_few_records() {
-    env();
+    aws_env_debug("fuwa_out_firehose");
     let fh = FakeFirehose::start(vec![]);
     let a = Agent::start(&config(
         &fh.endpoint(),
@@ -506,15 +342,15 @@ fn aggregation_packs_a_thousand_small_events_into_a_few_records() {
     assert_eq!(ids, (0..1000).collect::<Vec<u64>>());
     assert_eq!(fh.violations(), Vec::<String>::new());
     let st = fh.state.lock().unwrap();
-    let records: usize = st.accepted.len();
+    let records: usize = st.ledger.accepted.len();
     assert!(records <= 3, "{records} records for 1,000 small events");
     let calls = st.calls.len();
-    let bytes: usize = st.accepted.keys().map(Vec::len).sum();
+    let bytes: usize = st.ledger.accepted.keys().map(Vec::len).sum();
     eprintln!(
         "aggregation: {records} records in {calls} calls, {} bytes per record on average",
         bytes / records
     );
-    for data in st.accepted.keys() {
+    for data in st.ledger.accepted.keys() {
         let text = std::str::from_utf8(data).unwrap();
         for line in text.lines() {
             let j: J = serde_json::from_str(line).unwrap();
@@ -538,7 +374,7 @@ fn aggregation_packs_a_thousand_small_events_into_a_few_records() {
 
 #[test]
 fn an_oversize_event_alone_is_dead_lettered_and_the_rest_of_its_chunk_delivered_once() {
-    env();
+    aws_env_debug("fuwa_out_firehose");
     let fh = FakeFirehose::start(vec![]);
     let a = Agent::start(&config(&fh.endpoint(), ""));
     let mut s = a.connect();
@@ -553,7 +389,7 @@ fn an_oversize_event_alone_is_dead_lettered_and_the_rest_of_its_chunk_delivered_
     let ids = fh.wait_ids(50, &a);
     assert_eq!(ids, (0..50).collect::<Vec<u64>>());
     assert_eq!(fh.violations(), Vec::<String>::new());
-    let notes = dead_letters(&a);
+    let notes = dead_letters(&a, "firehose");
     assert_eq!(notes.len(), 1, "{notes:?}");
     // the oversize event alone, not its chunk: a replay sends nothing twice
     assert_eq!(notes[0]["reason"], "events rejected");
@@ -572,7 +408,7 @@ fn an_oversize_event_alone_is_dead_lettered_and_the_rest_of_its_chunk_delivered_
 
 #[test]
 fn records_per_second_holds_its_rate() {
-    env();
+    aws_env_debug("fuwa_out_firehose");
     let fh = FakeFirehose::start(vec![]);
     let a = Agent::start(&config(&fh.endpoint(), "records_per_second = 200"));
     let mut s = a.connect();
@@ -605,7 +441,7 @@ use common::aws::MotoServer as Moto;
 
 #[test]
 fn motos_firehose_writes_the_events_to_s3_as_json_lines_once_each() {
-    env();
+    aws_env_debug("fuwa_out_firehose");
     let moto = Moto::start();
     let bucket = "firehose-out";
     py(&["create", &moto.endpoint(), bucket, STREAM, REGION]);
@@ -652,5 +488,5 @@ fn motos_firehose_writes_the_events_to_s3_as_json_lines_once_each() {
     assert!(objects
         .iter()
         .all(|o| o["key"].as_str().unwrap().starts_with("raw/")));
-    assert!(dead_letters(&a).is_empty());
+    assert!(dead_letters(&a, "firehose").is_empty());
 }

@@ -11,28 +11,14 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use common::aws::{aws_env, b64decode, py_script, MotoServer};
+use common::aws::{aws_env_debug, b64decode, py_script, send_packed, MotoServer};
 use common::*;
 use rmpv::Value as V;
 use serde_json::Value as J;
 
 const REGION: &str = "ap-northeast-1";
-
-fn env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        aws_env();
-        if std::env::var_os("FUWA_TEST_LOG").is_none() {
-            std::env::set_var("FUWA_TEST_LOG", "info,fuwa_out_kinesis_streams=debug");
-        }
-    });
-}
 
 fn config(endpoint: &str, outputs: &[(&str, &str, &str)]) -> String {
     let mut c = r#"[agent]
@@ -69,34 +55,6 @@ retry_max_interval = "500ms"
         ));
     }
     c
-}
-
-fn event_time(secs: u32) -> V {
-    let mut b = Vec::with_capacity(8);
-    b.extend_from_slice(&secs.to_be_bytes());
-    b.extend_from_slice(&5u32.to_be_bytes());
-    V::Ext(0, b)
-}
-
-/// Sends `[tag, entries, {chunk}]` (PackedForward) and waits for the ack.
-fn send_packed(s: &mut TcpStream, tag: &str, records: &[V]) {
-    static N: AtomicU64 = AtomicU64::new(1);
-    let mut body = Vec::new();
-    for (i, rec) in records.iter().enumerate() {
-        body.extend(mp(&V::Array(vec![
-            event_time(1_717_162_200 + i as u32),
-            rec.clone(),
-        ])));
-    }
-    let chunk = format!("c{}", N.fetch_add(1, Ordering::Relaxed));
-    let msg = V::Array(vec![
-        V::from(tag),
-        V::Binary(body),
-        V::Map(vec![(V::from("chunk"), V::from(chunk.as_str()))]),
-    ]);
-    s.write_all(&mp(&msg)).expect("send");
-    let ack = read_mp(s);
-    assert_eq!(ack, V::Map(vec![(V::from("ack"), V::from(chunk.as_str()))]));
 }
 
 fn event(id: u64, users: u64) -> V {
@@ -200,7 +158,7 @@ fn dead_letters(a: &Agent, id: &str) -> usize {
 
 #[test]
 fn four_shards_every_event_once_and_one_key_one_shard() {
-    env();
+    aws_env_debug("fuwa_out_kinesis_streams");
     let moto = MotoServer::start();
     for s in ["by-user", "random"] {
         py_script(
@@ -272,7 +230,7 @@ fn four_shards_every_event_once_and_one_key_one_shard() {
 
 #[test]
 fn aggregated_records_deaggregate_with_the_reference_library() {
-    env();
+    aws_env_debug("fuwa_out_kinesis_streams");
     let moto = MotoServer::start();
     py_script(
         "kinesis_util.py",

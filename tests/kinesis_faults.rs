@@ -10,27 +10,16 @@ mod ops_util;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Once;
 use std::time::Duration;
 
-use common::aws::{aws_env, b64decode, python};
+use common::aws::{
+    assert_retry_skipped_delivered, aws_env_debug, b64decode, dead_letters, python, send_packed,
+};
 use common::*;
 use kinesis_fake::{FakeKinesis, Step, STREAM};
 use rmpv::Value as V;
 use serde_json::{json, Value as J};
-
-fn env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        aws_env();
-        if std::env::var_os("FUWA_TEST_LOG").is_none() {
-            std::env::set_var("FUWA_TEST_LOG", "info,fuwa_out_kinesis_streams=debug");
-        }
-    });
-}
 
 fn config(endpoint: &str, extra: &str) -> String {
     format!(
@@ -61,33 +50,6 @@ retry_max_interval = "500ms"
     )
 }
 
-fn event_time(secs: u32) -> V {
-    let mut b = Vec::with_capacity(8);
-    b.extend_from_slice(&secs.to_be_bytes());
-    b.extend_from_slice(&5u32.to_be_bytes());
-    V::Ext(0, b)
-}
-
-fn send_packed(s: &mut TcpStream, tag: &str, records: &[V]) {
-    static N: AtomicU64 = AtomicU64::new(1);
-    let mut body = Vec::new();
-    for (i, rec) in records.iter().enumerate() {
-        body.extend(mp(&V::Array(vec![
-            event_time(1_717_162_200 + i as u32),
-            rec.clone(),
-        ])));
-    }
-    let chunk = format!("c{}", N.fetch_add(1, Ordering::Relaxed));
-    let msg = V::Array(vec![
-        V::from(tag),
-        V::Binary(body),
-        V::Map(vec![(V::from("chunk"), V::from(chunk.as_str()))]),
-    ]);
-    s.write_all(&mp(&msg)).expect("send");
-    let ack = read_mp(s);
-    assert_eq!(ack, V::Map(vec![(V::from("ack"), V::from(chunk.as_str()))]));
-}
-
 fn event(id: u64, pad: usize) -> V {
     let mut m = vec![
         (V::from("id"), V::from(id)),
@@ -99,20 +61,9 @@ fn event(id: u64, pad: usize) -> V {
     V::Map(m)
 }
 
-fn dead_letters(a: &Agent) -> Vec<J> {
-    let Ok(rd) = std::fs::read_dir(a.path("data/dead-letter/kinesis")) else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
-        .collect()
-}
-
 #[test]
 fn partial_failures_throttling_5xx_and_timeouts_deliver_every_event_once() {
-    env();
+    aws_env_debug("fuwa_out_kinesis_streams");
     let k = FakeKinesis::start(vec![
         Step::Throttle,
         Step::Unavailable,
@@ -145,6 +96,8 @@ fn partial_failures_throttling_5xx_and_timeouts_deliver_every_event_once() {
         "each event exactly once"
     );
     assert_eq!(k.violations(), Vec::<String>::new());
+    let log = a.stderr();
+    assert!(log.contains("call failed; backing off"), "{log}");
     let st = k.state.lock().unwrap();
     assert!(
         st.script.is_empty(),
@@ -157,32 +110,39 @@ fn partial_failures_throttling_5xx_and_timeouts_deliver_every_event_once() {
             "no {status} call"
         );
     }
-    assert!(!st.failed.is_empty());
-    for f in &st.failed {
+    assert!(!st.ledger.failed.is_empty());
+    for f in &st.ledger.failed {
         assert_eq!(
-            st.accepted.get(f).map(|x| x.1),
+            st.ledger.accepted.get(f).map(|x| x.1),
             Some(1),
             "a failed record was resent once"
         );
     }
-    assert!(st.unaccepted.is_empty());
-    assert!(st.resend_only_calls > 0, "failed records are resent alone");
+    assert!(st.ledger.unaccepted.is_empty());
+    assert!(
+        st.ledger.resend_only_calls > 0,
+        "failed records are resent alone"
+    );
     assert!(
         st.calls.iter().any(|c| c.records == 500),
         "small events go 500 to a call"
     );
     // one key, one partition key: every record carries its user_id
-    for (data, (key, _)) in &st.accepted {
+    for (data, (key, _)) in &st.ledger.accepted {
         let j: J = serde_json::from_slice(data).unwrap();
         assert_eq!(j["user_id"].as_str(), Some(key.as_str()));
     }
     drop(st);
-    assert!(dead_letters(&a).is_empty(), "{:?}", dead_letters(&a));
+    assert!(
+        dead_letters(&a, "kinesis").is_empty(),
+        "{:?}",
+        dead_letters(&a, "kinesis")
+    );
 }
 
 #[test]
 fn records_failing_past_the_inner_retries_go_back_to_the_engine_without_duplicates() {
-    env();
+    aws_env_debug("fuwa_out_kinesis_streams");
     let k = FakeKinesis::start(vec![
         Step::FailEvery(
             2,
@@ -201,20 +161,13 @@ fn records_failing_past_the_inner_retries_go_back_to_the_engine_without_duplicat
         "each event exactly once"
     );
     assert_eq!(k.violations(), Vec::<String>::new());
-    let log = a.stderr();
-    for what in ["will retry", "kept so a retry skips them"] {
-        assert!(log.contains(what), "log lacks `{what}`:\n{log}");
-    }
-    assert!(
-        log.contains("skipped_delivered=") && !log.contains("skipped_delivered=0 "),
-        "{log}"
-    );
-    assert!(dead_letters(&a).is_empty());
+    assert_retry_skipped_delivered(&a);
+    assert!(dead_letters(&a, "kinesis").is_empty());
 }
 
 #[test]
 fn an_oversize_event_alone_is_dead_lettered_and_the_rest_of_its_chunk_delivered_once() {
-    env();
+    aws_env_debug("fuwa_out_kinesis_streams");
     for agg in ["", "aggregation = true"] {
         let k = FakeKinesis::start(vec![]);
         let a = Agent::start(&config(&k.endpoint(), agg));
@@ -230,7 +183,7 @@ fn an_oversize_event_alone_is_dead_lettered_and_the_rest_of_its_chunk_delivered_
         let got = k.wait(50, &|| deaggregated_ids(&k), &|| a.stderr());
         assert_eq!(got, (0..50).collect::<Vec<u64>>(), "{agg}");
         assert_eq!(k.violations(), Vec::<String>::new());
-        let notes = dead_letters(&a);
+        let notes = dead_letters(&a, "kinesis");
         assert_eq!(notes.len(), 1, "{notes:?}");
         // the oversize event alone, not its chunk: a replay sends nothing twice
         assert_eq!(notes[0]["reason"], "events rejected");
@@ -249,7 +202,7 @@ fn an_oversize_event_alone_is_dead_lettered_and_the_rest_of_its_chunk_delivered_
 
 #[test]
 fn access_denied_is_fatal_at_once_with_what_to_fix() {
-    env();
+    aws_env_debug("fuwa_out_kinesis_streams");
     let k = FakeKinesis::start(vec![Step::Deny]);
     let a = Agent::start(&config(&k.endpoint(), ""));
     let mut s = a.connect();
@@ -259,7 +212,7 @@ fn access_denied_is_fatal_at_once_with_what_to_fix() {
         "{}",
         a.stderr()
     );
-    let notes = dead_letters(&a);
+    let notes = dead_letters(&a, "kinesis");
     assert_eq!(notes[0]["attempts"], 1);
     let err = notes[0]["error"].as_str().unwrap();
     assert!(
@@ -342,7 +295,7 @@ fn base64_encode(b: &[u8]) -> String {
 
 #[test]
 fn aggregation_under_partial_failures_delivers_each_event_once_per_key() {
-    env();
+    aws_env_debug("fuwa_out_kinesis_streams");
     let k = FakeKinesis::start(vec![
         Step::FailEvery(2, "ProvisionedThroughputExceededException"),
         Step::Unavailable,
@@ -384,13 +337,13 @@ fn aggregation_under_partial_failures_delivers_each_event_once_per_key() {
     );
     let st = k.state.lock().unwrap();
     assert!(
-        st.accepted.len() < 200,
+        st.ledger.accepted.len() < 200,
         "{} records for 2,000 events",
-        st.accepted.len()
+        st.ledger.accepted.len()
     );
-    assert!(st.resend_only_calls > 0);
-    assert!(st.unaccepted.is_empty());
-    let (records, failed) = (st.accepted.len() as f64, st.failed.len());
+    assert!(st.ledger.resend_only_calls > 0);
+    assert!(st.ledger.unaccepted.is_empty());
+    let (records, failed) = (st.ledger.accepted.len() as f64, st.ledger.failed.len());
     let calls = st.calls.len() as f64;
     drop(st);
 
@@ -414,7 +367,7 @@ fn aggregation_under_partial_failures_delivers_each_event_once_per_key() {
 
 #[test]
 fn records_per_second_holds_its_rate() {
-    env();
+    aws_env_debug("fuwa_out_kinesis_streams");
     let k = FakeKinesis::start(vec![]);
     let a = Agent::start(&config(&k.endpoint(), "records_per_second = 200"));
     let mut s = a.connect();

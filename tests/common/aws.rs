@@ -1,15 +1,23 @@
-//! Shared by the AWS output tests (tests/s3.rs, tests/firehose.rs): the
-//! Python with moto, the test credentials, moto's server, and reading one
-//! HTTP request for the in-test endpoints and proxies.
+//! Shared by the AWS output tests (tests/s3.rs, tests/firehose.rs,
+//! tests/kinesis*.rs, …): the Python with moto, the test credentials, moto's
+//! server, reading one HTTP request for the in-test endpoints and proxies,
+//! and what the Firehose and Kinesis tests both do around the agent
+//! (PackedForward sends, dead letters).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use super::repo_root;
+use rmpv::Value as V;
+use serde_json::Value as J;
+
+use super::{mp, read_mp, repo_root, Agent};
+
+pub mod endpoint;
 
 /// The Python that has moto[server], boto3, duckdb (tests/python/requirements.txt).
 pub fn python() -> PathBuf {
@@ -112,9 +120,7 @@ impl Drop for MotoServer {
 }
 
 /// Reads one request: head lines and a Content-Length body (`None` at EOF).
-pub fn read_request(
-    r: &mut BufReader<TcpStream>,
-) -> std::io::Result<Option<(Vec<String>, Vec<u8>)>> {
+pub fn read_request(r: &mut impl BufRead) -> std::io::Result<Option<(Vec<String>, Vec<u8>)>> {
     let mut head = Vec::new();
     loop {
         let mut line = String::new();
@@ -127,22 +133,26 @@ pub fn read_request(
         }
         head.push(line);
     }
-    let header = |name: &str| {
-        head.iter().find_map(|h| {
-            let (k, v) = h.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    };
     assert!(
-        header("transfer-encoding").is_none(),
+        header(&head, "transfer-encoding").is_none(),
         "only Content-Length bodies are handled: {head:?}"
     );
-    let len = header("content-length")
+    let len = header(&head, "content-length")
         .map(|v| v.parse::<usize>().expect("content-length"))
         .unwrap_or(0);
     let mut body = vec![0; len];
     r.read_exact(&mut body)?;
     Ok(Some((head, body)))
+}
+
+/// The value of header `name` among the request's head lines.
+pub fn header(head: &[String], name: &str) -> Option<String> {
+    head.iter().find_map(|h| {
+        let (k, v) = h.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
 }
 
 /// Standard base64 (with or without padding), for record data read back.
@@ -173,4 +183,77 @@ pub fn b64decode(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// [`aws_env`], and the agent logs `krate` at debug (per-chunk statistics)
+/// unless FUWA_TEST_LOG says otherwise.
+pub fn aws_env_debug(krate: &str) {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        aws_env();
+        if std::env::var_os("FUWA_TEST_LOG").is_none() {
+            std::env::set_var("FUWA_TEST_LOG", format!("info,{krate}=debug"));
+        }
+    });
+}
+
+/// A forward EventTime.
+pub fn event_time(secs: u32, nanos: u32) -> V {
+    let mut b = Vec::with_capacity(8);
+    b.extend_from_slice(&secs.to_be_bytes());
+    b.extend_from_slice(&nanos.to_be_bytes());
+    V::Ext(0, b)
+}
+
+/// Sends `[tag, entries, {chunk}]` (PackedForward, one second apart from
+/// 2024-05-31T13:30:00.000000005Z) and waits for the ack.
+pub fn send_packed(s: &mut TcpStream, tag: &str, records: &[V]) {
+    static N: AtomicU64 = AtomicU64::new(1);
+    let mut body = Vec::new();
+    for (i, rec) in records.iter().enumerate() {
+        body.extend(mp(&V::Array(vec![
+            event_time(1_717_162_200 + i as u32, 5),
+            rec.clone(),
+        ])));
+    }
+    let chunk = format!("c{}", N.fetch_add(1, Ordering::Relaxed));
+    let msg = V::Array(vec![
+        V::from(tag),
+        V::Binary(body),
+        V::Map(vec![(V::from("chunk"), V::from(chunk.as_str()))]),
+    ]);
+    s.write_all(&mp(&msg)).expect("send");
+    let ack = read_mp(s);
+    assert_eq!(ack, V::Map(vec![(V::from("ack"), V::from(chunk.as_str()))]));
+}
+
+/// The dead letters (JSON) output `id` wrote.
+pub fn dead_letters(a: &Agent, id: &str) -> Vec<J> {
+    let Ok(rd) = std::fs::read_dir(a.path(&format!("data/dead-letter/{id}"))) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .collect()
+}
+
+/// The agent's log shows a chunk that went back to the engine with the
+/// output keeping what was delivered, and its retry skipping those records
+/// (the batch outputs' debug log, see [`aws_env_debug`]).
+pub fn assert_retry_skipped_delivered(a: &Agent) {
+    let log = a.stderr();
+    for what in [
+        "will retry",
+        "kept so a retry skips them",
+        // logged by the output itself (its crate's debug filter shows it)
+        "partial failure: resending only the failed records",
+    ] {
+        assert!(log.contains(what), "log lacks `{what}`:\n{log}");
+    }
+    assert!(
+        log.contains("skipped_delivered=") && !log.contains("skipped_delivered=0 "),
+        "{log}"
+    );
 }

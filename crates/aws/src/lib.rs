@@ -3,7 +3,8 @@
 //! a named profile, an optional assume-role with its own STS endpoint and
 //! region, an endpoint override, timeouts, an HTTPS proxy, a rustls/ring
 //! HTTP client), classifying SDK errors into the engine's `Retryable` /
-//! `Fatal`, and the rate guards ([`limit`]).
+//! `Fatal`, the rate guards ([`limit`]) and the batch sender of the
+//! Firehose and Kinesis outputs ([`batch`]).
 //!
 //! Credentials come only from aws-config's providers, never hand-rolled:
 //! environment, the shared config/credentials files (`profile`, including
@@ -41,6 +42,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use fuwa_api::OutputError;
 use tokio::sync::OnceCell;
 
+pub mod batch;
 pub mod classify;
 pub mod limit;
 
@@ -72,6 +74,29 @@ pub struct AwsSettings {
     /// the limit of one request (connect, send, receive)
     pub timeout: Duration,
     pub connect_timeout: Duration,
+}
+
+/// The [`AwsSettings`] of an output's config struct, which names the AWS
+/// keys as `AwsSettings` does (`timeout` / `connect_timeout` are
+/// `HumanDuration`s): `fuwa_aws::aws_settings!(cfg)`.
+#[macro_export]
+macro_rules! aws_settings {
+    ($cfg:expr) => {{
+        let c = &$cfg;
+        $crate::AwsSettings {
+            region: c.region.clone(),
+            endpoint: c.endpoint.clone(),
+            role_arn: c.role_arn.clone(),
+            role_session_name: c.role_session_name.clone(),
+            external_id: c.external_id.clone(),
+            sts_endpoint: c.sts_endpoint.clone(),
+            sts_region: c.sts_region.clone(),
+            profile: c.profile.clone(),
+            proxy: c.proxy.clone(),
+            timeout: c.timeout.0,
+            connect_timeout: c.connect_timeout.0,
+        }
+    }};
 }
 
 impl AwsSettings {

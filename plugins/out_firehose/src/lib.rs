@@ -7,7 +7,9 @@
 //! and fail for others (`FailedPutCount > 0`), and resending the whole chunk
 //! would duplicate the records that went through. So `write` resends only
 //! the failed records itself, with backoff, for at most `retry_attempts`
-//! rounds / `retry_timeout`. If records still fail after that, it returns
+//! rounds / `retry_timeout` (the sender shared with the Kinesis output,
+//! `fuwa_aws::batch`; this file keeps the request, the hints and the
+//! counters). If records still fail after that, it returns
 //! `Retryable` and remembers, in memory and keyed by chunk id, which records
 //! of the chunk were delivered, so the engine's retry of that chunk skips
 //! them. A crash (or restart) loses that memory: the chunk is then sent
@@ -23,10 +25,8 @@
 
 mod records;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_firehose::primitives::Blob;
@@ -37,15 +37,19 @@ use fuwa_api::{
     BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, Metric, Output,
     OutputError,
 };
-use fuwa_aws::{AwsSettings, LazyClient};
+use fuwa_aws::batch::{self, Answer, CallOutcome, Job, Limits, Observe, Pace, Sender};
+use fuwa_aws::LazyClient;
 use fuwa_render::{parse_timezone, JsonLines, TimeFormat};
-use rand::Rng;
 use serde::Deserialize;
-use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-pub use fuwa_aws::limit::{Aimd, TokenBucket};
 pub use records::{billed, MAX_CALL_BYTES, MAX_CALL_RECORDS, MAX_RECORD};
+
+const LIMITS: Limits = Limits {
+    call_records: MAX_CALL_RECORDS,
+    call_bytes: MAX_CALL_BYTES,
+    record: MAX_RECORD,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,11 +73,11 @@ struct FirehoseConfig {
     records_per_second: Option<u64>,
     bytes_per_second: Option<ByteSize>,
     requests_per_second: Option<u64>,
-    #[serde(default = "default_in_flight")]
+    #[serde(default = "fuwa_aws::batch::defaults::max_in_flight")]
     max_in_flight: usize,
-    #[serde(default = "default_attempts")]
+    #[serde(default = "fuwa_aws::batch::defaults::retry_attempts")]
     retry_attempts: u32,
-    #[serde(default = "default_retry_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::retry_timeout")]
     retry_timeout: HumanDuration,
     time_key: Option<String>,
     #[serde(default = "rfc3339")]
@@ -81,9 +85,9 @@ struct FirehoseConfig {
     tag_key: Option<String>,
     /// send this field's value as it is instead of the JSON record
     log_key: Option<String>,
-    #[serde(default = "default_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::timeout")]
     timeout: HumanDuration,
-    #[serde(default = "default_connect_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::connect_timeout")]
     connect_timeout: HumanDuration,
 }
 
@@ -95,21 +99,6 @@ fn rfc3339() -> String {
 }
 fn default_aggregate_max() -> ByteSize {
     ByteSize(MAX_RECORD as u64)
-}
-fn default_in_flight() -> usize {
-    4
-}
-fn default_attempts() -> u32 {
-    8
-}
-fn default_retry_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_connect_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(10))
 }
 
 /// Counters of what this output sent (for the metrics endpoint to come).
@@ -131,9 +120,6 @@ pub struct FirehoseStats {
     pub oversize_events: AtomicU64,
 }
 
-/// Chunks that were partly delivered and may come back for a retry.
-const MEMORY_TTL: Duration = Duration::from_secs(24 * 3600);
-
 pub struct FirehoseOutput {
     inner: Arc<Inner>,
 }
@@ -145,15 +131,9 @@ struct Inner {
     log_key: Option<String>,
     append_newline: bool,
     aggregate: Option<usize>,
-    retry_attempts: u32,
-    retry_timeout: Duration,
-    records_bucket: Option<TokenBucket>,
-    bytes_bucket: Option<TokenBucket>,
-    requests_bucket: Option<TokenBucket>,
-    aimd: Aimd,
+    /// rates, AIMD, the memory of delivered records, retries
+    sender: Sender,
     client: LazyClient<Client>,
-    /// chunk id → indexes of its records already accepted by Firehose
-    delivered: Mutex<HashMap<String, (Instant, HashSet<usize>)>>,
     stats: FirehoseStats,
 }
 
@@ -172,13 +152,7 @@ pub fn build_output(
     let tz = parse_timezone(&ctx.timezone).map_err(|e| vec![section.error("timezone", e)])?;
     let mut errors = Vec::new();
     let mut err = |k: &str, m: String| errors.push(section.error(k, m));
-    let s = &cfg.delivery_stream;
-    if s.is_empty()
-        || s.len() > 64
-        || !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
+    if !batch::is_stream_name(&cfg.delivery_stream, 64) {
         err(
             "delivery_stream",
             "a delivery stream name: 1 to 64 of A-Z a-z 0-9 _ . - (not an ARN)".into(),
@@ -198,20 +172,16 @@ pub fn build_output(
             "aggregate = true needs append_newline = true (or a log_key whose values end in their own separator): the newline separates the events of a record".into(),
         );
     }
-    if !(1..=64).contains(&cfg.max_in_flight) {
-        err("max_in_flight", "1 to 64".into());
-    }
-    if cfg.records_per_second == Some(0) {
-        err("records_per_second", "more than zero (or unset)".into());
+    for (k, m) in batch::check_keys(
+        cfg.max_in_flight,
+        cfg.records_per_second,
+        cfg.bytes_per_second.map(|b| b.0),
+        cfg.retry_attempts,
+    ) {
+        err(k, m);
     }
     if cfg.requests_per_second == Some(0) {
         err("requests_per_second", "more than zero (or unset)".into());
-    }
-    if cfg.bytes_per_second.is_some_and(|b| b.0 == 0) {
-        err("bytes_per_second", "more than zero (or unset)".into());
-    }
-    if cfg.retry_attempts == 0 {
-        err("retry_attempts", "at least 1".into());
     }
     let time_format = match TimeFormat::parse(&cfg.time_format, tz) {
         Ok(t) => Some(t),
@@ -220,19 +190,7 @@ pub fn build_output(
             None
         }
     };
-    let aws = AwsSettings {
-        region: cfg.region.clone(),
-        endpoint: cfg.endpoint.clone(),
-        role_arn: cfg.role_arn.clone(),
-        role_session_name: cfg.role_session_name.clone(),
-        external_id: cfg.external_id.clone(),
-        sts_endpoint: cfg.sts_endpoint.clone(),
-        sts_region: cfg.sts_region.clone(),
-        profile: cfg.profile.clone(),
-        proxy: cfg.proxy.clone(),
-        timeout: cfg.timeout.0,
-        connect_timeout: cfg.connect_timeout.0,
-    };
+    let aws = fuwa_aws::aws_settings!(cfg);
     for (k, m) in aws.validate() {
         err(k, m);
     }
@@ -255,14 +213,18 @@ pub fn build_output(
             log_key: cfg.log_key,
             append_newline: cfg.append_newline,
             aggregate: cfg.aggregate.then_some(cfg.aggregate_max_size.0 as usize),
-            retry_attempts: cfg.retry_attempts,
-            retry_timeout: cfg.retry_timeout.0,
-            records_bucket: cfg.records_per_second.map(|r| TokenBucket::new(r as f64)),
-            bytes_bucket: cfg.bytes_per_second.map(|b| TokenBucket::new(b.0 as f64)),
-            requests_bucket: cfg.requests_per_second.map(|r| TokenBucket::new(r as f64)),
-            aimd: Aimd::new(cfg.max_in_flight),
+            sender: Sender::new(
+                LIMITS,
+                Pace::new(
+                    cfg.requests_per_second,
+                    cfg.records_per_second,
+                    cfg.bytes_per_second.map(|b| b.0),
+                ),
+                cfg.max_in_flight,
+                cfg.retry_attempts,
+                cfg.retry_timeout.0,
+            ),
             client,
-            delivered: Mutex::new(HashMap::new()),
             stats: FirehoseStats::default(),
         }),
     })
@@ -274,46 +236,19 @@ impl FirehoseOutput {
     }
 }
 
-/// What became of one PutRecordBatch call.
-enum CallResult {
-    /// per record of the call: accepted, or the error code
-    Answered(Vec<(usize, Option<String>)>),
-    Failed(OutputError),
-}
-
 impl Inner {
-    /// Records and bytes per call: Firehose's limits, and no more than a
-    /// quarter second's worth of a configured rate, so pacing stays smooth.
-    fn call_limits(&self) -> (usize, usize) {
-        let mut recs = MAX_CALL_RECORDS;
-        if let Some(b) = &self.records_bucket {
-            recs = recs.min(((b.rate() / 4.0) as usize).max(1));
-        }
-        let mut bytes = MAX_CALL_BYTES;
-        if let Some(b) = &self.bytes_bucket {
-            bytes = bytes.min(((b.rate() / 4.0) as usize).max(MAX_RECORD));
-        }
-        (recs, bytes)
-    }
-
-    async fn call(self: Arc<Self>, client: Client, recs: Vec<(usize, Bytes)>) -> CallResult {
-        let (_, scale) = self.aimd.current();
-        let bytes: usize = recs.iter().map(|r| r.1.len()).sum();
-        if let Some(b) = &self.requests_bucket {
-            b.acquire(1.0, scale).await;
-        }
-        if let Some(b) = &self.records_bucket {
-            b.acquire(recs.len() as f64, scale).await;
-        }
-        if let Some(b) = &self.bytes_bucket {
-            b.acquire(bytes as f64, scale).await;
-        }
+    async fn call(self: Arc<Self>, client: Client, recs: Vec<Bytes>) -> CallOutcome {
+        let bytes: usize = recs.iter().map(Bytes::len).sum();
+        self.sender.acquire(recs.len(), bytes).await;
         let mut records = Vec::with_capacity(recs.len());
-        for (_, data) in &recs {
+        for data in &recs {
             match Record::builder().data(Blob::new(data.to_vec())).build() {
                 Ok(r) => records.push(r),
                 Err(e) => {
-                    return CallResult::Failed(OutputError::Fatal(e.to_string()));
+                    return CallOutcome::Failed {
+                        error: OutputError::Fatal(e.to_string()),
+                        throttled: false,
+                    };
                 }
             }
         }
@@ -324,30 +259,27 @@ impl Inner {
             .set_records(Some(records))
             .send()
             .await;
-        let idx: Vec<usize> = recs.iter().map(|r| r.0).collect();
         match res {
-            Ok(out) => {
-                let answers = out.request_responses();
-                if answers.len() != idx.len() {
-                    return CallResult::Failed(OutputError::Retryable(format!(
-                        "PutRecordBatch {}: {} answers for {} records",
-                        self.stream,
-                        answers.len(),
-                        recs.len()
-                    )));
-                }
-                CallResult::Answered(
-                    idx.into_iter()
-                        .zip(answers)
-                        .map(|(i, a)| (i, a.error_code().map(str::to_string)))
-                        .collect(),
-                )
-            }
+            Ok(out) => CallOutcome::Answered(
+                out.request_responses()
+                    .iter()
+                    .map(|a| match a.error_code() {
+                        None => Answer::Ok,
+                        Some(c) => Answer::Retry {
+                            error: format!("record rejected: {c}"),
+                            throttled: false,
+                        },
+                    })
+                    .collect(),
+            ),
             Err(e) => {
                 let what = format!("PutRecordBatch {}", self.stream);
                 let stream = self.stream.clone();
-                let err = fuwa_aws::classify_sdk_error(&e, &what, |c| firehose_hint(c, &stream));
-                CallResult::Failed(err)
+                let error = fuwa_aws::classify_sdk_error(&e, &what, |c| firehose_hint(c, &stream));
+                CallOutcome::Failed {
+                    error,
+                    throttled: false,
+                }
             }
         }
     }
@@ -365,120 +297,40 @@ impl Inner {
             warn!(output = %self.id, chunk = %chunk.id, bad = rendered.bad, "entries that could not be rendered were skipped");
         }
         let records = rendered.records;
-        let mut done: HashSet<usize> = self
+        let what = format!("PutRecordBatch {}", self.stream);
+        let job = Job {
+            what: &what,
+            chunk: &chunk.id,
+            records: &records,
+            size: Bytes::len,
+            observe: &**self,
+        };
+        let call = |recs| self.clone().call(client.clone(), recs);
+        let sent = self.sender.send(job, call).await;
+        sent.result?;
+        let sent_records = sent.delivered.len() as u64;
+        let payload: u64 = sent
             .delivered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&chunk.id)
-            .map(|d| d.1.clone())
-            .unwrap_or_default();
-        let skipped = done.len();
-        let (max_recs, max_bytes) = self.call_limits();
-        let started = Instant::now();
-        let (mut calls, mut payload, mut billed_bytes, mut sent) = (0u64, 0u64, 0u64, 0u64);
-        let mut attempt = 0u32;
-        let mut last_error: Option<String> = None;
-        loop {
-            let pending: Vec<usize> = (0..records.len()).filter(|i| !done.contains(i)).collect();
-            if pending.is_empty() {
-                break;
-            }
-            if attempt >= self.retry_attempts
-                || (attempt > 0 && started.elapsed() >= self.retry_timeout)
-            {
-                self.remember(&chunk.id, &done);
-                return Err(OutputError::Retryable(format!(
-                    "PutRecordBatch {}: {} of {} records still failing after {attempt} attempts ({} delivered, kept so a retry skips them): {}",
-                    self.stream,
-                    pending.len(),
-                    records.len(),
-                    done.len(),
-                    last_error.unwrap_or_default()
-                )));
-            }
-            if attempt > 0 {
-                // exponential backoff with jitter: 100ms, 200ms, ... 5s
-                let base = (100u64 << (attempt - 1).min(6)).min(5000);
-                let ms = rand::thread_rng().gen_range(base / 2..=base);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            attempt += 1;
-            let mut batches = records::pack(&records, &pending, max_recs, max_bytes).into_iter();
-            let mut set = JoinSet::new();
-            let mut fatal: Option<OutputError> = None;
-            let mut throttled = false;
-            loop {
-                while set.len() < self.aimd.current().0 {
-                    let Some(b) = batches.next() else { break };
-                    let recs = b.into_iter().map(|i| (i, records[i].clone())).collect();
-                    set.spawn(self.clone().call(client.clone(), recs));
-                }
-                let Some(r) = set.join_next().await else {
-                    break;
-                };
-                calls += 1;
-                match r {
-                    Ok(CallResult::Answered(answers)) => {
-                        self.aimd.increase();
-                        let mut failed = 0u64;
-                        for (i, code) in answers {
-                            match code {
-                                None => {
-                                    done.insert(i);
-                                    let n = records[i].len();
-                                    sent += 1;
-                                    payload += n as u64;
-                                    billed_bytes += billed(n);
-                                }
-                                Some(c) => {
-                                    failed += 1;
-                                    last_error = Some(format!("record rejected: {c}"));
-                                }
-                            }
-                        }
-                        if failed > 0 {
-                            self.stats
-                                .failed_records
-                                .fetch_add(failed, Ordering::Relaxed);
-                            debug!(output = %self.id, chunk = %chunk.id, failed, "partial failure: resending only the failed records");
-                        }
-                    }
-                    Ok(CallResult::Failed(e)) => {
-                        self.stats.failed_calls.fetch_add(1, Ordering::Relaxed);
-                        match e {
-                            OutputError::Fatal(m) | OutputError::Rejected { reason: m, .. } => {
-                                fatal.get_or_insert(OutputError::Fatal(m));
-                            }
-                            OutputError::Retryable(m) => {
-                                if !throttled {
-                                    self.aimd.decrease();
-                                    throttled = true;
-                                }
-                                debug!(output = %self.id, chunk = %chunk.id, error = %m, "call failed; backing off");
-                                last_error = Some(m);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        last_error = Some(format!("send task failed: {e}"));
-                    }
-                }
-            }
-            if let Some(f) = fatal {
-                self.forget(&chunk.id);
-                return Err(f);
-            }
-        }
-        self.stats.records.fetch_add(sent, Ordering::Relaxed);
+            .iter()
+            .map(|&i| records[i].len() as u64)
+            .sum();
+        let billed_bytes: u64 = sent
+            .delivered
+            .iter()
+            .map(|&i| billed(records[i].len()))
+            .sum();
+        self.stats
+            .records
+            .fetch_add(sent_records, Ordering::Relaxed);
         self.stats
             .payload_bytes
             .fetch_add(payload, Ordering::Relaxed);
         self.stats
             .billed_bytes
             .fetch_add(billed_bytes, Ordering::Relaxed);
-        let avg = payload.checked_div(sent).unwrap_or(0);
-        let per_call = if calls > 0 {
-            sent as f64 / calls as f64
+        let avg = payload.checked_div(sent_records).unwrap_or(0);
+        let per_call = if sent.calls > 0 {
+            sent_records as f64 / sent.calls as f64
         } else {
             0.0
         };
@@ -486,52 +338,42 @@ impl Inner {
             output = %self.id,
             chunk = %chunk.id,
             events = chunk.records,
-            records = sent,
-            skipped_delivered = skipped,
-            calls,
-            attempts = attempt,
+            records = sent_records,
+            skipped_delivered = sent.skipped,
+            calls = sent.calls,
+            attempts = sent.attempts,
             payload_bytes = payload,
             billed_bytes = billed_bytes,
             avg_record_bytes = avg,
             records_per_call = format!("{per_call:.1}"),
             "chunk sent to firehose"
         );
-        if let Some(&(n, _)) = rendered.oversize.first() {
+        // the engine dead-letters those events now; the memory of the chunk
+        // was dropped when its last record went through
+        let limit = "exceeds Firehose's 1,000 KiB record limit";
+        if let Some(e) = batch::oversize(&rendered.oversize, limit, records.len()) {
             self.stats
                 .oversize_events
                 .fetch_add(rendered.oversize.len() as u64, Ordering::Relaxed);
-            // the engine dead-letters those events now; nothing to remember
-            self.forget(&chunk.id);
-            let more = match rendered.oversize.len() {
-                1 => String::new(),
-                k => format!(" ({k} such events in this chunk)"),
-            };
-            return Err(OutputError::Rejected {
-                events: rendered.oversize.iter().map(|(_, e)| e.clone()).collect(),
-                reason: format!(
-                    "event of {n} bytes exceeds Firehose's 1,000 KiB record limit{more}; the {} other records of the chunk were delivered",
-                    records.len()
-                ),
-            });
+            return Err(e);
         }
-        self.forget(&chunk.id);
         Ok(())
     }
+}
 
-    fn remember(&self, chunk: &str, done: &HashSet<usize>) {
-        let mut m = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        m.retain(|_, v| now.duration_since(v.0) < MEMORY_TTL);
-        if !done.is_empty() {
-            m.insert(chunk.to_string(), (now, done.clone()));
-        }
+impl Observe for Inner {
+    fn failed_records(&self, chunk: &str, failed: u64, _throttled: u64) {
+        self.stats
+            .failed_records
+            .fetch_add(failed, Ordering::Relaxed);
+        debug!(output = %self.id, chunk, failed, "partial failure: resending only the failed records");
     }
 
-    fn forget(&self, chunk: &str) {
-        self.delivered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(chunk);
+    fn failed_call(&self, chunk: &str, _throttled: bool, retry: Option<&str>) {
+        self.stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(error) = retry {
+            debug!(output = %self.id, chunk, error, "call failed; backing off");
+        }
     }
 }
 

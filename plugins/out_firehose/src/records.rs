@@ -94,33 +94,6 @@ pub fn render(
     out
 }
 
-/// Splits record indexes into calls of at most `max_records` records and
-/// `max_bytes` bytes (a single record always fits: it is at most
-/// [`MAX_RECORD`] and `max_bytes` is at least that).
-pub fn pack(
-    records: &[Bytes],
-    pending: &[usize],
-    max_records: usize,
-    max_bytes: usize,
-) -> Vec<Vec<usize>> {
-    let mut calls = Vec::new();
-    let mut cur: Vec<usize> = Vec::new();
-    let mut bytes = 0;
-    for &i in pending {
-        let n = records[i].len();
-        if !cur.is_empty() && (cur.len() >= max_records || bytes + n > max_bytes) {
-            calls.push(std::mem::take(&mut cur));
-            bytes = 0;
-        }
-        cur.push(i);
-        bytes += n;
-    }
-    if !cur.is_empty() {
-        calls.push(cur);
-    }
-    calls
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +104,13 @@ mod tests {
             .map(|i| Bytes::from(vec![b'x'; if i % 7 == 0 { MAX_RECORD } else { 300 }]))
             .collect();
         let pending: Vec<usize> = (0..records.len()).collect();
-        let calls = pack(&records, &pending, MAX_CALL_RECORDS, MAX_CALL_BYTES);
+        let calls = fuwa_aws::batch::pack(
+            &records,
+            &pending,
+            Bytes::len,
+            MAX_CALL_RECORDS,
+            MAX_CALL_BYTES,
+        );
         let mut seen = Vec::new();
         for c in &calls {
             assert!(c.len() <= MAX_CALL_RECORDS);

@@ -1,8 +1,6 @@
 //! The `kinesis_streams` section: its keys, their defaults, and the
 //! checks that need no network.
 
-use std::time::Duration;
-
 use fuwa_api::{BuildContext, ByteSize, ConfigError, ConfigSection, HumanDuration};
 use fuwa_aws::AwsSettings;
 use fuwa_render::{parse_timezone, JsonLines, TimeFormat};
@@ -38,15 +36,15 @@ pub(crate) struct KinesisConfig {
     pub(crate) tag_key: Option<String>,
     pub(crate) records_per_second: Option<u64>,
     pub(crate) bytes_per_second: Option<ByteSize>,
-    #[serde(default = "default_in_flight")]
+    #[serde(default = "fuwa_aws::batch::defaults::max_in_flight")]
     pub(crate) max_in_flight: usize,
-    #[serde(default = "default_attempts")]
+    #[serde(default = "fuwa_aws::batch::defaults::retry_attempts")]
     pub(crate) retry_attempts: u32,
-    #[serde(default = "default_retry_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::retry_timeout")]
     pub(crate) retry_timeout: HumanDuration,
-    #[serde(default = "default_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::timeout")]
     pub(crate) timeout: HumanDuration,
-    #[serde(default = "default_connect_timeout")]
+    #[serde(default = "fuwa_aws::batch::defaults::connect_timeout")]
     pub(crate) connect_timeout: HumanDuration,
 }
 
@@ -55,21 +53,6 @@ fn json() -> String {
 }
 fn rfc3339() -> String {
     "rfc3339".into()
-}
-fn default_in_flight() -> usize {
-    4
-}
-fn default_attempts() -> u32 {
-    8
-}
-fn default_retry_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_connect_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(10))
 }
 
 /// A checked section.
@@ -87,13 +70,7 @@ pub(crate) fn settings(
     let tz = parse_timezone(&ctx.timezone).map_err(|e| vec![section.error("timezone", e)])?;
     let mut errors = Vec::new();
     let mut err = |k: &str, m: String| errors.push(section.error(k, m));
-    let s = &cfg.stream_name;
-    if s.is_empty()
-        || s.len() > 128
-        || !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
+    if !fuwa_aws::batch::is_stream_name(&cfg.stream_name, 128) {
         err(
             "stream_name",
             "a stream name: 1 to 128 of A-Z a-z 0-9 _ . - (not an ARN)".into(),
@@ -116,17 +93,13 @@ pub(crate) fn settings(
             err("explicit_hash_key", e);
         }
     }
-    if !(1..=64).contains(&cfg.max_in_flight) {
-        err("max_in_flight", "1 to 64".into());
-    }
-    if cfg.records_per_second == Some(0) {
-        err("records_per_second", "more than zero (or unset)".into());
-    }
-    if cfg.bytes_per_second.is_some_and(|b| b.0 == 0) {
-        err("bytes_per_second", "more than zero (or unset)".into());
-    }
-    if cfg.retry_attempts == 0 {
-        err("retry_attempts", "at least 1".into());
+    for (k, m) in fuwa_aws::batch::check_keys(
+        cfg.max_in_flight,
+        cfg.records_per_second,
+        cfg.bytes_per_second.map(|b| b.0),
+        cfg.retry_attempts,
+    ) {
+        err(k, m);
     }
     let time_format = match TimeFormat::parse(&cfg.time_format, tz) {
         Ok(t) => Some(t),
@@ -182,19 +155,7 @@ pub(crate) fn settings(
     let append_newline = cfg
         .append_newline
         .unwrap_or(!matches!(format, Some(Format::Msgpack { .. })));
-    let aws = AwsSettings {
-        region: cfg.region.clone(),
-        endpoint: cfg.endpoint.clone(),
-        role_arn: cfg.role_arn.clone(),
-        role_session_name: cfg.role_session_name.clone(),
-        external_id: cfg.external_id.clone(),
-        sts_endpoint: cfg.sts_endpoint.clone(),
-        sts_region: cfg.sts_region.clone(),
-        profile: cfg.profile.clone(),
-        proxy: cfg.proxy.clone(),
-        timeout: cfg.timeout.0,
-        connect_timeout: cfg.connect_timeout.0,
-    };
+    let aws = fuwa_aws::aws_settings!(cfg);
     for (k, m) in aws.validate() {
         err(k, m);
     }

@@ -5,7 +5,9 @@
 //! and 5 MiB per call, 1 MiB of data + partition key per record, keys of
 //! 1 to 256 characters).
 //!
-//! Retries work as in the Firehose output. PutRecords can accept some
+//! Retries work as in the Firehose output (the sender both share is
+//! `fuwa_aws::batch`; this file keeps the request, the record error codes,
+//! the hints and the counters). PutRecords can accept some
 //! records and reject others (`FailedRecordCount > 0`, per record
 //! `ProvisionedThroughputExceededException`, `InternalFailure`, KMS
 //! throttling); `write` resends only the rejected records, with backoff, for
@@ -30,19 +32,16 @@ mod config;
 mod key;
 mod records;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 use fuwa_api::{BuildContext, Chunk, ConfigError, ConfigSection, Metric, Output, OutputError};
-use fuwa_aws::{classify_code, Aimd, Class, LazyClient, TokenBucket};
-use rand::Rng;
-use tokio::task::JoinSet;
+use fuwa_aws::batch::{self, Answer, CallOutcome, Job, Limits, Observe, Pace, Sender};
+use fuwa_aws::{classify_code, Class, LazyClient};
 use tracing::{debug, warn};
 
 pub use agg::{Aggregator, MAGIC};
@@ -50,6 +49,12 @@ use config::Settings;
 pub use key::{md5_hex, KeyTemplate};
 pub use records::{put_units, MAX_CALL_BYTES, MAX_CALL_RECORDS, MAX_RECORD};
 use records::{Rec, Renderer};
+
+const LIMITS: Limits = Limits {
+    call_records: MAX_CALL_RECORDS,
+    call_bytes: MAX_CALL_BYTES,
+    record: MAX_RECORD,
+};
 
 /// Counters of what this output sent.
 #[derive(Debug, Default)]
@@ -79,9 +84,6 @@ pub struct KinesisStats {
     pub skipped_events: AtomicU64,
 }
 
-/// Chunks that were partly delivered and may come back for a retry.
-const MEMORY_TTL: Duration = Duration::from_secs(24 * 3600);
-
 pub struct KinesisOutput {
     inner: Arc<Inner>,
 }
@@ -91,14 +93,9 @@ struct Inner {
     stream: String,
     renderer: Renderer,
     explicit_hash_key: Option<String>,
-    retry_attempts: u32,
-    retry_timeout: Duration,
-    records_bucket: Option<TokenBucket>,
-    bytes_bucket: Option<TokenBucket>,
-    aimd: Aimd,
+    /// rates, AIMD, the memory of delivered records, retries
+    sender: Sender,
     client: LazyClient<Client>,
-    /// chunk id → indexes of its records already accepted
-    delivered: Mutex<HashMap<String, (Instant, HashSet<usize>)>>,
     stats: KinesisStats,
 }
 
@@ -121,13 +118,18 @@ pub fn build_output(
             stream: cfg.stream_name,
             renderer,
             explicit_hash_key: cfg.explicit_hash_key,
-            retry_attempts: cfg.retry_attempts,
-            retry_timeout: cfg.retry_timeout.0,
-            records_bucket: cfg.records_per_second.map(|r| TokenBucket::new(r as f64)),
-            bytes_bucket: cfg.bytes_per_second.map(|b| TokenBucket::new(b.0 as f64)),
-            aimd: Aimd::new(cfg.max_in_flight),
+            sender: Sender::new(
+                LIMITS,
+                Pace::new(
+                    None,
+                    cfg.records_per_second,
+                    cfg.bytes_per_second.map(|b| b.0),
+                ),
+                cfg.max_in_flight,
+                cfg.retry_attempts,
+                cfg.retry_timeout.0,
+            ),
             client,
-            delivered: Mutex::new(HashMap::new()),
             stats: KinesisStats::default(),
         }),
     })
@@ -137,13 +139,6 @@ impl KinesisOutput {
     pub fn stats(&self) -> &KinesisStats {
         &self.inner.stats
     }
-}
-
-/// What became of one PutRecords call.
-enum CallResult {
-    /// per record of the call: accepted, or (error code, message)
-    Answered(Vec<(usize, Option<(String, String)>)>),
-    Failed(OutputError, bool),
 }
 
 /// Record error codes that mean "too fast": they lower the rate.
@@ -172,31 +167,28 @@ fn record_error_is_fatal(code: &str) -> bool {
 }
 
 impl Inner {
-    /// Records and bytes per call: the service limits, and no more than a
-    /// quarter second's worth of a configured rate, so pacing stays smooth.
-    fn call_limits(&self) -> (usize, usize) {
-        let mut recs = MAX_CALL_RECORDS;
-        if let Some(b) = &self.records_bucket {
-            recs = recs.min(((b.rate() / 4.0) as usize).max(1));
+    /// What a rejected record means: resend (throttled or not), or fatal.
+    fn answer(&self, code: &str, msg: &str) -> Answer {
+        if !is_throttle(code) && record_error_is_fatal(code) {
+            let hint = kinesis_hint(code, &self.stream)
+                .map(|h| format!(" — {h}"))
+                .unwrap_or_default();
+            return Answer::Fatal(format!(
+                "PutRecords {}: record rejected: {code}: {msg}{hint}",
+                self.stream
+            ));
         }
-        let mut bytes = MAX_CALL_BYTES;
-        if let Some(b) = &self.bytes_bucket {
-            bytes = bytes.min(((b.rate() / 4.0) as usize).max(MAX_RECORD));
+        Answer::Retry {
+            error: format!("record rejected: {code}: {msg}"),
+            throttled: is_throttle(code),
         }
-        (recs, bytes)
     }
 
-    async fn call(self: Arc<Self>, client: Client, recs: Vec<(usize, Rec)>) -> CallResult {
-        let (_, scale) = self.aimd.current();
-        let bytes: usize = recs.iter().map(|r| r.1.size()).sum();
-        if let Some(b) = &self.records_bucket {
-            b.acquire(recs.len() as f64, scale).await;
-        }
-        if let Some(b) = &self.bytes_bucket {
-            b.acquire(bytes as f64, scale).await;
-        }
+    async fn call(self: Arc<Self>, client: Client, recs: Vec<Rec>) -> CallOutcome {
+        let bytes: usize = recs.iter().map(Rec::size).sum();
+        self.sender.acquire(recs.len(), bytes).await;
         let mut entries = Vec::with_capacity(recs.len());
-        for (_, r) in &recs {
+        for r in &recs {
             let e = PutRecordsRequestEntry::builder()
                 .data(Blob::new(r.data.to_vec()))
                 .partition_key(&r.key)
@@ -204,7 +196,12 @@ impl Inner {
                 .build();
             match e {
                 Ok(e) => entries.push(e),
-                Err(e) => return CallResult::Failed(OutputError::Fatal(e.to_string()), false),
+                Err(e) => {
+                    return CallOutcome::Failed {
+                        error: OutputError::Fatal(e.to_string()),
+                        throttled: false,
+                    }
+                }
             }
         }
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
@@ -214,41 +211,24 @@ impl Inner {
             .set_records(Some(entries))
             .send()
             .await;
-        let idx: Vec<usize> = recs.iter().map(|r| r.0).collect();
         match res {
-            Ok(out) => {
-                let answers = out.records();
-                if answers.len() != idx.len() {
-                    return CallResult::Failed(
-                        OutputError::Retryable(format!(
-                            "PutRecords {}: {} answers for {} records",
-                            self.stream,
-                            answers.len(),
-                            idx.len()
-                        )),
-                        false,
-                    );
-                }
-                CallResult::Answered(
-                    idx.into_iter()
-                        .zip(answers)
-                        .map(|(i, a)| {
-                            let e = a.error_code().map(|c| {
-                                (c.to_string(), a.error_message().unwrap_or("").to_string())
-                            });
-                            (i, e)
-                        })
-                        .collect(),
-                )
-            }
+            Ok(out) => CallOutcome::Answered(
+                out.records()
+                    .iter()
+                    .map(|a| match a.error_code() {
+                        None => Answer::Ok,
+                        Some(c) => self.answer(c, a.error_message().unwrap_or("")),
+                    })
+                    .collect(),
+            ),
             Err(e) => {
                 use aws_sdk_kinesis::error::ProvideErrorMetadata;
                 let throttled = e.code().is_some_and(is_throttle)
                     || e.raw_response().is_some_and(|r| r.status().as_u16() == 429);
                 let what = format!("PutRecords {}", self.stream);
                 let stream = self.stream.clone();
-                let err = fuwa_aws::classify_sdk_error(&e, &what, |c| kinesis_hint(c, &stream));
-                CallResult::Failed(err, throttled)
+                let error = fuwa_aws::classify_sdk_error(&e, &what, |c| kinesis_hint(c, &stream));
+                CallOutcome::Failed { error, throttled }
             }
         }
     }
@@ -269,195 +249,72 @@ impl Inner {
             debug!(output = %self.id, chunk = %chunk.id, fallbacks = rendered.key_fallbacks, "partition key field missing: random keys used");
         }
         let records = rendered.records;
-        let mut done: HashSet<usize> = self
-            .delivered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&chunk.id)
-            .map(|d| d.1.clone())
-            .unwrap_or_default();
-        let skipped = done.len();
-        let (max_recs, max_bytes) = self.call_limits();
-        let started = Instant::now();
-        let (mut calls, mut payload, mut units, mut sent, mut events) =
-            (0u64, 0u64, 0u64, 0u64, 0u64);
-        let mut attempt = 0u32;
-        let mut last_error: Option<String> = None;
-        loop {
-            let pending: Vec<usize> = (0..records.len()).filter(|i| !done.contains(i)).collect();
-            if pending.is_empty() {
-                break;
-            }
-            if attempt >= self.retry_attempts
-                || (attempt > 0 && started.elapsed() >= self.retry_timeout)
-            {
-                self.remember(&chunk.id, &done);
-                self.count(sent, events, payload, units);
-                return Err(OutputError::Retryable(format!(
-                    "PutRecords {}: {} of {} records still failing after {attempt} attempts ({} delivered, kept so a retry skips them): {}",
-                    self.stream,
-                    pending.len(),
-                    records.len(),
-                    done.len(),
-                    last_error.unwrap_or_default()
-                )));
-            }
-            if attempt > 0 {
-                // exponential backoff with jitter: 100ms, 200ms, ... 5s
-                let base = (100u64 << (attempt - 1).min(6)).min(5000);
-                let ms = rand::thread_rng().gen_range(base / 2..=base);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            attempt += 1;
-            let mut batches = records::pack(&records, &pending, max_recs, max_bytes).into_iter();
-            let mut set = JoinSet::new();
-            let mut fatal: Option<OutputError> = None;
-            let mut throttled = false;
-            loop {
-                while set.len() < self.aimd.current().0 {
-                    let Some(b) = batches.next() else { break };
-                    let recs = b.into_iter().map(|i| (i, records[i].clone())).collect();
-                    set.spawn(self.clone().call(client.clone(), recs));
-                }
-                let Some(r) = set.join_next().await else {
-                    break;
-                };
-                calls += 1;
-                match r {
-                    Ok(CallResult::Answered(answers)) => {
-                        let mut failed = 0u64;
-                        let mut throttled_here = 0u64;
-                        for (i, e) in answers {
-                            match e {
-                                None => {
-                                    done.insert(i);
-                                    let r = &records[i];
-                                    sent += 1;
-                                    events += r.events as u64;
-                                    payload += r.size() as u64;
-                                    units += put_units(r.size());
-                                }
-                                Some((code, msg)) => {
-                                    failed += 1;
-                                    if is_throttle(&code) {
-                                        throttled_here += 1;
-                                    } else if record_error_is_fatal(&code) {
-                                        let hint = kinesis_hint(&code, &self.stream)
-                                            .map(|h| format!(" — {h}"))
-                                            .unwrap_or_default();
-                                        fatal.get_or_insert(OutputError::Fatal(format!(
-                                            "PutRecords {}: record rejected: {code}: {msg}{hint}",
-                                            self.stream
-                                        )));
-                                    }
-                                    last_error = Some(format!("record rejected: {code}: {msg}"));
-                                }
-                            }
-                        }
-                        if throttled_here > 0 {
-                            self.stats
-                                .throttled
-                                .fetch_add(throttled_here, Ordering::Relaxed);
-                            if !throttled {
-                                self.aimd.decrease();
-                                throttled = true;
-                            }
-                        } else {
-                            self.aimd.increase();
-                        }
-                        if failed > 0 {
-                            self.stats
-                                .failed_records
-                                .fetch_add(failed, Ordering::Relaxed);
-                            debug!(output = %self.id, chunk = %chunk.id, failed, "partial failure: resending only the failed records");
-                        }
-                    }
-                    Ok(CallResult::Failed(e, was_throttled)) => {
-                        self.stats.failed_calls.fetch_add(1, Ordering::Relaxed);
-                        if was_throttled {
-                            self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                        }
-                        match e {
-                            OutputError::Fatal(m) | OutputError::Rejected { reason: m, .. } => {
-                                fatal.get_or_insert(OutputError::Fatal(m));
-                            }
-                            OutputError::Retryable(m) => {
-                                if !throttled {
-                                    self.aimd.decrease();
-                                    throttled = true;
-                                }
-                                debug!(output = %self.id, chunk = %chunk.id, error = %m, "call failed; backing off");
-                                last_error = Some(m);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        last_error = Some(format!("send task failed: {e}"));
-                    }
-                }
-            }
-            if let Some(f) = fatal {
-                self.forget(&chunk.id);
-                self.count(sent, events, payload, units);
-                return Err(f);
-            }
+        let what = format!("PutRecords {}", self.stream);
+        let job = Job {
+            what: &what,
+            chunk: &chunk.id,
+            records: &records,
+            size: Rec::size,
+            observe: &**self,
+        };
+        let call = |recs| self.clone().call(client.clone(), recs);
+        let sent = self.sender.send(job, call).await;
+        // what went through counts even when the chunk fails
+        let (mut events, mut payload, mut units) = (0u64, 0u64, 0u64);
+        for &i in &sent.delivered {
+            let r = &records[i];
+            events += r.events as u64;
+            payload += r.size() as u64;
+            units += put_units(r.size());
         }
-        self.count(sent, events, payload, units);
-        debug!(
-            output = %self.id,
-            chunk = %chunk.id,
-            events = chunk.records,
-            records = sent,
-            skipped_delivered = skipped,
-            calls,
-            attempts = attempt,
-            payload_bytes = payload,
-            put_units = units,
-            "chunk sent to kinesis"
-        );
-        self.forget(&chunk.id);
-        if let Some(&(n, _)) = rendered.oversize.first() {
-            self.stats
-                .oversize_events
-                .fetch_add(rendered.oversize.len() as u64, Ordering::Relaxed);
-            let more = match rendered.oversize.len() {
-                1 => String::new(),
-                k => format!(" ({k} such events in this chunk)"),
-            };
-            return Err(OutputError::Rejected {
-                events: rendered.oversize.iter().map(|(_, e)| e.clone()).collect(),
-                reason: format!(
-                    "event of {n} bytes (data + partition key) exceeds Kinesis's 1 MiB record limit{more}; the {} other records of the chunk were delivered",
-                    records.len()
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    fn count(&self, sent: u64, events: u64, payload: u64, units: u64) {
-        self.stats.records.fetch_add(sent, Ordering::Relaxed);
+        let n = sent.delivered.len() as u64;
+        self.stats.records.fetch_add(n, Ordering::Relaxed);
         self.stats.events.fetch_add(events, Ordering::Relaxed);
         self.stats
             .payload_bytes
             .fetch_add(payload, Ordering::Relaxed);
         self.stats.put_units.fetch_add(units, Ordering::Relaxed);
-    }
-
-    fn remember(&self, chunk: &str, done: &HashSet<usize>) {
-        let mut m = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        m.retain(|_, v| now.duration_since(v.0) < MEMORY_TTL);
-        if !done.is_empty() {
-            m.insert(chunk.to_string(), (now, done.clone()));
+        sent.result?;
+        debug!(
+            output = %self.id,
+            chunk = %chunk.id,
+            events = chunk.records,
+            records = n,
+            skipped_delivered = sent.skipped,
+            calls = sent.calls,
+            attempts = sent.attempts,
+            payload_bytes = payload,
+            put_units = units,
+            "chunk sent to kinesis"
+        );
+        let limit = "(data + partition key) exceeds Kinesis's 1 MiB record limit";
+        if let Some(e) = batch::oversize(&rendered.oversize, limit, records.len()) {
+            self.stats
+                .oversize_events
+                .fetch_add(rendered.oversize.len() as u64, Ordering::Relaxed);
+            return Err(e);
         }
+        Ok(())
+    }
+}
+
+impl Observe for Inner {
+    fn failed_records(&self, chunk: &str, failed: u64, throttled: u64) {
+        self.stats.throttled.fetch_add(throttled, Ordering::Relaxed);
+        self.stats
+            .failed_records
+            .fetch_add(failed, Ordering::Relaxed);
+        debug!(output = %self.id, chunk, failed, "partial failure: resending only the failed records");
     }
 
-    fn forget(&self, chunk: &str) {
-        self.delivered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(chunk);
+    fn failed_call(&self, chunk: &str, throttled: bool, retry: Option<&str>) {
+        self.stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+        if throttled {
+            self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(error) = retry {
+            debug!(output = %self.id, chunk, error, "call failed; backing off");
+        }
     }
 }
 

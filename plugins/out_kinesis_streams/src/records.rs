@@ -327,32 +327,5 @@ fn write_log_key(out: &mut Vec<u8>, record: &[u8], key: &str) -> bool {
     }
 }
 
-/// Splits record indexes into calls of at most `max_records` records and
-/// `max_bytes` bytes of data + keys (one record always fits: it is at most
-/// [`MAX_RECORD`] and `max_bytes` is at least that).
-pub fn pack(
-    records: &[Rec],
-    pending: &[usize],
-    max_records: usize,
-    max_bytes: usize,
-) -> Vec<Vec<usize>> {
-    let mut calls = Vec::new();
-    let mut cur: Vec<usize> = Vec::new();
-    let mut bytes = 0;
-    for &i in pending {
-        let n = records[i].size();
-        if !cur.is_empty() && (cur.len() >= max_records || bytes + n > max_bytes) {
-            calls.push(std::mem::take(&mut cur));
-            bytes = 0;
-        }
-        cur.push(i);
-        bytes += n;
-    }
-    if !cur.is_empty() {
-        calls.push(cur);
-    }
-    calls
-}
-
 #[cfg(test)]
 mod tests;

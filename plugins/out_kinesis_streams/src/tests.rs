@@ -22,7 +22,7 @@ fn builds_without_touching_the_network() {
     .map_err(|e| format!("{e:?}"))
     .unwrap();
     assert_eq!(o.stats().calls.load(Ordering::Relaxed), 0);
-    assert_eq!(o.inner.call_limits(), (250, MAX_RECORD));
+    assert_eq!(o.inner.sender.call_limits(), (250, MAX_RECORD));
     assert!(o.inner.renderer.append_newline);
 }
 

@@ -25,7 +25,7 @@ use fuwa_api::{
     BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, Metric, Output,
     OutputError, Partitioner,
 };
-use fuwa_aws::{AwsSettings, LazyClient};
+use fuwa_aws::LazyClient;
 use fuwa_render::{parse_timezone, JsonLines, Template, TimeFormat};
 use serde::Deserialize;
 
@@ -291,19 +291,7 @@ pub fn build(
             "between 5MiB (S3's smallest part) and 5GiB".into(),
         );
     }
-    let aws = AwsSettings {
-        region: cfg.region.clone(),
-        endpoint: cfg.endpoint.clone(),
-        role_arn: cfg.role_arn.clone(),
-        role_session_name: cfg.role_session_name.clone(),
-        external_id: cfg.external_id.clone(),
-        sts_endpoint: cfg.sts_endpoint.clone(),
-        sts_region: cfg.sts_region.clone(),
-        profile: cfg.profile.clone(),
-        proxy: cfg.proxy.clone(),
-        timeout: cfg.timeout.0,
-        connect_timeout: cfg.connect_timeout.0,
-    };
+    let aws = fuwa_aws::aws_settings!(cfg);
     for (k, m) in aws.validate() {
         err(k, m);
     }

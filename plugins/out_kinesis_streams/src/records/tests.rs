@@ -179,7 +179,13 @@ fn calls_stay_within_the_limits() {
         })
         .collect();
     let pending: Vec<usize> = (0..records.len()).collect();
-    let calls = pack(&records, &pending, MAX_CALL_RECORDS, MAX_CALL_BYTES);
+    let calls = fuwa_aws::batch::pack(
+        &records,
+        &pending,
+        Rec::size,
+        MAX_CALL_RECORDS,
+        MAX_CALL_BYTES,
+    );
     let mut seen = Vec::new();
     for c in &calls {
         assert!(c.len() <= MAX_CALL_RECORDS);
