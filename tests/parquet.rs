@@ -463,19 +463,11 @@ part_size = "5MiB"
     let a = Agent::start(&cfg);
     // ~12 MB of barely compressible text in one chunk
     let mut seed = 0x2545F4914F6CDD1Du64;
-    let alnum = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let n = 12_000u64;
     let mut s = a.connect();
     let mut batch = Vec::new();
     for id in 0..n {
-        let blob: String = (0..1000)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                alnum[(seed % 62) as usize] as char
-            })
-            .collect();
+        let blob = incompressible_text(&mut seed, 1000);
         let rec = V::Map(vec![
             (V::from("id"), V::from(id)),
             (V::from("blob"), V::from(blob)),

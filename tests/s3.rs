@@ -549,19 +549,11 @@ fn a_big_chunk_goes_up_as_a_multipart_upload() {
     let a = Agent::start(&cfg);
     // ~20 MiB of barely compressible records in one hour, one tag
     let mut seed = 0x2545F4914F6CDD1Du64;
-    let alnum = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let n = 20_000u64;
     let mut s = a.connect();
     let mut batch = Vec::new();
     for id in 0..n {
-        let blob: String = (0..1000)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                alnum[(seed % 62) as usize] as char
-            })
-            .collect();
+        let blob = incompressible_text(&mut seed, 1000);
         let rec = V::Map(vec![
             (V::from("id"), V::from(id)),
             (V::from("blob"), V::from(blob)),

@@ -390,10 +390,6 @@ impl OutputBuffer {
                 self.delivered(q, q.records - n, q.bytes.saturating_sub(size))
                     .await;
                 self.counters.failed(&q.id, &reason);
-                let mut joined = bytes::BytesMut::with_capacity(size);
-                for e in &events {
-                    joined.extend_from_slice(e);
-                }
                 let rejected = Queued {
                     id: q.id.clone(),
                     tag: q.tag.clone(),
@@ -401,7 +397,7 @@ impl OutputBuffer {
                     records: n,
                     bytes: size,
                     created: q.created,
-                    data: QueuedData::Memory(vec![(joined.freeze(), n)]),
+                    data: QueuedData::Memory(vec![(Bytes::from(events.concat()), n)]),
                     retry: RetryState::default(),
                 };
                 let attempts = q.retry.attempts + 1;

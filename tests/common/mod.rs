@@ -424,3 +424,17 @@ pub fn message(tag: &str, first: u64, n: u64, chunk: &str) -> Vec<u8> {
         V::Map(vec![(V::from("chunk"), V::from(chunk))]),
     ]))
 }
+
+/// `len` letters and digits from an xorshift generator at `state`: text
+/// that barely compresses (big objects in few events), the same every run.
+pub fn incompressible_text(state: &mut u64, len: usize) -> String {
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            ALNUM[(*state % 62) as usize] as char
+        })
+        .collect()
+}
