@@ -495,6 +495,11 @@ impl Sender {
         }
     }
 
+    /// The most calls in flight at once (`max_in_flight`).
+    pub fn max_in_flight(&self) -> usize {
+        self.aimd.max()
+    }
+
     /// Records and bytes per call (the service's limits, or less under a
     /// configured rate).
     pub fn call_limits(&self) -> (usize, usize) {
