@@ -173,7 +173,7 @@ max_in_flight = 3
 }
 
 /// A VmHWM/VmRSS line of /proc/PID/status, in bytes.
-fn status_kib(pid: u32, key: &str) -> u64 {
+fn status_bytes(pid: u32, key: &str) -> u64 {
     let mut s = String::new();
     std::fs::File::open(format!("/proc/{pid}/status"))
         .unwrap()
@@ -226,7 +226,7 @@ fn an_agent_under_load_stays_within_its_bound() {
     // the bound counts the release binary at rest; this one is the test
     // build (its debug pages are larger): its own at-rest figure replaces
     // the constant, the rest of the bound is what the config may add
-    let rest = status_kib(agent.pid(), "VmHWM:");
+    let rest = status_bytes(agent.pid(), "VmHWM:");
     let allowed = bound - fuwa::cli::bound::AT_REST + rest.max(fuwa::cli::bound::AT_REST);
 
     // two connections, 60 messages of 2,000 events (~130 KiB) each: ~15 MiB
@@ -261,7 +261,7 @@ fn an_agent_under_load_stays_within_its_bound() {
         assert!(Instant::now() < deadline, "{n} of {want} lines delivered");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let peak = status_kib(agent.pid(), "VmHWM:");
+    let peak = status_bytes(agent.pid(), "VmHWM:");
     agent.stop();
     assert!(
         peak <= allowed,
@@ -273,5 +273,77 @@ fn an_agent_under_load_stays_within_its_bound() {
         rest as f64 / MIB as f64,
         bound as f64 / MIB as f64,
         allowed as f64 / MIB as f64
+    );
+}
+
+/// A PackedForward message of `n` events of `size` bytes each, acked.
+fn big_message(tag: &str, n: usize, size: usize, chunk: &str) -> Vec<u8> {
+    use rmpv::Value as V;
+    let mut body = Vec::new();
+    for i in 0..n {
+        let rec = V::Map(vec![
+            (V::from("i"), V::from(i as u64)),
+            (V::from("pad"), V::from("y".repeat(size))),
+        ]);
+        body.extend(common::mp(&V::Array(vec![V::from(1_700_000_000u32), rec])));
+    }
+    common::mp(&V::Array(vec![
+        V::from(tag),
+        V::Binary(body),
+        V::Map(vec![(V::from("chunk"), V::from(chunk))]),
+    ]))
+}
+
+/// A connection that once carried a big message does not keep its buffer
+/// while it stays open: the bound counts 512 KiB per connection, not the
+/// largest message each one ever sent.
+#[test]
+fn idle_connections_give_back_big_message_buffers() {
+    let mut agent = Agent::start(
+        r#"
+[[input]]
+type = "forward"
+bind = "127.0.0.1:{port}"
+message_length_limit = "16MiB"
+pending_bytes_limit = "64MiB"
+
+[[output]]
+match = "**"
+type = "null"
+[output.buffer]
+flush_interval = "100ms"
+"#,
+    );
+    let rest = status_bytes(agent.pid(), "VmRSS:");
+    // six connections, one after the other, each sends one 6 MiB message
+    // (mmapped: its pages go back to the system when freed) and stays open
+    let msg = big_message("big", 6, 1 << 20, "c");
+    let mut open = Vec::new();
+    for _ in 0..6 {
+        let mut s = agent.connect();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        send(&mut s, &msg);
+        let ack = common::read_mp(&mut s);
+        assert!(ack.as_map().is_some(), "{ack}");
+        open.push(s);
+    }
+    // what the buffer still holds drains to the null output; then what is
+    // resident is the agent at rest, not 6 × 6 MiB of read buffers
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut now;
+    loop {
+        now = status_bytes(agent.pid(), "VmRSS:");
+        if now < rest + 16 * MIB || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(open);
+    agent.stop();
+    assert!(
+        now < rest + 16 * MIB,
+        "VmRSS {:.1} MiB with six idle connections, {:.1} MiB at rest",
+        now as f64 / MIB as f64,
+        rest as f64 / MIB as f64
     );
 }

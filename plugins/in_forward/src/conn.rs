@@ -223,6 +223,13 @@ where
         // when anything was taken off the front
         if buf.is_empty() {
             message_began = None;
+            // the allocation that held a big message is not kept for the
+            // connection's life (BytesMut would reclaim all of it at the
+            // next reserve): the memory bound counts 2 × READ_CHUNK per
+            // connection
+            if buf.capacity() > 2 * READ_CHUNK {
+                buf = BytesMut::new();
+            }
         } else if message_began.is_none() || buf.len() < len_before {
             message_began = Some(Instant::now());
         }
