@@ -25,10 +25,16 @@
 # the load. Agents alternate per load (fuwa, then Fluent Bit), so both see
 # the same machine; compare the ratios, not the absolute figures.
 #
+# floor: with FLOOR=1 (the default) the forward and HTTP loads also run
+# against `fuwa-steady floor` (bench/src/steady/floor.rs), a server that only
+# reads each message and answers it: its CPU is what the kernel takes for the
+# load's sockets and wake-ups alone, the part of any agent's CPU that no agent
+# can save.
 # Knobs (environment): LOADS ("tail20k tail2k forward http"), ROUNDS (1),
 # DURATION (20 s), FLUSH (1 s), BUFFER (file), NO_BUILD=1, FUWA=/path,
 # FLUENT_BIT, KEEP=1 (keep the work dir), FUWA_ENV (extra environment for
-# fuwa, e.g. "FUWA_WORKER_THREADS=1").
+# fuwa, e.g. "FUWA_WORKER_THREADS=1"), COMMIT_WINDOW (the file buffer's
+# commit_window, 0s), FLOOR (1; 0 skips the floor runs).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,6 +48,8 @@ BUFFER=${BUFFER:-file}
 FLUENT_BIT=${FLUENT_BIT:-}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 FUWA_ENV=${FUWA_ENV:-}
+FLOOR=${FLOOR:-1}
+COMMIT_WINDOW=${COMMIT_WINDOW:-0s}
 
 if [[ -z "${NO_BUILD:-}" && -z "${FUWA:-}" ]]; then
     cargo build --release -p fuwa -p fuwa-bench --bin fuwa --bin fuwa-steady >&2
@@ -106,6 +114,8 @@ path = "$dir/out/\${tag}.jsonl"
 type = "$BUFFER"
 flush_interval = "${FLUSH}s"
 EOF
+    [[ $BUFFER == file ]] && echo "commit_window = \"$COMMIT_WINDOW\""
+    return 0
 }
 
 fb_config() { # kind dir port
@@ -149,8 +159,18 @@ run_one() { # agent load round
     total=$(awk -v r="$rate" -v d="$DURATION" 'BEGIN { printf "%d", r * d }')
     mkdir -p "$dir/out"
     : >"$dir/app.log"
-    [[ $kind != tail ]] && port=$(free_port)
-    if [[ $agent == fuwa ]]; then
+    [[ $kind != tail && $agent != floor ]] && port=$(free_port)
+    if [[ $agent == floor ]]; then
+        "$STEADY" floor --kind "$kind" >"$dir/port" 2>"$dir/agent.log" &
+        AGENT_PID=$!
+        local w=0
+        until [[ -s $dir/port ]]; do
+            kill -0 "$AGENT_PID" 2>/dev/null || { echo "the floor server died" >&2; exit 1; }
+            ((++w < 500)) || { echo "the floor server printed no port" >&2; exit 1; }
+            sleep 0.01
+        done
+        port=$(head -1 "$dir/port")
+    elif [[ $agent == fuwa ]]; then
         fuwa_config "$kind" "$dir" "$port" >"$dir/fuwa.toml"
         env $FUWA_ENV "$FUWA" run -c "$dir/fuwa.toml" --data-dir "$dir/data" 2>"$dir/agent.log" &
         AGENT_PID=$!
@@ -174,7 +194,11 @@ run_one() { # agent load round
         http) out=$("$STEADY" http --addr "127.0.0.1:$port" --rate "$rate" --duration "$DURATION") ;;
     esac
     LATE[$k]=$(sed -E 's/.*"late_steps":([0-9]+).*/\1/' <<<"$out")
-    if ! CHECK[$k]=$("$STEADY" check --dir "$dir/out" --expect "$total" --timeout 60); then
+    if [[ $agent == floor ]]; then
+        # nothing written to check: every message must have been answered
+        CHECK[$k]=$out
+        grep -q "\"errors\":0," <<<"$out" || { echo "floor $load: not every message was answered: $out" >&2; exit 1; }
+    elif ! CHECK[$k]=$("$STEADY" check --dir "$dir/out" --expect "$total" --timeout 60); then
         echo "$agent $load: the output is incomplete: ${CHECK[$k]}" >&2
         tail -20 "$dir/agent.log" >&2
         exit 1
@@ -194,9 +218,16 @@ run_one() { # agent load round
 
 AGENTS=fuwa
 [[ -n $FLUENT_BIT ]] && AGENTS="fuwa fluent-bit"
+[[ $FLOOR == 1 ]] && AGENTS="$AGENTS floor"
+agents_of() { # load: the agents that run it (the floor only serves sockets)
+    local a
+    for a in $AGENTS; do
+        [[ $a == floor && ${KIND[$1]} == tail ]] || echo "$a"
+    done
+}
 for round in $(seq 1 "$ROUNDS"); do
     for load in $LOADS; do
-        for agent in $AGENTS; do
+        for agent in $(agents_of "$load"); do
             run_one "$agent" "$load" "$round"
         done
     done
@@ -207,19 +238,21 @@ done
 FB_VERSION=
 [[ -n "$FLUENT_BIT" ]] && FB_VERSION=$("$FLUENT_BIT" --version 2>/dev/null | head -1)
 echo
-echo "fuwa $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') (buffer = $BUFFER${FUWA_ENV:+, $FUWA_ENV})${FB_VERSION:+ vs $FB_VERSION}," \
+echo "fuwa $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') (buffer = $BUFFER, commit_window = $COMMIT_WINDOW${FUWA_ENV:+, $FUWA_ENV})${FB_VERSION:+ vs $FB_VERSION}," \
     "$(nproc) CPUs, load average before: $LOAD_BEFORE; ${DURATION}s per load, flush ${FLUSH}s"
 echo
 echo "| load | round | agent | CPU s | peak RSS MiB | idle RSS MiB | late steps | CPU fuwa/FB | peak RSS fuwa/FB |"
 echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
 for round in $(seq 1 "$ROUNDS"); do
     for load in $LOADS; do
-        for agent in $AGENTS; do
+        for agent in $(agents_of "$load"); do
             k=$agent/$load/$round f=fuwa/$load/$round b=fluent-bit/$load/$round
             r1= r2=
             if [[ $agent == fluent-bit ]]; then
                 r1="**$(ratio "${CPU[$f]}" "${CPU[$b]}")**"
                 r2="**$(ratio "${PEAK[$f]}" "${PEAK[$b]}")**"
+            elif [[ $agent == floor && -n $FLUENT_BIT ]]; then
+                r1="(floor $(ratio "${CPU[$k]}" "${CPU[$b]}"))"
             fi
             echo "| $load (${RATE[$load]} ${UNIT[$load]}) | $round | $agent | $(ticks_s "${CPU[$k]}") | $(mib "${PEAK[$k]}") | $(mib "${IDLE[$k]}") | ${LATE[$k]} | $r1 | $r2 |"
         done
@@ -233,7 +266,10 @@ if [[ -n $FLUENT_BIT ]]; then
             f=fuwa/$load/$round b=fluent-bit/$load/$round
             c=$(awk -v a="${CPU[$f]}" -v b="${CPU[$b]}" 'BEGIN { print (b > 0 && a <= 0.25 * b) ? "met" : "MISSED" }')
             m=$(awk -v a="${PEAK[$f]}" -v b="${PEAK[$b]}" 'BEGIN { print (b > 0 && a <= 0.5 * b) ? "met" : "MISSED" }')
-            echo "  $load round $round: CPU $(ratio "${CPU[$f]}" "${CPU[$b]}") $c, peak RSS $(ratio "${PEAK[$f]}" "${PEAK[$b]}") $m"
+            fl=
+            [[ -n ${CPU[floor/$load/$round]:-} ]] &&
+                fl=" (a server that only reads and answers: $(ratio "${CPU[floor/$load/$round]}" "${CPU[$b]}") of Fluent Bit's CPU)"
+            echo "  $load round $round: CPU $(ratio "${CPU[$f]}" "${CPU[$b]}") $c, peak RSS $(ratio "${PEAK[$f]}" "${PEAK[$b]}") $m$fl"
         done
     done
 fi

@@ -268,6 +268,12 @@ pub fn metrics_text(status: &Status) -> String {
             l,
             v(&c.backpressure_waits),
         );
+        e.counter(
+            "fuwa_output_buffer_commits_total",
+            "file buffer: group commits (a round of fsyncs, then the acknowledgements of every append it holds)",
+            l,
+            v(&c.buffer_commits),
+        );
         e.histogram(
             "fuwa_output_write_duration_seconds",
             "how long each write attempt of a chunk took",

@@ -338,6 +338,8 @@ pub struct Counters {
     pub failing_streak: AtomicU64,
     /// times an input had to wait for room (overflow_action = block)
     pub backpressure_waits: AtomicU64,
+    /// file buffer: rounds of fsyncs before appends were acknowledged
+    pub buffer_commits: AtomicU64,
     /// every write attempt, successful or not
     pub write_duration: Histogram,
     pub last_error: Mutex<Option<LastError>>,

@@ -208,6 +208,12 @@ fn dockerfile_agrees_with_its_default_config() {
     let from = instr("FROM");
     assert!(from[0].starts_with("rust:1.95"), "{from:?}");
     assert_eq!(from.len(), 2, "multi-stage: {from:?}");
+    // a RELR-linked binary starts only on glibc >= 2.36: both stages are
+    // Debian 12 (bookworm), whose glibc is 2.36
+    if df.contains("pack-relative-relocs") {
+        assert!(from[0].contains("-bookworm"), "{from:?}");
+        assert!(from[1].contains("debian12"), "{from:?}");
+    }
 
     // every port the default config binds is exposed, and nothing else
     let mut binds = BTreeSet::new();

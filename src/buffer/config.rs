@@ -53,6 +53,11 @@ pub struct BufferConfig {
     /// distinct tag and partition key); at the cap the least recently
     /// written one is sealed. Default: RLIMIT_NOFILE / 8, 16..=1024.
     pub max_open_chunks: Option<usize>,
+    /// file buffers: fsync at most once per window (group commit); appends
+    /// that arrive within it wait for the same fsync, so their acks are
+    /// delayed by up to this much. 0 (the default): fsync at once.
+    #[serde(default = "no_window")]
+    pub commit_window: HumanDuration,
 }
 
 impl Default for BufferConfig {
@@ -73,6 +78,7 @@ impl Default for BufferConfig {
             retry_max_times: None,
             retry_forever: false,
             max_open_chunks: None,
+            commit_window: no_window(),
         }
     }
 }
@@ -114,6 +120,12 @@ impl BufferConfig {
         if self.max_open_chunks == Some(0) {
             e.push(("max_open_chunks", "must be at least 1"));
         }
+        if self.commit_window.0 > MAX_COMMIT_WINDOW {
+            e.push((
+                "commit_window",
+                "must be at most 1s (every ack waits for it)",
+            ));
+        }
         e
     }
 
@@ -126,6 +138,12 @@ impl BufferConfig {
     }
 }
 
+/// `commit_window` at most: every acknowledgement may wait this long
+pub const MAX_COMMIT_WINDOW: Duration = Duration::from_secs(1);
+
+fn no_window() -> HumanDuration {
+    HumanDuration(Duration::ZERO)
+}
 fn file_buffer() -> BufferType {
     BufferType::File
 }
@@ -167,6 +185,7 @@ mod tests {
             retry_exponential_backoff_base: f64::NAN,
             chunk_limit_records: Some(0),
             max_open_chunks: Some(0),
+            commit_window: HumanDuration(Duration::from_millis(1001)),
             ..Default::default()
         };
         let keys: Vec<&str> = bad.validate().into_iter().map(|(k, _)| k).collect();
@@ -177,7 +196,8 @@ mod tests {
                 "chunk_limit_size",
                 "retry_exponential_backoff_base",
                 "chunk_limit_records",
-                "max_open_chunks"
+                "max_open_chunks",
+                "commit_window"
             ]
         );
         let small = BufferConfig {

@@ -301,8 +301,15 @@ impl OutputBuffer {
                 chunk_limit_records: cfg.chunk_limit_records,
                 flush_interval,
                 max_open_chunks: max_open,
+                commit_window: cfg.commit_window.0,
             };
-            writer = Some(Mutex::new(Writer::spawn(dir, limits, shared.clone(), id)?));
+            writer = Some(Mutex::new(Writer::spawn(
+                dir,
+                limits,
+                shared.clone(),
+                counters.clone(),
+                id,
+            )?));
         }
         // about one retry warning per output per retry_wait (at most 10s
         // apart): the output's attempts are that far apart after a failure,

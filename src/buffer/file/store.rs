@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +20,7 @@ use super::super::{
     create_private_dir, new_chunk_id, write_private, Queued, QueuedData, RetryState, Shared,
 };
 use super::chunkfile::{self, block_header, encode_header, ChunkMeta};
+use crate::metrics::Counters;
 
 pub enum Cmd {
     Append {
@@ -36,6 +38,8 @@ pub struct Limits {
     pub flush_interval: Duration,
     /// open chunk files at most (each holds a file descriptor)
     pub max_open_chunks: usize,
+    /// fsync at most once per this long (`commit_window`; zero: at once)
+    pub commit_window: Duration,
 }
 
 struct OpenFile {
@@ -57,6 +61,7 @@ pub struct Writer {
     dir: PathBuf,
     limits: Limits,
     shared: Arc<Shared>,
+    counters: Arc<Counters>,
     open: HashMap<(Arc<str>, Arc<str>), OpenFile>,
     dir_dirty: bool,
     /// counts appends, for least-recently-used sealing
@@ -71,6 +76,7 @@ impl Writer {
         dir: PathBuf,
         limits: Limits,
         shared: Arc<Shared>,
+        counters: Arc<Counters>,
         id: &str,
     ) -> io::Result<mpsc::Sender<Cmd>> {
         let (tx, rx) = mpsc::channel::<Cmd>();
@@ -78,6 +84,7 @@ impl Writer {
             dir,
             limits,
             shared,
+            counters,
             open: HashMap::new(),
             dir_dirty: false,
             clock: 0,
@@ -90,11 +97,21 @@ impl Writer {
     }
 
     fn run(&mut self, rx: mpsc::Receiver<Cmd>) {
+        // when the last round's fsyncs began
+        let mut last_commit: Option<Instant> = None;
         while let Ok(first) = rx.recv() {
-            // group commit: take everything that is waiting
+            // group commit: take everything that is waiting, and with a
+            // commit window whatever comes until it has passed since the
+            // last round (a round after a quiet spell starts at once)
             let mut cmds = vec![first];
             while let Ok(c) = rx.try_recv() {
                 cmds.push(c);
+            }
+            if let Some(until) = last_commit.map(|t| t + self.limits.commit_window) {
+                gather_until(&rx, until, &mut cmds);
+            }
+            if !self.limits.commit_window.is_zero() {
+                last_commit = Some(Instant::now());
             }
             let mut replies = Vec::new();
             let mut sealed = Vec::new();
@@ -108,6 +125,9 @@ impl Writer {
                 }
             }
             let synced = self.sync(&mut sealed);
+            if !replies.is_empty() {
+                self.counters.buffer_commits.fetch_add(1, Ordering::Relaxed);
+            }
             for (reply, r) in replies {
                 let r = match (&r, &synced) {
                     (Ok(()), Err(e)) => Err(io::Error::new(e.kind(), e.to_string())),
@@ -289,6 +309,20 @@ impl Writer {
     }
 }
 
+/// Takes the commands that arrive until `until` (or the channel closes).
+fn gather_until(rx: &mpsc::Receiver<Cmd>, until: Instant, cmds: &mut Vec<Cmd>) {
+    loop {
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        match rx.recv_timeout(until - now) {
+            Ok(c) => cmds.push(c),
+            Err(_) => return,
+        }
+    }
+}
+
 /// A block's header and payload in one write(2) when the kernel takes it all.
 fn write_block(file: &mut File, header: &[u8], payload: &[u8]) -> io::Result<()> {
     let n = loop {
@@ -411,6 +445,55 @@ mod tests {
     use super::super::super::config::BufferConfig;
     use super::super::super::test_support::{tagged, Down};
     use super::super::super::{buffer_dir, OutputBuffer};
+
+    /// With a commit window, appends that come within it of the last round
+    /// share one fsync round, and none is acknowledged before the window
+    /// has passed; after a quiet spell the next append is committed at once.
+    #[tokio::test]
+    async fn a_commit_window_gathers_appends_into_one_fsync_round() {
+        use std::sync::atomic::Ordering;
+        use std::time::Instant;
+        let dir = tempfile::tempdir().unwrap();
+        let window = Duration::from_millis(400);
+        let cfg = BufferConfig {
+            commit_window: fuwa_api::HumanDuration(window),
+            flush_interval: Some(fuwa_api::HumanDuration(Duration::from_secs(3600))),
+            ..BufferConfig::default()
+        };
+        let b = OutputBuffer::new("o", Arc::new(Down), cfg, dir.path()).unwrap();
+        let commits = || b.counters.buffer_commits.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        b.append(&tagged("a", 1)).await.unwrap();
+        assert_eq!(commits(), 1, "the first append is committed at once");
+        // five appends at the same time, from five "connections"
+        let batches: Vec<_> = ["a", "b", "a", "c", "a"]
+            .into_iter()
+            .map(|t| tagged(t, 1))
+            .collect();
+        let (r1, r2, r3, r4, r5) = tokio::join!(
+            b.append(&batches[0]),
+            b.append(&batches[1]),
+            b.append(&batches[2]),
+            b.append(&batches[3]),
+            b.append(&batches[4]),
+        );
+        for r in [r1, r2, r3, r4, r5] {
+            r.unwrap();
+        }
+        assert!(
+            t0.elapsed() >= window,
+            "acknowledged {:?} after the first round, before the window",
+            t0.elapsed()
+        );
+        assert_eq!(commits(), 2, "the five appends shared one round");
+        assert_eq!(b.lock().open_files, 3, "tags a, b, c");
+        // a quiet spell longer than the window: the next append goes at once
+        tokio::time::sleep(window + Duration::from_millis(50)).await;
+        let t1 = Instant::now();
+        b.append(&tagged("a", 1)).await.unwrap();
+        assert_eq!(commits(), 3);
+        assert!(t1.elapsed() < window, "waited {:?}", t1.elapsed());
+    }
 
     #[tokio::test]
     async fn open_chunk_files_are_capped_least_recently_written_sealed_first() {

@@ -13,6 +13,8 @@
 //! - `http`: `--connections` keep-alive connections, one `POST /<tag>` of one
 //!   JSON event every `connections / rate` seconds each, waiting for the
 //!   response (2xx counted).
+//! - `floor`: the least a server can do for the forward or HTTP load
+//!   (floor.rs), to measure what the kernel alone costs per message.
 //! - `check`: reads every file under `--dir` (incrementally, polling until
 //!   `--expect` lines arrived or `--timeout`), takes the `"seq":N` of each
 //!   line and reports how many lines, how many distinct seqs in 0..expect,
@@ -33,6 +35,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
+
+mod floor;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -87,6 +91,13 @@ enum Cmd {
         #[arg(long, default_value = "bench.http")]
         tag: String,
     },
+    /// the least a server does for the forward or HTTP load (read each
+    /// message, answer it, keep nothing): prints its port, serves until killed
+    Floor {
+        /// forward or http
+        #[arg(long)]
+        kind: String,
+    },
     /// check the lines an agent wrote
     Check {
         #[arg(long)]
@@ -123,6 +134,7 @@ fn main() {
             connections,
             tag,
         } => paced(&addr, rate, duration, connections, 1, &tag, false),
+        Cmd::Floor { kind } => floor::serve(&kind),
         Cmd::Check {
             dir,
             expect,
