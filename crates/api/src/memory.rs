@@ -141,7 +141,8 @@ mod tests {
         assert_eq!(size(8 * MIB), "8 MiB");
         assert_eq!(size(MIB + MIB / 4), "1.25 MiB");
         assert_eq!(size(300), "300 B");
-        assert_eq!(size(1500), "1.5 KiB");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(1500), "1.46 KiB");
         assert_eq!(grown(5), 10);
     }
 }
