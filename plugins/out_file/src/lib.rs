@@ -184,10 +184,10 @@ pub fn build(
 
 #[async_trait]
 impl Output for FileOutput {
-    /// JSON Lines: a 1 MiB piece and one run of entries (256 KiB of
-    /// msgpack, more when one record is larger: counted up to 1 MiB) as
-    /// JSON, in a buffer that may have doubled; gzip adds its deflate
-    /// state. Parquet: the chunk's row groups and the encoded pieces.
+    /// JSON Lines: a 1 MiB piece and the JSON of the entry that filled it
+    /// (a record counted up to 1 MiB), in a buffer that may have doubled;
+    /// gzip adds its deflate state. Parquet: the chunk's row groups and the
+    /// encoded pieces.
     fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
         let c = env.chunk_limit_size;
         let mut b = MemoryBound::new();
@@ -202,13 +202,12 @@ impl Output for FileOutput {
             b.add("encoded pieces 2 × 1 MiB", 2 * MIB);
             return b;
         }
-        let run = RUN as u64 + MAX_RECORD;
         b.add(
             format!(
-                "render buffer: 1 MiB piece + a run of entries as JSON ({JSON_OF_MSGPACK} × {}), grown ×2",
-                size(run)
+                "render buffer: 1 MiB piece + an entry as JSON ({JSON_OF_MSGPACK} × a record up to {}), grown ×2",
+                size(MAX_RECORD)
             ),
-            grown(MIB + JSON_OF_MSGPACK * run),
+            grown(MIB + JSON_OF_MSGPACK * MAX_RECORD),
         );
         if self.compress == Compress::Gzip {
             b.add("gzip state 320 KiB", GZIP_STATE);
@@ -261,28 +260,6 @@ impl Output for FileOutput {
     }
 }
 
-/// Entries are rendered in runs of about this many msgpack bytes.
-const RUN: usize = 256 * 1024;
-
-/// Splits a segment into runs of whole entries of about `size` bytes. A
-/// malformed tail comes out as one last run (the renderer reports it).
-fn runs(seg: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {
-    let mut pos = 0;
-    std::iter::from_fn(move || {
-        if pos >= seg.len() {
-            return None;
-        }
-        let start = pos;
-        while pos < seg.len() && pos - start < size {
-            match fuwa_api::msgpack::skip(seg, pos) {
-                Ok(next) => pos = next,
-                Err(_) => pos = seg.len(),
-            }
-        }
-        Some(&seg[start..pos])
-    })
-}
-
 /// Renders and writes in pieces of about 1 MiB, so memory stays small
 /// whatever the chunk size. A failure part-way leaves the lines written so
 /// far in the file; the retry writes the whole chunk again (at-least-once).
@@ -324,13 +301,22 @@ fn write_blocking(
     let mut buf = Vec::with_capacity(PIECE + PIECE / 4);
     let mut bad = 0;
     // a segment is one input batch (a forward message may be the whole
-    // chunk): rendered in runs of whole entries, so the buffer holds a
-    // piece and one run's JSON, not a segment's
-    for run in chunk.segments.iter().flat_map(|s| runs(s, RUN)) {
-        bad += lines.write_segment(&chunk.tag, run, &mut buf);
-        if buf.len() >= PIECE {
-            sink.write_all(&buf).map_err(werr)?;
-            buf.clear();
+    // chunk): rendered until a piece is full, written, then on from there,
+    // so the buffer holds a piece and one entry's JSON, not a segment's
+    for seg in &chunk.segments {
+        let mut pos = 0;
+        while pos < seg.len() {
+            match lines.write_segment_from(&chunk.tag, seg, pos, &mut buf, PIECE) {
+                Ok(next) => pos = next,
+                Err(()) => {
+                    bad += 1;
+                    pos = seg.len();
+                }
+            }
+            if buf.len() >= PIECE {
+                sink.write_all(&buf).map_err(werr)?;
+                buf.clear();
+            }
         }
     }
     sink.write_all(&buf).map_err(werr)?;
