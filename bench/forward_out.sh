@@ -69,6 +69,9 @@ log_level = "warn"
 type = "forward"
 bind = "127.0.0.1:$PORT_B"
 udp_heartbeat = false
+max_connections = 128
+message_length_limit = "4MiB"
+pending_bytes_limit = "16MiB"
 [[output]]
 match = "**"
 type = "null"
@@ -95,6 +98,9 @@ log_level = "warn"
 type = "forward"
 bind = "127.0.0.1:$PORT_A"
 udp_heartbeat = false
+max_connections = 128
+message_length_limit = "4MiB"
+pending_bytes_limit = "16MiB"
 [[output]]
 id = "fwd"
 match = "**"

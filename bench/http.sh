@@ -106,6 +106,7 @@ log_level = "warn"
 [[input]]
 type = "http"
 bind = "127.0.0.1:$PORT"
+max_connections = 64
 
 [[output]]
 match = "**"

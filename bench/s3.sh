@@ -63,6 +63,9 @@ log_level = "warn"
 type = "forward"
 bind = "127.0.0.1:$PORT"
 udp_heartbeat = false
+max_connections = 128
+message_length_limit = "4MiB"
+pending_bytes_limit = "16MiB"
 [[output]]
 id = "s3"
 type = "s3"
