@@ -169,7 +169,7 @@ max_in_flight = 3
     // firehose: 3 calls × 4 MiB × 11/3; the chunk rendered; an aggregate
     assert_eq!(part(&parts, "3 calls in flight"), 3 * 4 * MIB * 11 / 3);
     assert_eq!(part(&parts, "the chunk's records as JSON"), 2 * 8 * MIB);
-    assert!(part(&parts, "aggregate_max_size") > 0);
+    assert_eq!(part(&parts, "an aggregate of at most"), 2 * 1000 * KIB);
 }
 
 /// A VmHWM/VmRSS line of /proc/PID/status, in bytes.

@@ -379,21 +379,21 @@ mod tests {
         while pos < seg.len() {
             pos = lines
                 .write_segment_from("t", &seg, pos, &mut piece, 1024)
-                .unwrap();
+                .expect("good entries");
             assert!(piece.len() < 1024 + 200, "{}", piece.len());
             out.append(&mut piece);
             calls += 1;
         }
         assert_eq!(out, whole);
         assert!(calls > 10, "{calls}");
-        // a bad entry in the middle: what came before it is rendered, then Err
+        // a bad entry in the middle: what came before it is rendered, then None
         let mut bad = entries[..250].concat();
         bad.push(0xc1);
         bad.extend(entries[250..].concat());
         let mut o = Vec::new();
         assert!(lines
             .write_segment_from("t", &bad, 0, &mut o, usize::MAX)
-            .is_err());
+            .is_none());
         let mut first = Vec::new();
         lines.write_segment("t", &entries[..250].concat(), &mut first);
         assert_eq!(o, first);
@@ -515,15 +515,15 @@ impl JsonLines {
     /// segment is skipped), else 0.
     pub fn write_segment(&self, tag: &str, seg: &[u8], out: &mut Vec<u8>) -> usize {
         match self.write_segment_from(tag, seg, 0, out, usize::MAX) {
-            Ok(_) => 0,
-            Err(()) => 1,
+            Some(_) => 0,
+            None => 1,
         }
     }
 
     /// Renders the entries of `seg` from offset `pos` until `out` holds at
     /// least `limit` bytes or the segment ends, and returns where it
     /// stopped (`seg.len()` at the end), so a big segment can be written in
-    /// pieces without a buffer for all of it. `Err` when an entry cannot be
+    /// pieces without a buffer for all of it. `None` when an entry cannot be
     /// read: the rest of the segment is lost (one bad count).
     pub fn write_segment_from(
         &self,
@@ -532,14 +532,14 @@ impl JsonLines {
         mut pos: usize,
         out: &mut Vec<u8>,
         limit: usize,
-    ) -> Result<usize, ()> {
+    ) -> Option<usize> {
         while pos < seg.len() && out.len() < limit {
             let rp_time = match read_head(seg, pos) {
                 Ok((Head::Array(2), p)) => EventTime::read(seg, p),
-                _ => return Err(()),
+                _ => return None,
             };
             let Ok((t, rp, _)) = rp_time else {
-                return Err(());
+                return None;
             };
             let mut injects: [Inject<'_>; 2] = [
                 Inject {
@@ -568,9 +568,9 @@ impl JsonLines {
             }
             match write_json_line_at(out, seg, rp, &injects[..n]) {
                 Ok(end) => pos = end,
-                Err(_) => return Err(()),
+                Err(_) => return None,
             }
         }
-        Ok(pos)
+        Some(pos)
     }
 }

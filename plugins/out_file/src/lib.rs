@@ -307,8 +307,8 @@ fn write_blocking(
         let mut pos = 0;
         while pos < seg.len() {
             match lines.write_segment_from(&chunk.tag, seg, pos, &mut buf, PIECE) {
-                Ok(next) => pos = next,
-                Err(()) => {
+                Some(next) => pos = next,
+                None => {
                     bad += 1;
                     pos = seg.len();
                 }

@@ -39,7 +39,6 @@ use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
-use fuwa_api::memory::{grown, size, JSON_OF_MSGPACK, MIB};
 use fuwa_api::{
     BuildContext, Chunk, ConfigError, ConfigSection, MemoryBound, MemoryEnv, Metric, Output,
     OutputError,
@@ -341,51 +340,10 @@ fn kinesis_hint(code: &str, stream: &str) -> Option<String> {
 
 #[async_trait]
 impl Output for KinesisOutput {
-    /// The chunk's records rendered at once (JSON and each record's own
-    /// allocation, or aggregates), and `max_in_flight` calls, each holding
-    /// its records copied into the request and the request's JSON body
-    /// (base64: 4/3 of the bytes, in a buffer that may have doubled).
+    /// The batching sender's bound (fuwa_aws::batch::Sender::memory_bound).
     fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
-        let c = env.chunk_limit_size;
-        let (_, call) = self.inner.sender.call_limits();
-        let call = call as u64;
-        let n = self.inner.sender.max_in_flight() as u64;
-        let mut b = MemoryBound::new();
-        match self.inner.renderer.aggregation.then_some(MAX_RECORD as u64) {
-            Some(agg) => {
-                b.add(
-                    format!(
-                        "the chunk's records as JSON ({JSON_OF_MSGPACK} × chunk_limit_size {})",
-                        size(c)
-                    ),
-                    JSON_OF_MSGPACK.saturating_mul(c),
-                );
-                b.add(
-                    format!(
-                        "a KPL aggregate of at most {} being filled, grown ×2",
-                        size(agg)
-                    ),
-                    grown(agg),
-                );
-            }
-            None => b.add(
-                format!(
-                    "the chunk's records as JSON, one allocation each ({} × chunk_limit_size {})",
-                    JSON_OF_MSGPACK + 1,
-                    size(c)
-                ),
-                (JSON_OF_MSGPACK + 1).saturating_mul(c),
-            ),
-        }
-        b.add(
-            format!(
-                "{n} calls in flight × {} × (a copy + base64 JSON body 4/3, grown ×2)",
-                size(call)
-            ),
-            n.saturating_mul(call).saturating_mul(11) / 3,
-        );
-        b.add("SDK client, connections and answers 1 MiB", MIB);
-        b
+        let agg = self.inner.renderer.aggregation.then_some(MAX_RECORD as u64);
+        self.inner.sender.memory_bound(env.chunk_limit_size, agg)
     }
 
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
