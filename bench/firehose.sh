@@ -5,11 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. "$ROOT/bench/lib.sh"
 DURATION=${DURATION:-10s}
 [[ -n "${NO_BUILD:-}" ]] || cargo build --release -p fuwa -p fuwa-bench >&2
-FUWA=$ROOT/target/release/fuwa
-LOADGEN=$ROOT/target/release/fuwa-loadgen
-SINK=$ROOT/target/release/fuwa-firehose-sink
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+FUWA=$BIN/fuwa
+LOADGEN=$BIN/fuwa-loadgen
+SINK=$BIN/fuwa-firehose-sink
 WORK=$(mktemp -d /tmp/fuwa-fhbench.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -31,6 +33,9 @@ log_level = "warn"
 type = "forward"
 bind = "127.0.0.1:$PORT"
 udp_heartbeat = false
+max_connections = 128
+message_length_limit = "4MiB"
+pending_bytes_limit = "16MiB"
 [[output]]
 id = "fh"
 type = "firehose"
@@ -55,6 +60,7 @@ CFG
   events=$(field "$d/load.json" total_events)
   acked=$(field "$d/load.json" events_per_sec)
   hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$FPID/status")
+  peak_vs_bound "forward → firehose (aggregate = $agg)" "$hwm" "$(memory_bound_kib "$d/fuwa.toml")"
   calls=$(field "$d/sink.json" calls); recs=$(field "$d/sink.json" records); bytes=$(field "$d/sink.json" bytes)
   awk -v a="$agg" -v ack="$acked" -v e="$events" -v c="$calls" -v r="$recs" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v h="$hwm" 'BEGIN {
     dt = t1 - t0
@@ -63,3 +69,4 @@ CFG
 done
 echo
 echo "(avg record bytes: request bytes per record, base64 removed; the stand-in endpoint answers every call with success)"
+print_bounds

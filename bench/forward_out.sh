@@ -19,6 +19,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. "$ROOT/bench/lib.sh"
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-2}
@@ -68,6 +69,9 @@ log_level = "warn"
 type = "forward"
 bind = "127.0.0.1:$PORT_B"
 udp_heartbeat = false
+max_connections = 128
+message_length_limit = "4MiB"
+pending_bytes_limit = "16MiB"
 [[output]]
 match = "**"
 type = "null"
@@ -94,6 +98,9 @@ log_level = "warn"
 type = "forward"
 bind = "127.0.0.1:$PORT_A"
 udp_heartbeat = false
+max_connections = 128
+message_length_limit = "4MiB"
+pending_bytes_limit = "16MiB"
 [[output]]
 id = "fwd"
 match = "**"
@@ -121,13 +128,17 @@ EOF
     fi
     cat "$WORK/$compress.json" >&2
     stop "$A"
+    peak_vs_bound "A: forward → forward ($compress)" "$(field "$WORK/$compress.json" vmhwm_kib)" \
+        "$(memory_bound_kib "$WORK/a-$compress.toml")"
     if grep -q "will retry\|ERROR" "$WORK/a-$compress.log"; then
         echo "A ($compress) reported errors:" >&2
         tail -5 "$WORK/a-$compress.log" >&2
         exit 1
     fi
 done
+B_HWM=$(peak_rss_kib "$B")
 stop "$B"
+peak_vs_bound "B: forward → null (memory buffer)" "$B_HWM" "$(memory_bound_kib "$WORK/b.toml")"
 
 echo
 echo "fuwa $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'), $(nproc) CPUs," \
@@ -143,3 +154,4 @@ row() {
 row "loadgen → B (forward → null)" "$WORK/direct.json"
 row "loadgen → A → forward (text) → B" "$WORK/text.json"
 row "loadgen → A → forward (gzip) → B" "$WORK/gzip.json"
+print_bounds

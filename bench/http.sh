@@ -20,6 +20,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. "$ROOT/bench/lib.sh"
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 CONNECTIONS=${CONNECTIONS:-16}
@@ -71,7 +72,7 @@ cpu_ticks() { # utime + stime of a process, in clock ticks
 }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
-declare -A RPS P50 P99 CPU RSS
+declare -A RPS P50 P99 CPU RSS HWMK
 # measure NAME PORT: load the agent started as $AGENT_PID
 measure() {
     local name=$1 port=$2 t0 t1 out hz
@@ -89,7 +90,8 @@ measure() {
     P99[$name]=$(sed -E 's/.* p99_us=([0-9]+).*/\1/' <<<"$out")
     CPU[$name]=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v m="$DURATION" -v w="$WARMUP" \
         'BEGIN { printf "%.2f", d / hz / (m + w) }')
-    RSS[$name]=$(awk -v k="$(hwm_kib "$AGENT_PID")" 'BEGIN { printf "%.1f", k / 1024 }')
+    HWMK[$name]=$(hwm_kib "$AGENT_PID")
+    RSS[$name]=$(awk -v k="${HWMK[$name]}" 'BEGIN { printf "%.1f", k / 1024 }')
     kill -TERM "$AGENT_PID" 2>/dev/null || true
     wait "$AGENT_PID" 2>/dev/null || true
     AGENT_PID=
@@ -104,6 +106,7 @@ log_level = "warn"
 [[input]]
 type = "http"
 bind = "127.0.0.1:$PORT"
+max_connections = 64
 
 [[output]]
 match = "**"
@@ -113,9 +116,11 @@ type = "memory"
 flush_interval = "1s"
 CONF
 log "fuwa: http → memory buffer → null, $CONNECTIONS connections, ${DURATION}s"
+BOUND=$(memory_bound_kib "$WORK/fuwa.toml")
 "$FUWA" run -c "$WORK/fuwa.toml" --data-dir "$WORK/data" 2>"$WORK/fuwa.log" &
 AGENT_PID=$!
 measure fuwa "$PORT"
+peak_vs_bound "http → memory buffer → null" "${HWMK[fuwa]}" "$BOUND"
 
 # --- Fluent Bit -----------------------------------------------------------------
 if [[ -n "$FLUENT_BIT" ]]; then
@@ -163,3 +168,4 @@ if [[ -n "$FLUENT_BIT" ]]; then
         echo "target (≥ 2.1× Fluent Bit, i.e. ≥ 1.5× the faster of Fluent Bit and Vector): NOT met"
     fi
 fi
+print_bounds

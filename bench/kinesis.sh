@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. "$ROOT/bench/lib.sh"
 DURATION=${DURATION:-10s}
 [[ -n "${NO_BUILD:-}" ]] || cargo build --release -p fuwa -p fuwa-bench >&2
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
@@ -37,6 +38,9 @@ log_level = "warn"
 type = "forward"
 bind = "127.0.0.1:$PORT"
 udp_heartbeat = false
+max_connections = 128
+message_length_limit = "4MiB"
+pending_bytes_limit = "16MiB"
 [[output]]
 id = "kin"
 type = "kinesis_streams"
@@ -62,6 +66,7 @@ CFG
   events=$(field "$d/load.json" total_events)
   acked=$(field "$d/load.json" events_per_sec)
   hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$FPID/status")
+  peak_vs_bound "forward → kinesis (aggregation = $agg, partition_key ${key:-random})" "$hwm" "$(memory_bound_kib "$d/fuwa.toml")"
   calls=$(field "$d/sink.json" calls); recs=$(field "$d/sink.json" records); bytes=$(field "$d/sink.json" bytes)
   awk -v a="$agg" -v k="${key:-random}" -v ack="$acked" -v e="$events" -v c="$calls" -v r="$recs" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v h="$hwm" 'BEGIN {
     dt = t1 - t0
@@ -71,3 +76,4 @@ CFG
 done
 echo
 echo "(avg request bytes per record: JSON request bytes per record, base64 and key included; the stand-in endpoint answers every call with success)"
+print_bounds

@@ -19,6 +19,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. "$ROOT/bench/lib.sh"
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-2}
@@ -167,6 +168,8 @@ run_scenario() { # agent scenario
     local agent=$1 scenario=$2 dir=$WORK/$1-$2 res
     mkdir -p "$dir"
     start_agent "$agent" "$scenario" "$dir"
+    local bound=
+    if [[ $agent == fuwa ]]; then bound=$(memory_bound_kib "$dir/fuwa.toml"); fi
     log "$agent forward -> $scenario: $DURATION (+$WARMUP warm-up) on port $PORT, pid $AGENT_PID"
     res=$dir/result.json
     local t0 t1
@@ -189,6 +192,7 @@ run_scenario() { # agent scenario
     EPS[$k]=$(json_field "$res" events_per_sec)
     MBPS[$k]=$(json_field "$res" mb_per_sec)
     HWM[$k]=$(json_field "$res" vmhwm_kib)
+    if [[ -n $bound ]]; then peak_vs_bound "forward → $scenario" "${HWM[$k]}" "$bound"; fi
     P50[$k]=$(json_field "$res" ack_p50_ms)
     ACKED[$k]=$(json_field "$res" total_events)
     if [[ $scenario == file ]]; then
@@ -207,12 +211,15 @@ run_idle() { # agent
     local agent=$1 dir=$WORK/$1-idle
     mkdir -p "$dir"
     start_agent "$agent" null "$dir"
+    local bound=
+    if [[ $agent == fuwa ]]; then bound=$(memory_bound_kib "$dir/fuwa.toml"); fi
     log "$agent: $IDLE idle connections, pid $AGENT_PID"
     "$LOADGEN" --port "$PORT" --idle-connections "$IDLE" --hold 2s --pid "$AGENT_PID" --json \
         >"$dir/result.json"
     cat "$dir/result.json" >&2
     stop_agent
     IDLE_RSS[$agent]=$(json_field "$dir/result.json" vmrss_kib)
+    if [[ -n $bound ]]; then peak_vs_bound "forward, $IDLE idle connections" "$(json_field "$dir/result.json" vmhwm_kib)" "$bound"; fi
     IDLE_BEFORE[$agent]=$(json_field "$dir/result.json" vmrss_before_kib)
 }
 
@@ -277,3 +284,4 @@ if [[ -n "$FLUENT_BIT" ]]; then
     echo "Target: forward → null ≥ 1.5× Fluent Bit: $(ok "${EPS[fuwa/null]} >= 1.5 * ${EPS[fluent-bit/null]}")"
     echo "Target: forward → durable buffer → null ≥ 1.5× Fluent Bit (storage.sync full): $(ok "${EPS[fuwa/buffered]} >= 1.5 * ${EPS[fluent-bit/buffered]}")"
 fi
+print_bounds

@@ -16,12 +16,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. "$ROOT/bench/lib.sh"
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-2}
 BATCH=${BATCH:-1000}
 PYTHON=${PYTHON:-${FUWA_PYTHON:-python3}}
 LEVEL=${LEVEL:-6}
 CHUNK=${CHUNK:-64MiB}
+PART=${PART:-5MiB}
 FORMATS=${FORMATS:-json-gzip parquet-snappy parquet-zstd}
 [[ -n "${NO_BUILD:-}" ]] || cargo build --release -p fuwa -p fuwa-bench >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -61,6 +63,9 @@ log_level = "warn"
 type = "forward"
 bind = "127.0.0.1:$PORT"
 udp_heartbeat = false
+max_connections = 128
+message_length_limit = "4MiB"
+pending_bytes_limit = "16MiB"
 [[output]]
 id = "s3"
 type = "s3"
@@ -71,12 +76,15 @@ force_path_style = true
 key = "content_type=\${tag}/year=%Y/month=%m/day=%d/hour=%H/\${chunk_id}.$ext"
 $enc
 time_key = "time"
+multipart_threshold = "$PART"
+part_size = "$PART"
 [output.buffer]
 type = "file"
 flush_interval = "1s"
 flush_thread_count = 2
 chunk_limit_size = "$CHUNK"
 CFG
+  bound=$(memory_bound_kib "$WORK/fuwa.toml")
   "$FUWA" run -c "$WORK/fuwa.toml" --data-dir "$WORK/data" >"$WORK/fuwa.log" 2>&1 &
   FPID=$!
   PIDS+=($FPID)
@@ -89,17 +97,20 @@ CFG
   c=$(awk -v t="$clk" '{ print ($14 + $15) / t }' "/proc/$FPID/stat")
   hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$FPID/status")
   kill "$FPID"; wait "$FPID" 2>/dev/null || true
+  peak_vs_bound "forward → s3 $f (chunk $CHUNK, parts $PART)" "$hwm" "$bound"
   n=$(grep -o '"total_events":[0-9]*' "$WORK/load.json" | cut -d: -f2)
   eb=$(grep -o '"event_bytes":[0-9.]*' "$WORK/load.json" | cut -d: -f2)
   acked=$(grep -o '"mb_per_sec":[0-9.]*' "$WORK/load.json" | cut -d: -f2)
   objs=$("$PYTHON" -c "
 import boto3
 c = boto3.client('s3', endpoint_url='http://127.0.0.1:$S3PORT', region_name='us-east-1')
-n = s = 0
+n = s = m = 0
 for p in c.get_paginator('list_objects_v2').paginate(Bucket='$bucket'):
     for o in p.get('Contents', []):
         n += 1; s += o['Size']
-print(n, s)")
+        # a multipart upload's ETag ends in -<parts>
+        m += '-' in o['ETag']
+print(n, s, m)")
   # Parquet: DuckDB counts the rows of every object (all acked events must be there)
   rows=-
   if [[ $ext == parquet ]]; then
@@ -111,8 +122,9 @@ print(n, s)")
     split(objs, o, " ")
     mb = n * eb / 1e6
     ms = 1000 * c / mb
-    printf "| %s | %d | %.0f | %s | %.2f | %.2f | %.0f | %.1f MiB | %d | %.1f | %.2f | %s |\n", f, n, mb, ack, c, ms, 1000 / ms, h / 1024, o[1], o[2] / 1e6, (o[1] ? o[2] / 1e6 / o[1] : 0), rows
+    printf "| %s | %d | %.0f | %s | %.2f | %.2f | %.0f | %.1f MiB | %d (%d multipart) | %.1f | %.2f | %s |\n", f, n, mb, ack, c, ms, 1000 / ms, h / 1024, o[1], o[3], o[2] / 1e6, (o[1] ? o[2] / 1e6 / o[1] : 0), rows
   }'
 done
 echo
-echo "Events: fuwa-loadgen's records ($BATCH per PackedForward message, $CONNECTIONS connections, $DURATION); chunk_limit_size $CHUNK; json-gzip at gzip level $LEVEL, Parquet zstd at level 3."
+echo "Events: fuwa-loadgen's records ($BATCH per PackedForward message, $CONNECTIONS connections, $DURATION); chunk_limit_size $CHUNK, multipart_threshold and part_size $PART; json-gzip at gzip level $LEVEL, Parquet zstd at level 3."
+print_bounds

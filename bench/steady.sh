@@ -205,6 +205,9 @@ run_one() { # agent load round
     fi
     t1=$(cpu_ticks "$AGENT_PID")
     PEAK[$k]=$(peak_rss_kib "$AGENT_PID")
+    if [[ $agent == fuwa ]]; then
+        peak_vs_bound "steady $load, round $round" "${PEAK[$k]}" "$(memory_bound_kib "$dir/fuwa.toml")"
+    fi
     CPU[$k]=$((t1 - t0))
     kill -TERM "$AGENT_PID"
     wait "$AGENT_PID" 2>/dev/null || true
@@ -270,3 +273,4 @@ if [[ -n $FLUENT_BIT ]]; then
         done
     done
 fi
+print_bounds

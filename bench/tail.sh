@@ -42,6 +42,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. "$ROOT/bench/lib.sh"
 LINES=${LINES:-1000000}
 TIMEOUT=${TIMEOUT:-300}
 FLUSH=${FLUSH:-1}
@@ -175,6 +176,8 @@ run_fuwa() { # format [null|file]
         -e "s|^flush_interval = .*|flush_interval = \"${FLUSH}s\"|" \
         "$ROOT/conf/bench-tail-$out.toml" >"$dir/fuwa.toml"
     pos=$dir/data/tail/tail.0.json
+    local bound
+    bound=$(memory_bound_kib "$dir/fuwa.toml")
     PEAK_KIB=0 CPU_TICKS=0
     t0=$EPOCHREALTIME
     "$FUWA" run -c "$dir/fuwa.toml" --data-dir "$dir/data" 2>"$dir/agent.log" &
@@ -240,6 +243,7 @@ run_fuwa() { # format [null|file]
     T_READ[$k]=$(secs "${started:-$t0}" "$done")
     PEAK[$k]=$PEAK_KIB
     CPU[$k]=$CPU_TICKS
+    peak_vs_bound "tail ($fmt) → $out" "$PEAK_KIB" "$bound"
     log "fuwa $fmt: ${T_END[$k]} s from launch, ${T_READ[$k]} s after start-up, peak RSS $PEAK_KIB KiB"
 }
 
@@ -410,3 +414,4 @@ if [[ -n "$FLUENT_BIT" ]]; then
         "every line written by the file output $(ratio "${T_END[fluent-bit/json]}" "${T_END[fuwa/file]}")" \
         "$(ok "${T_END[fluent-bit/json]} >= 2 * ${T_END[fuwa/file]}") (this includes waiting up to flush_interval = ${FLUSH}s for the last chunk)"
 fi
+print_bounds

@@ -209,6 +209,11 @@ fn main() -> ExitCode {
                     c.filters.len(),
                     c.outputs.len()
                 );
+                // the limits derived from the open-file limit as `run` sees them
+                raise_nofile_limit();
+                let b = fuwa::cli::bound::of_config(&c);
+                println!("{}", b.line());
+                print!("{}", b.breakdown());
                 ExitCode::SUCCESS
             }
             Err(e) => {

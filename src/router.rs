@@ -111,6 +111,9 @@ mod tests {
     struct Collect(Mutex<Vec<Chunk>>);
     #[async_trait]
     impl Output for Collect {
+        fn memory_bound(&self, _: &fuwa_api::MemoryEnv) -> fuwa_api::MemoryBound {
+            fuwa_api::MemoryBound::new()
+        }
         async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
             self.0.lock().unwrap().push(chunk.clone());
             Ok(())
@@ -120,6 +123,9 @@ mod tests {
     /// drops records whose "drop" field is true, adds "seen" = filter id
     struct TestFilter(&'static str);
     impl Filter for TestFilter {
+        fn memory_bound(&self, _: &fuwa_api::MemoryEnv) -> fuwa_api::MemoryBound {
+            fuwa_api::MemoryBound::new()
+        }
         fn filter(&self, _tag: &str, time: &mut EventTime, record: &mut Record) -> FilterResult {
             let Some(record) = record.value_mut() else {
                 return FilterResult::Keep;

@@ -389,8 +389,9 @@ fn kubernetes_sidecar_manifest_and_its_config() {
         port_of(api_bind).to_string()
     );
 
-    // resources: a memory limit above the README's peak (155 MiB, Firehose
-    // with aggregation) and a request above its idle RSS (~23 MiB)
+    // resources: a memory limit above the config's memory bound (with the
+    // environment the manifest gives fuwa) and a request above the RSS of
+    // forward or tail at full speed (~23 MiB)
     let mib = |q: &J| -> u64 {
         q.as_str()
             .unwrap()
@@ -400,7 +401,25 @@ fn kubernetes_sidecar_manifest_and_its_config() {
             .unwrap()
     };
     let res = &fuwa["resources"];
-    assert!(mib(&res["limits"]["memory"]) >= 160);
+    let env: Vec<(&str, &str)> = fuwa["env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        env.iter().any(|(k, _)| *k == "TOKIO_WORKER_THREADS"),
+        "the bound depends on the workers: the manifest sets them"
+    );
+    let bound = check::bound_bytes(bin(), cfg_text, &env);
+    let limit = mib(&res["limits"]["memory"]);
+    assert!(
+        bound <= limit << 20,
+        "the config's memory bound ({:.1} MiB) is over the container's limit ({limit} Mi)",
+        bound as f64 / (1u64 << 20) as f64
+    );
     assert!(mib(&res["requests"]["memory"]) >= 24);
     // the buffer fits the volume it is on
     let size_limit = named(&spec["volumes"], data["name"].as_str().unwrap())["emptyDir"]

@@ -84,6 +84,9 @@ struct Feeder {
 
 #[async_trait]
 impl Input for Feeder {
+    fn memory_bound(&self, _: &fuwa_api::MemoryEnv) -> fuwa_api::MemoryBound {
+        fuwa_api::MemoryBound::new()
+    }
     async fn run(self: Box<Self>, mut ctx: InputContext) -> Result<(), PluginError> {
         for i in 0..self.batches {
             if ctx
@@ -106,6 +109,9 @@ struct Idle;
 
 #[async_trait]
 impl Input for Idle {
+    fn memory_bound(&self, _: &fuwa_api::MemoryEnv) -> fuwa_api::MemoryBound {
+        fuwa_api::MemoryBound::new()
+    }
     async fn run(self: Box<Self>, mut ctx: InputContext) -> Result<(), PluginError> {
         ctx.shutdown.wait().await;
         Ok(())
@@ -120,6 +126,9 @@ struct Hang {
 
 #[async_trait]
 impl Output for Hang {
+    fn memory_bound(&self, _: &fuwa_api::MemoryEnv) -> fuwa_api::MemoryBound {
+        fuwa_api::MemoryBound::new()
+    }
     async fn write(&self, _chunk: &Chunk) -> Result<(), OutputError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         std::future::pending().await
@@ -137,6 +146,9 @@ struct Count {
 
 #[async_trait]
 impl Output for Count {
+    fn memory_bound(&self, _: &fuwa_api::MemoryEnv) -> fuwa_api::MemoryBound {
+        fuwa_api::MemoryBound::new()
+    }
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
         self.records
             .fetch_add(chunk.records as u64, Ordering::SeqCst);

@@ -302,6 +302,9 @@ mod tests {
     }
     #[async_trait]
     impl Output for Refuses {
+        fn memory_bound(&self, _: &fuwa_api::MemoryEnv) -> fuwa_api::MemoryBound {
+            fuwa_api::MemoryBound::new()
+        }
         async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
             if !self.heal.load(Ordering::Relaxed) {
                 return Err(OutputError::Fatal("no such table".into()));
@@ -319,6 +322,9 @@ mod tests {
     }
     #[async_trait]
     impl Output for RejectsSome {
+        fn memory_bound(&self, _: &fuwa_api::MemoryEnv) -> fuwa_api::MemoryBound {
+            fuwa_api::MemoryBound::new()
+        }
         async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
             let reject = self.reject.lock().unwrap().clone();
             let mut events = Vec::new();

@@ -14,6 +14,9 @@ use fuwa_api::{Batch, Chunk, EventTime, Output, OutputError};
 pub(super) struct Down;
 #[async_trait]
 impl Output for Down {
+    fn memory_bound(&self, _: &fuwa_api::MemoryEnv) -> fuwa_api::MemoryBound {
+        fuwa_api::MemoryBound::new()
+    }
     async fn write(&self, _chunk: &Chunk) -> Result<(), OutputError> {
         Err(OutputError::Retryable("down".into()))
     }
@@ -27,6 +30,9 @@ pub(super) struct FailsBad {
 }
 #[async_trait]
 impl Output for FailsBad {
+    fn memory_bound(&self, _: &fuwa_api::MemoryEnv) -> fuwa_api::MemoryBound {
+        fuwa_api::MemoryBound::new()
+    }
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
         if &*chunk.tag == "bad" {
             self.bad_attempts.fetch_add(1, Ordering::Relaxed);

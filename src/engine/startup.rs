@@ -62,6 +62,8 @@ pub(super) async fn start(
     if let Err(e) = create_data_dir(&cfg) {
         return Err((e, handover));
     }
+    // what this config may hold at most (docs/limits.md), for a container's limit
+    let bound = crate::cli::bound::of_config(&cfg);
     // bind everything first, so a taken port fails before anything runs
     let mut inputs = Vec::new();
     for mut i in cfg.inputs {
@@ -177,6 +179,7 @@ pub(super) async fn start(
         });
     }
     info!(inputs = input_tasks.len(), outputs = runs.len(), hostname = %cfg.hostname, "pipeline started");
+    info!(bytes = bound.total(), "{}", bound.line());
     let live = Live {
         inputs: live_inputs,
         filters: live_filters,

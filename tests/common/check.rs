@@ -37,3 +37,37 @@ pub fn check_text(bin: &str, path: &Path, text: &str) -> Result<(), String> {
         (false, err) => Err(err.replace(&copy.display().to_string(), &path.display().to_string())),
     }
 }
+
+/// The memory bound `fuwa check` prints for a config held in memory, in
+/// bytes (the sum of the exact parts after its `memory bound:` line), with
+/// `env` set for the check (e.g. `TOKIO_WORKER_THREADS`).
+pub fn bound_bytes(bin: &str, text: &str, env: &[(&str, &str)]) -> u64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("config.toml");
+    std::fs::write(&copy, text).expect("write copy");
+    let o = Command::new(bin)
+        .args(["check", "-c"])
+        .arg(&copy)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run fuwa check");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let parts = out
+        .lines()
+        .skip_while(|l| !l.starts_with("memory bound: "))
+        .skip(1);
+    let mut sum = 0u64;
+    for l in parts {
+        let n = l.split_whitespace().next().unwrap_or("");
+        sum += n
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("`{l}` in\n{out}"));
+    }
+    assert!(sum > 0, "no memory bound in\n{out}");
+    sum
+}

@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod fdlimit;
 pub mod lru;
+pub mod memory;
 pub mod msgpack;
 pub mod pattern;
 pub mod plugin;
@@ -23,6 +24,7 @@ pub use config::{
     Address, ByteSize, ConfigError, ConfigSection, HumanDuration, NonZeroDuration, SizeLimit,
 };
 pub use event::{Batch, Chunk, Entry, EventTime};
+pub use memory::{MemoryBound, MemoryEnv};
 pub use pattern::TagPattern;
 pub use plugin::{
     BuildContext, EmitError, Emitter, Filter, FilterResult, Input, InputContext, Metric,

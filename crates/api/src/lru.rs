@@ -43,6 +43,11 @@ impl<V: Clone> Lru<V> {
         self.nodes.len()
     }
 
+    /// The most entries it keeps.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

@@ -9,6 +9,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::event::{Batch, Chunk, EventTime};
+use crate::memory::{MemoryBound, MemoryEnv};
 use crate::record::Record;
 
 /// Why an input's batch was not accepted.
@@ -88,6 +89,11 @@ pub trait Input: Send {
         Ok(())
     }
     async fn run(self: Box<Self>, ctx: InputContext) -> Result<(), PluginError>;
+    /// The most memory this input may hold, from its config: buffers per
+    /// connection or file, batches being built and in flight, messages
+    /// being decoded (docs/limits.md). No default: every input states its
+    /// own.
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound;
 }
 
 pub enum FilterResult {
@@ -108,6 +114,10 @@ pub trait Filter: Send + Sync {
     fn column_types(&self) -> Vec<(String, &'static str)> {
         Vec::new()
     }
+    /// The most memory this filter keeps between records (its caches); a
+    /// record being filtered is the input's. No default: every filter
+    /// states its own (an empty bound when it keeps nothing).
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound;
 }
 
 /// How an output failed to write a chunk. The engine retries `Retryable`
@@ -152,6 +162,12 @@ pub trait Output: Send + Sync {
         Duration::from_secs(1)
     }
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError>;
+    /// The most memory one `write` holds beyond the chunk itself (the
+    /// chunk's bytes are the buffer's part): what it renders, compresses
+    /// and has in flight, for a chunk of `env.chunk_limit_size`. The engine
+    /// multiplies it by the writes that run at once (`flush_thread_count`).
+    /// No default: every output states its own.
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound;
     /// Called once at shutdown, after the last write.
     async fn close(&self) {}
     /// The output's own counters and gauges, for the metrics endpoint. The
@@ -225,6 +241,9 @@ impl<F: Filter + ?Sized> Filter for Box<F> {
     fn column_types(&self) -> Vec<(String, &'static str)> {
         (**self).column_types()
     }
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
+        (**self).memory_bound(env)
+    }
 }
 
 impl<F: Filter + ?Sized> Filter for &F {
@@ -233,5 +252,8 @@ impl<F: Filter + ?Sized> Filter for &F {
     }
     fn column_types(&self) -> Vec<(String, &'static str)> {
         (**self).column_types()
+    }
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
+        (**self).memory_bound(env)
     }
 }

@@ -31,7 +31,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fuwa_api::OutputError;
+use fuwa_api::memory::{grown, size, JSON_OF_MSGPACK, MIB};
+use fuwa_api::{MemoryBound, OutputError};
 use rand::Rng;
 use tokio::task::JoinSet;
 
@@ -493,6 +494,54 @@ impl Sender {
             attempts,
             timeout,
         }
+    }
+
+    /// What one write of a batching output (Firehose, Kinesis) holds for a
+    /// chunk of `chunk_limit` bytes: its records rendered at once (JSON and
+    /// each record's own allocation, or records packed into aggregates of
+    /// at most `aggregate` bytes), and `max_in_flight` calls, each holding
+    /// its records copied into the request and the request's JSON body
+    /// (base64: 4/3 of the bytes, in a buffer that may have doubled).
+    pub fn memory_bound(&self, chunk_limit: u64, aggregate: Option<u64>) -> MemoryBound {
+        let c = chunk_limit;
+        let call = self.call_limits().1 as u64;
+        let n = self.aimd.max() as u64;
+        let mut b = MemoryBound::new();
+        match aggregate {
+            Some(agg) => {
+                b.add(
+                    format!(
+                        "the chunk's records as JSON ({JSON_OF_MSGPACK} × chunk_limit_size {})",
+                        size(c)
+                    ),
+                    JSON_OF_MSGPACK.saturating_mul(c),
+                );
+                b.add(
+                    format!(
+                        "an aggregate of at most {} being filled, grown ×2",
+                        size(agg)
+                    ),
+                    grown(agg),
+                );
+            }
+            None => b.add(
+                format!(
+                    "the chunk's records as JSON, one allocation each ({} × chunk_limit_size {})",
+                    JSON_OF_MSGPACK + 1,
+                    size(c)
+                ),
+                (JSON_OF_MSGPACK + 1).saturating_mul(c),
+            ),
+        }
+        b.add(
+            format!(
+                "{n} calls in flight × {} × (a copy + base64 JSON body 4/3, grown ×2)",
+                size(call)
+            ),
+            n.saturating_mul(call).saturating_mul(11) / 3,
+        );
+        b.add("SDK client, connections and answers 1 MiB", MIB);
+        b
     }
 
     /// Records and bytes per call (the service's limits, or less under a

@@ -66,6 +66,11 @@ pub struct Aimd {
 }
 
 impl Aimd {
+    /// The most calls it ever lets run at once.
+    pub fn max(&self) -> usize {
+        self.max_in_flight as usize
+    }
+
     pub fn new(max_in_flight: usize) -> Self {
         Aimd {
             max_in_flight: max_in_flight as f64,

@@ -355,6 +355,50 @@ mod tests {
         assert_eq!(value_json(&Value::F64(1.5)).as_deref(), Some("1.5"));
     }
 
+    #[test]
+    fn a_segment_rendered_in_pieces_is_the_segment_rendered_whole() {
+        let lines = JsonLines {
+            tag_key: Some("tag".into()),
+            time_key: Some("time".into()),
+            time_format: TimeFormat::Unix,
+        };
+        let entries: Vec<Vec<u8>> = (0..500u64)
+            .map(|i| {
+                let rec = Value::Map(vec![
+                    (Value::from("i"), Value::from(i)),
+                    (Value::from("pad"), Value::from("z".repeat(i as usize % 97))),
+                ]);
+                enc(&Value::Array(vec![Value::from(1_700_000_000u32), rec]))
+            })
+            .collect();
+        let seg = entries.concat();
+        let mut whole = Vec::new();
+        assert_eq!(lines.write_segment("t", &seg, &mut whole), 0);
+        // pieces of ~1 KiB: each call stops once the buffer holds the limit
+        let (mut out, mut piece, mut pos, mut calls) = (Vec::new(), Vec::new(), 0, 0);
+        while pos < seg.len() {
+            pos = lines
+                .write_segment_from("t", &seg, pos, &mut piece, 1024)
+                .expect("good entries");
+            assert!(piece.len() < 1024 + 200, "{}", piece.len());
+            out.append(&mut piece);
+            calls += 1;
+        }
+        assert_eq!(out, whole);
+        assert!(calls > 10, "{calls}");
+        // a bad entry in the middle: what came before it is rendered, then None
+        let mut bad = entries[..250].concat();
+        bad.push(0xc1);
+        bad.extend(entries[250..].concat());
+        let mut o = Vec::new();
+        assert!(lines
+            .write_segment_from("t", &bad, 0, &mut o, usize::MAX)
+            .is_none());
+        let mut first = Vec::new();
+        lines.write_segment("t", &entries[..250].concat(), &mut first);
+        assert_eq!(o, first);
+    }
+
     fn enc(v: &Value) -> Vec<u8> {
         let mut out = Vec::new();
         rmpv::encode::write_value(&mut out, v).unwrap();
@@ -470,13 +514,33 @@ impl JsonLines {
     /// Returns 1 when the segment has a malformed entry (the rest of that
     /// segment is skipped), else 0.
     pub fn write_segment(&self, tag: &str, seg: &[u8], out: &mut Vec<u8>) -> usize {
-        let mut pos = 0;
-        while pos < seg.len() {
+        match self.write_segment_from(tag, seg, 0, out, usize::MAX) {
+            Some(_) => 0,
+            None => 1,
+        }
+    }
+
+    /// Renders the entries of `seg` from offset `pos` until `out` holds at
+    /// least `limit` bytes or the segment ends, and returns where it
+    /// stopped (`seg.len()` at the end), so a big segment can be written in
+    /// pieces without a buffer for all of it. `None` when an entry cannot be
+    /// read: the rest of the segment is lost (one bad count).
+    pub fn write_segment_from(
+        &self,
+        tag: &str,
+        seg: &[u8],
+        mut pos: usize,
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Option<usize> {
+        while pos < seg.len() && out.len() < limit {
             let rp_time = match read_head(seg, pos) {
                 Ok((Head::Array(2), p)) => EventTime::read(seg, p),
-                _ => return 1,
+                _ => return None,
             };
-            let Ok((t, rp, _)) = rp_time else { return 1 };
+            let Ok((t, rp, _)) = rp_time else {
+                return None;
+            };
             let mut injects: [Inject<'_>; 2] = [
                 Inject {
                     key: "",
@@ -504,9 +568,9 @@ impl JsonLines {
             }
             match write_json_line_at(out, seg, rp, &injects[..n]) {
                 Ok(end) => pos = end,
-                Err(_) => return 1,
+                Err(_) => return None,
             }
         }
-        0
+        Some(pos)
     }
 }

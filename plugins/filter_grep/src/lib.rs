@@ -7,7 +7,10 @@
 use std::borrow::Cow;
 
 use fuwa_api::record::{self, Text};
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
+use fuwa_api::{
+    BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, MemoryBound,
+    MemoryEnv, Record,
+};
 use regex::Regex;
 use rmpv::Value;
 use serde::Deserialize;
@@ -203,6 +206,11 @@ impl GrepFilter {
 }
 
 impl Filter for GrepFilter {
+    /// Nothing beyond the record being filtered (the input's): the patterns are compiled at start (at rest); a record is matched in place.
+    fn memory_bound(&self, _env: &MemoryEnv) -> MemoryBound {
+        MemoryBound::new()
+    }
+
     fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Record) -> FilterResult {
         if self.keeps_with(|r| r.matches_record(rec)) {
             FilterResult::Keep

@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use fuwa_api::ratelimit::RateLimit;
 use fuwa_api::record;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
+use fuwa_api::{
+    BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, MemoryBound,
+    MemoryEnv, Record,
+};
 use fuwa_parsers::Parser;
 use rmpv::Value;
 use serde::Deserialize;
@@ -228,6 +231,11 @@ fn kind(v: &Value) -> &'static str {
 }
 
 impl Filter for ParserFilter {
+    /// Nothing beyond the record being filtered (the input's): a record is parsed and merged in place; nothing is kept between records.
+    fn memory_bound(&self, _env: &MemoryEnv) -> MemoryBound {
+        MemoryBound::new()
+    }
+
     fn filter(&self, _tag: &str, time: &mut EventTime, rec: &mut Record) -> FilterResult {
         // merging parsed fields into the record is done on its value tree
         match rec.value_mut() {

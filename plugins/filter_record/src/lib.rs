@@ -19,7 +19,10 @@ use std::ops::Range;
 use fuwa_api::config::flatten_dotted;
 use fuwa_api::record;
 use fuwa_api::record::check_path;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
+use fuwa_api::{
+    BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, MemoryBound,
+    MemoryEnv, Record,
+};
 use fuwa_render::template::{pieces, Piece};
 use rmpv::Value;
 use serde::Deserialize;
@@ -385,6 +388,11 @@ fn push_text(out: &mut String, v: &Value) {
 }
 
 impl Filter for RecordFilter {
+    /// Nothing beyond the record being filtered (the input's): a record is edited in place; nothing is kept between records.
+    fn memory_bound(&self, _env: &MemoryEnv) -> MemoryBound {
+        MemoryBound::new()
+    }
+
     fn filter(&self, tag: &str, time: &mut EventTime, rec: &mut Record) -> FilterResult {
         if !rec.is_map() {
             return FilterResult::Keep;

@@ -34,8 +34,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use fuwa_api::lru::Lru;
+use fuwa_api::memory::size;
 use fuwa_api::record::{self, Text};
-use fuwa_api::{EventTime, Filter, FilterResult, Record};
+use fuwa_api::{EventTime, Filter, FilterResult, MemoryBound, MemoryEnv, Record};
 use rmpv::Value;
 
 pub use config::{build, OwnHosts};
@@ -519,7 +520,35 @@ fn encoded(v: &Value) -> Vec<u8> {
     b
 }
 
+/// One cache entry beyond its key: the classification (a source and a
+/// search term, each at most as long as the key) and its encoded output
+/// (the same again), the map's and the recency list's slots.
+const ENTRY_OVERHEAD: u64 = 512;
+/// One entry of the referrer table (host, source, medium, parameters) with
+/// its index slots.
+const TABLE_ENTRY: u64 = 256;
+
 impl Filter for ReferrerFilter {
+    fn memory_bound(&self, _env: &MemoryEnv) -> MemoryBound {
+        let n = self.cache.as_ref().map_or(0, |c| {
+            c.lock().unwrap_or_else(|e| e.into_inner()).capacity() as u64
+        });
+        let key = MAX_CACHED_LEN as u64;
+        let t = self.table.len() as u64;
+        MemoryBound::new()
+            .with(
+                format!(
+                    "cache_size {n} × (a referrer of at most {} + its result, 3 × that + 512 B)",
+                    size(key)
+                ),
+                n.saturating_mul(3 * key + ENTRY_OVERHEAD),
+            )
+            .with(
+                format!("referrer table: {t} entries × 256 B"),
+                t.saturating_mul(TABLE_ENTRY),
+            )
+    }
+
     fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Record) -> FilterResult {
         if !rec.is_map() {
             return FilterResult::Keep;

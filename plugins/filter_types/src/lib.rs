@@ -13,7 +13,10 @@ use fuwa_api::config::flatten_dotted;
 use fuwa_api::msgpack;
 use fuwa_api::ratelimit::RateLimit;
 use fuwa_api::record::{self, check_path, Text};
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record};
+use fuwa_api::{
+    BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, MemoryBound,
+    MemoryEnv, Record,
+};
 use fuwa_parsers::TimeParser;
 use rmpv::Value;
 use serde::Deserialize;
@@ -194,6 +197,11 @@ impl TypesFilter {
 }
 
 impl Filter for TypesFilter {
+    /// Nothing beyond the record being filtered (the input's): a record is converted in place; nothing is kept between records.
+    fn memory_bound(&self, _env: &MemoryEnv) -> MemoryBound {
+        MemoryBound::new()
+    }
+
     fn column_types(&self) -> Vec<(String, &'static str)> {
         self.fields
             .iter()

@@ -22,9 +22,11 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
+use fuwa_api::memory::size;
 use fuwa_api::record::{FieldPath, Text};
 use fuwa_api::{
-    msgpack, BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult, Record,
+    msgpack, BuildContext, ConfigError, ConfigSection, EventTime, Filter, FilterResult,
+    MemoryBound, MemoryEnv, Record,
 };
 use serde::Deserialize;
 
@@ -186,7 +188,25 @@ impl UserAgentFilter {
     }
 }
 
+/// One cache entry beyond its key: the parsed result (six short strings
+/// in an `Arc`), the map's and the recency list's slots (grown ×2).
+const ENTRY_OVERHEAD: u64 = 512;
+
 impl Filter for UserAgentFilter {
+    fn memory_bound(&self, _env: &MemoryEnv) -> MemoryBound {
+        let n = self.cache.as_ref().map_or(0, |c| {
+            c.lock().unwrap_or_else(|e| e.into_inner()).capacity() as u64
+        });
+        let entry = MAX_CACHED_LEN as u64 + ENTRY_OVERHEAD;
+        MemoryBound::new().with(
+            format!(
+                "cache_size {n} × (a User-Agent of at most {} + its result)",
+                size(MAX_CACHED_LEN as u64)
+            ),
+            n.saturating_mul(entry),
+        )
+    }
+
     fn filter(&self, _tag: &str, _time: &mut EventTime, rec: &mut Record) -> FilterResult {
         // only maps are records; anything else passes untouched
         if !rec.is_map() {

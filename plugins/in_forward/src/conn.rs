@@ -207,6 +207,9 @@ where
         for a in &ack_list {
             ack_msgpack(&mut acks, a);
         }
+        // a chunk id is a slice of its message: kept while the connection
+        // waits for more, it would keep the whole message's allocation
+        drop(ack_list);
         if !acks.is_empty() {
             tokio::time::timeout(shared.idle_timeout, stream.write_all(&acks))
                 .await
@@ -223,6 +226,13 @@ where
         // when anything was taken off the front
         if buf.is_empty() {
             message_began = None;
+            // the allocation that held a big message is not kept for the
+            // connection's life (an empty BytesMut still shares it, and
+            // would reclaim all of it at the next reserve): the memory
+            // bound counts 2 × READ_CHUNK per connection
+            if len_before > 2 * READ_CHUNK || buf.capacity() > 2 * READ_CHUNK {
+                buf = BytesMut::new();
+            }
         } else if message_began.is_none() || buf.len() < len_before {
             message_began = Some(Instant::now());
         }

@@ -30,8 +30,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use fuwa_api::memory::{size, KIB};
 use fuwa_api::ratelimit::RateLimit;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, Input, InputContext, PluginError};
+use fuwa_api::{
+    BuildContext, ConfigError, ConfigSection, Input, InputContext, MemoryBound, MemoryEnv,
+    PluginError,
+};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -113,8 +117,58 @@ fn load_tls(t: &config::TlsConfig) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// What one connection's read buffer may hold beyond the message bytes
+/// `pending_bytes_limit` counts: it grows by `conn::READ_CHUNK` and keeps
+/// its capacity between messages.
+const READ_BUFFER: u64 = 2 * conn::READ_CHUNK as u64;
+
+/// A message decoded at once: msgpack at most ~3 × its size (inflated,
+/// times rewritten into a new buffer); JSON mode's value tree up to ~10 ×.
+/// Any client may send JSON, so the bound counts 10.
+const DECODE_FACTOR: u64 = 10;
+
 #[async_trait]
 impl Input for ForwardInput {
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
+        let c = &self.cfg;
+        // read now: `fuwa run` and `fuwa check` raise the soft limit first
+        let conns = c
+            .max_connections
+            .map_or_else(fuwa_api::fdlimit::default_max_connections, |n| n.get())
+            as u64;
+        let msg = c.message_length_limit.0;
+        let mut b = MemoryBound::new()
+            .with(
+                format!(
+                    "2 × pending_bytes_limit {} (messages begun and events waiting, with their buffers' slack)",
+                    size(c.pending_bytes_limit.0)
+                ),
+                c.pending_bytes_limit.0.saturating_mul(2),
+            )
+            .with(
+                format!("{conns} connections × read buffer {}", size(READ_BUFFER)),
+                conns.saturating_mul(READ_BUFFER),
+            )
+            .with(
+                format!(
+                    "{} worker threads × {DECODE_FACTOR} × message_length_limit {} (a message being decoded)",
+                    env.worker_threads,
+                    size(msg)
+                ),
+                env.worker_threads
+                    .saturating_mul(DECODE_FACTOR)
+                    .saturating_mul(msg),
+            );
+        if self.tls.is_some() {
+            // rustls: a record buffer each way, and the handshake state
+            b.add(
+                format!("{conns} connections × TLS state 40 KiB"),
+                conns.saturating_mul(40 * KIB),
+            );
+        }
+        b
+    }
+
     async fn start(&mut self) -> Result<(), PluginError> {
         let listener = TcpListener::bind(self.addr)
             .await

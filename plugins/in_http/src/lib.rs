@@ -20,8 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fuwa_api::memory::{size, KIB};
 use fuwa_api::ratelimit::RateLimit;
-use fuwa_api::{BuildContext, ConfigError, ConfigSection, Input, InputContext, PluginError};
+use fuwa_api::{
+    BuildContext, ConfigError, ConfigSection, Input, InputContext, MemoryBound, MemoryEnv,
+    PluginError,
+};
 use hyper::service::service_fn;
 use hyper::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -139,8 +143,37 @@ pub fn build(
     }
 }
 
+/// One connection beyond its body: hyper's read buffer (`MAX_BUF`), its
+/// write buffer and the connection's state.
+const PER_CONNECTION: u64 = MAX_BUF as u64 + 16 * KIB;
+
 #[async_trait]
 impl Input for HttpInput {
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
+        let _ = env;
+        let c = &self.cfg;
+        let conns = c
+            .max_connections
+            .map_or_else(fuwa_api::fdlimit::default_max_connections, |n| n.get())
+            as u64;
+        let bodies = c
+            .body_buffer_limit
+            .map(|b| b.0)
+            .unwrap_or(c.body_size_limit.0.saturating_mul(4));
+        MemoryBound::new()
+            .with(
+                format!(
+                    "2 × body_buffer_limit {} (bodies held, and their events decoded)",
+                    size(bodies)
+                ),
+                bodies.saturating_mul(2),
+            )
+            .with(
+                format!("{conns} connections × {}", size(PER_CONNECTION)),
+                conns.saturating_mul(PER_CONNECTION),
+            )
+    }
+
     async fn start(&mut self) -> Result<(), PluginError> {
         let listener = TcpListener::bind(self.addr)
             .await

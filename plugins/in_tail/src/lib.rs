@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use fuwa_api::{Input, InputContext, PluginError};
+use fuwa_api::memory::{grown, size};
+use fuwa_api::{Input, InputContext, MemoryBound, MemoryEnv, PluginError};
 use fuwa_parsers::Parser;
 use regex::Regex;
 use tokio::sync::Notify;
@@ -354,6 +355,46 @@ impl TailInput {
 
 #[async_trait]
 impl Input for TailInput {
+    /// The number of files is known only while running: the bound counts
+    /// the files the globs match when it is computed (at least one); each
+    /// file more adds its unfinished line (docs/limits.md).
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
+        let _ = env;
+        let line = self.cfg.max_line_size.0;
+        // a parsed line's record: at most about twice the line (field names)
+        let batch = grown(batch::BATCH_BYTES as u64 + 2 * line);
+        let files = self.expand().len().max(1) as u64;
+        let per_file = if self.multiline.is_some() {
+            2 * grown(line)
+        } else {
+            grown(line)
+        };
+        MemoryBound::new()
+            .with(
+                format!(
+                    "a batch being built (1 MiB + a record of 2 × max_line_size {}, grown ×2)",
+                    size(line)
+                ),
+                batch,
+            )
+            .with("a batch in flight to the buffers", batch)
+            .with(
+                format!("read buffer {}", size(reader::READ_PIECE as u64)),
+                reader::READ_PIECE as u64,
+            )
+            .with(
+                format!(
+                    "{files} file(s) matched now × an unfinished line{} (max_line_size, grown ×2)",
+                    if self.multiline.is_some() {
+                        " and a multiline event"
+                    } else {
+                        ""
+                    }
+                ),
+                files.saturating_mul(per_file),
+            )
+    }
+
     async fn run(self: Box<Self>, ctx: InputContext) -> Result<(), PluginError> {
         let me = *self;
         let mut positions = PositionFile::load(me.positions_path.clone())

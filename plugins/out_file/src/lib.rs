@@ -11,8 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use fuwa_api::memory::{grown, size, GZIP_STATE, JSON_OF_MSGPACK, MAX_RECORD, MIB};
 use fuwa_api::{
-    BuildContext, Chunk, ConfigError, ConfigSection, Metric, Output, OutputError, Partitioner,
+    BuildContext, Chunk, ConfigError, ConfigSection, MemoryBound, MemoryEnv, Metric, Output,
+    OutputError, Partitioner,
 };
 use fuwa_render::{parse_timezone, JsonLines, Template, TimeFormat};
 use serde::Deserialize;
@@ -182,6 +184,37 @@ pub fn build(
 
 #[async_trait]
 impl Output for FileOutput {
+    /// JSON Lines: a 1 MiB piece and the JSON of the entry that filled it
+    /// (a record counted up to 1 MiB), in a buffer that may have doubled;
+    /// gzip adds its deflate state. Parquet: the chunk's row groups and the
+    /// encoded pieces.
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
+        let c = env.chunk_limit_size;
+        let mut b = MemoryBound::new();
+        if self.parquet.is_some() {
+            b.add(
+                format!(
+                    "a row group's values and pages (3 × chunk_limit_size {})",
+                    size(c)
+                ),
+                c.saturating_mul(3),
+            );
+            b.add("encoded pieces 2 × 1 MiB", 2 * MIB);
+            return b;
+        }
+        b.add(
+            format!(
+                "render buffer: 1 MiB piece + an entry as JSON ({JSON_OF_MSGPACK} × a record up to {}), grown ×2",
+                size(MAX_RECORD)
+            ),
+            grown(MIB + JSON_OF_MSGPACK * MAX_RECORD),
+        );
+        if self.compress == Compress::Gzip {
+            b.add("gzip state 320 KiB", GZIP_STATE);
+        }
+        b
+    }
+
     fn partitioner(&self) -> Option<Arc<dyn Partitioner>> {
         Some(self.template.clone())
     }
@@ -267,11 +300,23 @@ fn write_blocking(
     };
     let mut buf = Vec::with_capacity(PIECE + PIECE / 4);
     let mut bad = 0;
+    // a segment is one input batch (a forward message may be the whole
+    // chunk): rendered until a piece is full, written, then on from there,
+    // so the buffer holds a piece and one entry's JSON, not a segment's
     for seg in &chunk.segments {
-        bad += lines.write_segment(&chunk.tag, seg, &mut buf);
-        if buf.len() >= PIECE {
-            sink.write_all(&buf).map_err(werr)?;
-            buf.clear();
+        let mut pos = 0;
+        while pos < seg.len() {
+            match lines.write_segment_from(&chunk.tag, seg, pos, &mut buf, PIECE) {
+                Some(next) => pos = next,
+                None => {
+                    bad += 1;
+                    pos = seg.len();
+                }
+            }
+            if buf.len() >= PIECE {
+                sink.write_all(&buf).map_err(werr)?;
+                buf.clear();
+            }
         }
     }
     sink.write_all(&buf).map_err(werr)?;

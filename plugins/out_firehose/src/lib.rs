@@ -34,8 +34,8 @@ use aws_sdk_firehose::types::Record;
 use aws_sdk_firehose::Client;
 use bytes::Bytes;
 use fuwa_api::{
-    BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, Metric, Output,
-    OutputError,
+    BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, MemoryBound,
+    MemoryEnv, Metric, Output, OutputError,
 };
 use fuwa_aws::batch::{self, Answer, CallOutcome, Job, Limits, Observe, Pace, Sender};
 use fuwa_aws::LazyClient;
@@ -395,6 +395,13 @@ fn firehose_hint(code: &str, stream: &str) -> Option<String> {
 
 #[async_trait]
 impl Output for FirehoseOutput {
+    /// The batching sender's bound (fuwa_aws::batch::Sender::memory_bound).
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
+        self.inner
+            .sender
+            .memory_bound(env.chunk_limit_size, self.inner.aggregate.map(|a| a as u64))
+    }
+
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
         self.inner.write(chunk).await
     }

@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fuwa_api::{BuildContext, Chunk, ConfigError, ConfigSection, Output, OutputError};
+use fuwa_api::memory::{grown, size, GZIP_STATE, KIB};
+use fuwa_api::{
+    BuildContext, Chunk, ConfigError, ConfigSection, MemoryBound, MemoryEnv, Output, OutputError,
+};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
@@ -294,6 +297,26 @@ impl ForwardOutput {
 
 #[async_trait]
 impl Output for ForwardOutput {
+    /// The chunk's segments are sent as they are (no copy); gzip makes one
+    /// compressed copy (at most about the chunk, in a buffer that may have
+    /// doubled). Per write: one connection's 64 KiB write buffer and its
+    /// ack reader, and the idle connections kept per server.
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
+        let c = env.chunk_limit_size;
+        let mut b = MemoryBound::new().with("write buffer 64 KiB + ack reply 64 KiB", 128 * KIB);
+        if self.compression == Compression::Gzip {
+            b.add(
+                format!(
+                    "the chunk gzipped (up to chunk_limit_size {}, grown ×2)",
+                    size(c)
+                ),
+                grown(c),
+            );
+            b.add("gzip state 320 KiB", GZIP_STATE);
+        }
+        b
+    }
+
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
         self.started.call_once(|| {
             if self.insecure_tls {

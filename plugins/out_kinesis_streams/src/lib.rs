@@ -39,7 +39,10 @@ use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
-use fuwa_api::{BuildContext, Chunk, ConfigError, ConfigSection, Metric, Output, OutputError};
+use fuwa_api::{
+    BuildContext, Chunk, ConfigError, ConfigSection, MemoryBound, MemoryEnv, Metric, Output,
+    OutputError,
+};
 use fuwa_aws::batch::{self, Answer, CallOutcome, Job, Limits, Observe, Pace, Sender};
 use fuwa_aws::{classify_code, Class, LazyClient};
 use tracing::{debug, warn};
@@ -337,6 +340,12 @@ fn kinesis_hint(code: &str, stream: &str) -> Option<String> {
 
 #[async_trait]
 impl Output for KinesisOutput {
+    /// The batching sender's bound (fuwa_aws::batch::Sender::memory_bound).
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
+        let agg = self.inner.renderer.aggregation.then_some(MAX_RECORD as u64);
+        self.inner.sender.memory_bound(env.chunk_limit_size, agg)
+    }
+
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
         self.inner.write(chunk).await
     }

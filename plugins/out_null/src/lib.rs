@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fuwa_api::{BuildContext, Chunk, ConfigError, ConfigSection, Output, OutputError};
+use fuwa_api::{
+    BuildContext, Chunk, ConfigError, ConfigSection, MemoryBound, MemoryEnv, Output, OutputError,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +29,11 @@ pub fn build(
 
 #[async_trait]
 impl Output for NullOutput {
+    /// A write only counts the chunk: nothing beyond it.
+    fn memory_bound(&self, _env: &MemoryEnv) -> MemoryBound {
+        MemoryBound::new()
+    }
+
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
         self.records
             .fetch_add(chunk.records as u64, Ordering::Relaxed);

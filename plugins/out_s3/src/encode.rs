@@ -40,7 +40,7 @@ pub struct Encoder {
 }
 
 /// Rendered records are compressed in slices of this size.
-const RAW_SLICE: usize = 256 << 10;
+pub(crate) const RAW_SLICE: usize = 256 << 10;
 
 impl Encoder {
     pub fn content_type(&self) -> &'static str {

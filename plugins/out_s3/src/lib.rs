@@ -21,9 +21,10 @@ use async_trait::async_trait;
 use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use aws_sdk_s3::Client;
+use fuwa_api::memory::{grown, size, zstd_state, GZIP_STATE, JSON_OF_MSGPACK, MAX_RECORD};
 use fuwa_api::{
-    BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, Metric, Output,
-    OutputError, Partitioner,
+    BuildContext, ByteSize, Chunk, ConfigError, ConfigSection, HumanDuration, MemoryBound,
+    MemoryEnv, Metric, Output, OutputError, Partitioner,
 };
 use fuwa_aws::LazyClient;
 use fuwa_render::{parse_timezone, JsonLines, Template, TimeFormat};
@@ -390,6 +391,61 @@ fn s3_hint(code: &str, bucket: &str) -> Option<String> {
 
 #[async_trait]
 impl Output for S3Output {
+    /// upload.rs: the encoder (a blocking thread) hands 1 MiB pieces
+    /// through a channel of two; they gather into the object (PutObject)
+    /// or the part being filled, at most the larger of multipart_threshold
+    /// and part_size plus a piece, in a Vec that may have doubled; a part
+    /// is sent before more pieces are taken (one part in flight).
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
+        let piece = upload::PIECE as u64;
+        let most = (self.multipart_threshold.max(self.part_size) as u64).saturating_add(piece);
+        let mut b = MemoryBound::new()
+            .with(
+                format!(
+                    "object or part being filled: max(multipart_threshold, part_size) {} + 1 MiB, grown ×2",
+                    size(most - piece)
+                ),
+                grown(most),
+            )
+            .with("3 pieces of 1 MiB (channel and encoder)", 3 * piece)
+            .with("SDK client, connection and request state 1 MiB", MIB);
+        let c = env.chunk_limit_size;
+        match (self.encoder.format, self.encoder.compression) {
+            (Format::Parquet, comp) => {
+                b.add(
+                    format!(
+                        "Parquet row group's values and pages (3 × chunk_limit_size {})",
+                        size(c)
+                    ),
+                    c.saturating_mul(3),
+                );
+                if comp == Compression::Zstd {
+                    let l = self.encoder.level.unwrap_or(3);
+                    b.add(format!("zstd level {l} state"), zstd_state(l));
+                }
+            }
+            (_, comp) => {
+                let raw = encode::RAW_SLICE as u64;
+                b.add(
+                    format!(
+                        "rendered slice: 256 KiB + a run of entries ({} + a record up to 1 MiB) as JSON, grown ×2",
+                        size(raw / 2)
+                    ),
+                    grown(raw + JSON_OF_MSGPACK * (raw / 2 + MAX_RECORD)),
+                );
+                match comp {
+                    Compression::Gzip => b.add("gzip state 320 KiB", GZIP_STATE),
+                    Compression::Zstd => {
+                        let l = self.encoder.level.unwrap_or(3);
+                        b.add(format!("zstd level {l} state"), zstd_state(l));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        b
+    }
+
     fn partitioner(&self) -> Option<Arc<dyn Partitioner>> {
         Some(self.template.clone())
     }

@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use crate::S3Output;
 
 /// The encoder hands out compressed pieces of this size.
-const PIECE: usize = 1 << 20;
+pub(crate) const PIECE: usize = 1 << 20;
 
 pub async fn write_object(
     out: &S3Output,

@@ -5,7 +5,10 @@ use std::io::Write;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fuwa_api::{BuildContext, Chunk, ConfigError, ConfigSection, Output, OutputError};
+use fuwa_api::memory::{grown, size, JSON_OF_MSGPACK};
+use fuwa_api::{
+    BuildContext, Chunk, ConfigError, ConfigSection, MemoryBound, MemoryEnv, Output, OutputError,
+};
 use fuwa_render::{parse_timezone, JsonLines, TimeFormat};
 use serde::Deserialize;
 use tracing::warn;
@@ -69,6 +72,19 @@ fn classify(e: std::io::Error) -> OutputError {
 
 #[async_trait]
 impl Output for StdoutOutput {
+    /// The chunk rendered whole as JSON Lines, in a buffer that starts at
+    /// twice the chunk and may double once more.
+    fn memory_bound(&self, env: &MemoryEnv) -> MemoryBound {
+        let c = env.chunk_limit_size;
+        MemoryBound::new().with(
+            format!(
+                "the chunk as JSON ({JSON_OF_MSGPACK} × chunk_limit_size {}, grown ×2)",
+                size(c)
+            ),
+            grown(JSON_OF_MSGPACK.saturating_mul(c)),
+        )
+    }
+
     async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
         let mut out = Vec::with_capacity(chunk.bytes * 2);
         let bad = self.lines.write_chunk(chunk, &mut out);

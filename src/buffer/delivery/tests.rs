@@ -72,6 +72,9 @@ async fn a_chunk_backing_off_does_not_hold_up_the_others() {
 struct CountingDown(AtomicU64);
 #[async_trait]
 impl Output for CountingDown {
+    fn memory_bound(&self, _: &fuwa_api::MemoryEnv) -> fuwa_api::MemoryBound {
+        fuwa_api::MemoryBound::new()
+    }
     async fn write(&self, _chunk: &Chunk) -> Result<(), OutputError> {
         self.0.fetch_add(1, Ordering::Relaxed);
         Err(OutputError::Retryable("down".into()))
