@@ -242,13 +242,7 @@ fn backpressure_bounds_disk_and_memory_and_loses_nothing() {
     let on_disk = dir_size(&a.path("data/buffer/files"));
     let limit = 256 * 1024 + 64 * 1024 + 16 * 1024; // limit + one chunk + headers
     assert!(on_disk <= limit, "disk use {on_disk} within {limit}");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", a.pid())).unwrap();
-    let rss_kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let rss_kib = common::proc_kib(a.pid(), "VmRSS");
     assert!(rss_kib < 64 * 1024, "RSS stays bounded: {rss_kib} KiB");
     eprintln!("blocked: {acked_then} acked, {on_disk} bytes on disk, RSS {rss_kib} KiB");
     unblock_output(&a);

@@ -743,15 +743,6 @@ fn check_refuses_star_with_credentials_and_bad_limits() {
     );
 }
 
-/// kB of a /proc/<pid>/status field (VmRSS, VmHWM).
-fn proc_kb(pid: u32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    s.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("field")
-}
-
 /// Item 4, the memory: 32 senders each stop 3.5 MiB into a 4 MiB body
 /// (112 MiB on the wire) while the input may hold 16 MiB of bodies (the
 /// default body_buffer_limit, 4 × body_size_limit): the agent's peak memory
@@ -764,7 +755,7 @@ fn stalled_senders_hold_no_more_than_the_budget() {
     );
     good(&f, 0);
     let pid = f.child.id();
-    let before = proc_kb(pid, "VmRSS");
+    let before = common::proc_kib(pid, "VmRSS");
     let part = vec![b' '; 3584 * 1024];
     let senders: Vec<_> = (0..32)
         .map(|_| {
@@ -791,7 +782,7 @@ fn stalled_senders_hold_no_more_than_the_budget() {
     for t in senders {
         answers.push(t.join().expect("sender"));
     }
-    let peak = proc_kb(pid, "VmHWM");
+    let peak = common::proc_kib(pid, "VmHWM");
     let grew_mib = peak.saturating_sub(before) / 1024;
     eprintln!("peak memory grew by {grew_mib} MiB");
     // 16 MiB of bodies, hyper's buffers, allocator slack; not 112 MiB

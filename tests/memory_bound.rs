@@ -2,10 +2,10 @@
 //! with its parts, which follow the config as the table says; and an agent
 //! under load stays at or below the bound it logged at start.
 
+#[path = "common/check.rs"]
+mod check;
 mod common;
 
-use std::io::Read;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{bin, message, send, Agent};
@@ -19,17 +19,7 @@ fn check(toml: &str) -> (String, Vec<(String, u64)>) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.toml");
     std::fs::write(&p, toml.replace("{dir}", &dir.path().display().to_string())).unwrap();
-    let o = Command::new(bin())
-        .args(["check", "-c"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (out, parts) = check::bound_parts(bin(), &p, &[]);
     let mut lines = out.lines();
     assert!(
         lines
@@ -40,13 +30,6 @@ fn check(toml: &str) -> (String, Vec<(String, u64)>) {
     );
     let line = lines.next().unwrap().to_string();
     assert!(line.starts_with("memory bound: "), "{out}");
-    let parts = lines
-        .map(|l| {
-            let l = l.trim_start();
-            let (n, what) = l.split_once("  ").unwrap_or_else(|| panic!("`{l}`"));
-            (what.trim().to_string(), n.parse::<u64>().unwrap())
-        })
-        .collect();
     (line, parts)
 }
 
@@ -172,23 +155,6 @@ max_in_flight = 3
     assert_eq!(part(&parts, "an aggregate of at most"), 2 * 1000 * KIB);
 }
 
-/// A VmHWM/VmRSS line of /proc/PID/status, in bytes.
-fn status_bytes(pid: u32, key: &str) -> u64 {
-    let mut s = String::new();
-    std::fs::File::open(format!("/proc/{pid}/status"))
-        .unwrap()
-        .read_to_string(&mut s)
-        .unwrap();
-    let line = s.lines().find(|l| l.starts_with(key)).unwrap();
-    line[key.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse::<u64>()
-        .unwrap()
-        * KIB
-}
-
 const LOADED: &str = r#"
 [agent]
 log_level = "info"
@@ -226,7 +192,7 @@ fn an_agent_under_load_stays_within_its_bound() {
     // the bound counts the release binary at rest; this one is the test
     // build (its debug pages are larger): its own at-rest figure replaces
     // the constant, the rest of the bound is what the config may add
-    let rest = status_bytes(agent.pid(), "VmHWM:");
+    let rest = common::proc_kib(agent.pid(), "VmHWM") * KIB;
     let allowed = bound - fuwa::cli::bound::AT_REST + rest.max(fuwa::cli::bound::AT_REST);
 
     // two connections, 60 messages of 2,000 events (~130 KiB) each: ~15 MiB
@@ -261,7 +227,7 @@ fn an_agent_under_load_stays_within_its_bound() {
         assert!(Instant::now() < deadline, "{n} of {want} lines delivered");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let peak = status_bytes(agent.pid(), "VmHWM:");
+    let peak = common::proc_kib(agent.pid(), "VmHWM") * KIB;
     agent.stop();
     assert!(
         peak <= allowed,
@@ -314,7 +280,7 @@ type = "null"
 flush_interval = "100ms"
 "#,
     );
-    let rest = status_bytes(agent.pid(), "VmRSS:");
+    let rest = common::proc_kib(agent.pid(), "VmRSS") * KIB;
     // six connections, one after the other, each sends one 6 MiB message
     // (mmapped: its pages go back to the system when freed) and stays open
     let msg = big_message("big", 6, 1 << 20, "c");
@@ -332,7 +298,7 @@ flush_interval = "100ms"
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut now;
     loop {
-        now = status_bytes(agent.pid(), "VmRSS:");
+        now = common::proc_kib(agent.pid(), "VmRSS") * KIB;
         if now < rest + 16 * MIB || Instant::now() > deadline {
             break;
         }

@@ -38,20 +38,17 @@ pub fn check_text(bin: &str, path: &Path, text: &str) -> Result<(), String> {
     }
 }
 
-/// The memory bound `fuwa check` prints for a config held in memory, in
-/// bytes (the sum of the exact parts after its `memory bound:` line), with
-/// `env` set for the check (e.g. `TOKIO_WORKER_THREADS`).
-pub fn bound_bytes(bin: &str, text: &str, env: &[(&str, &str)]) -> u64 {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let copy = dir.path().join("config.toml");
-    std::fs::write(&copy, text).expect("write copy");
+/// `fuwa check -c path` with `env` set (e.g. `TOKIO_WORKER_THREADS`), which
+/// must pass: what it printed, and the memory bound's parts as (who: what,
+/// exact bytes), the lines after its `memory bound:` line.
+pub fn bound_parts(bin: &str, path: &Path, env: &[(&str, &str)]) -> (String, Vec<(String, u64)>) {
     let o = Command::new(bin)
         .args(["check", "-c"])
-        .arg(&copy)
+        .arg(path)
         .envs(env.iter().copied())
         .output()
         .expect("run fuwa check");
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
         o.status.success(),
         "{out}{}",
@@ -60,14 +57,29 @@ pub fn bound_bytes(bin: &str, text: &str, env: &[(&str, &str)]) -> u64 {
     let parts = out
         .lines()
         .skip_while(|l| !l.starts_with("memory bound: "))
-        .skip(1);
-    let mut sum = 0u64;
-    for l in parts {
-        let n = l.split_whitespace().next().unwrap_or("");
-        sum += n
-            .parse::<u64>()
-            .unwrap_or_else(|_| panic!("`{l}` in\n{out}"));
-    }
+        .skip(1)
+        .map(|l| {
+            let l = l.trim_start();
+            let (n, what) = l
+                .split_once("  ")
+                .unwrap_or_else(|| panic!("`{l}` in\n{out}"));
+            let n = n
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("`{l}` in\n{out}"));
+            (what.trim().to_string(), n)
+        })
+        .collect();
+    (out, parts)
+}
+
+/// The memory bound `fuwa check` prints for a config held in memory, in
+/// bytes (the sum of its parts), with `env` set for the check.
+pub fn bound_bytes(bin: &str, text: &str, env: &[(&str, &str)]) -> u64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("config.toml");
+    std::fs::write(&copy, text).expect("write copy");
+    let (out, parts) = bound_parts(bin, &copy, env);
+    let sum: u64 = parts.iter().map(|(_, n)| n).sum();
     assert!(sum > 0, "no memory bound in\n{out}");
     sum
 }

@@ -438,3 +438,12 @@ pub fn incompressible_text(state: &mut u64, len: usize) -> String {
         })
         .collect()
 }
+
+/// kB of a /proc/<pid>/status field (`VmRSS`, `VmHWM`).
+pub fn proc_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("field")
+}

@@ -95,11 +95,7 @@ fn http_conn(mut s: TcpStream) -> Result<(), String> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
+            let len = super::content_length(&head);
             if buf.len() >= end + 4 + len {
                 s.write_all(REPLY).map_err(|e| format!("write: {e}"))?;
                 buf.drain(..end + 4 + len);

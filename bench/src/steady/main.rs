@@ -38,6 +38,14 @@ use clap::{Parser, Subcommand};
 
 mod floor;
 
+/// The `content-length` of a lowercased HTTP head (0 without one).
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "fuwa-steady",
@@ -403,11 +411,7 @@ fn read_response(s: &mut TcpStream, got: &mut Vec<u8>) -> Result<bool, String> {
                 .nth(1)
                 .and_then(|c| c.parse().ok())
                 .ok_or("no status code")?;
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
+            let len = content_length(&head);
             if got.len() >= end + 4 + len {
                 got.drain(..end + 4 + len);
                 return Ok((200..300).contains(&status));
